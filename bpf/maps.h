@@ -1,0 +1,139 @@
+/* Every map of the datapath, in one place: names are the pin names user space sees. */
+#ifndef HYP_MAPS_H
+#define HYP_MAPS_H
+
+/* Sizes are defaults; the loader may resize before load (bpf_map__set_max_entries). */
+#ifndef HYP_FLOWS_MAX
+#define HYP_FLOWS_MAX 524288      /* established flows */
+#endif
+#ifndef HYP_FLOWS_NEW_MAX
+#define HYP_FLOWS_NEW_MAX 131072  /* half-open / unreplied flows: a SYN flood evicts only these */
+#endif
+#ifndef HYP_BANS_MAX
+#define HYP_BANS_MAX 262144       /* per family */
+#endif
+#ifndef HYP_ALLOW_MAX
+#define HYP_ALLOW_MAX 16384       /* per family */
+#endif
+#ifndef HYP_SRC_MAX
+#define HYP_SRC_MAX 65536         /* rate-limit and sampling state per source */
+#endif
+#ifndef HYP_RINGBUF_BYTES
+#define HYP_RINGBUF_BYTES (1 << 20)
+#endif
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} gen SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, HYP_GENERATIONS);
+	__type(key, __u32);
+	__type(value, struct hyp_config);
+} policy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, HYP_FLOWS_MAX);
+	__type(key, struct hyp_flow_key);
+	__type(value, struct hyp_flow);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, HYP_FLOWS_NEW_MAX);
+	__type(key, struct hyp_flow_key);
+	__type(value, struct hyp_flow);
+} flows_new SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, HYP_BANS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct hyp_lpm4_key);
+	__type(value, struct hyp_ban);
+} bans4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, HYP_BANS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct hyp_lpm6_key);
+	__type(value, struct hyp_ban);
+} bans6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, HYP_ALLOW_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct hyp_lpm4_key);
+	__type(value, struct hyp_allow);
+} allow4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, HYP_ALLOW_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct hyp_lpm6_key);
+	__type(value, struct hyp_allow);
+} allow6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, HYP_SRC_MAX);
+	__type(key, struct hyp_src_key);
+	__type(value, struct hyp_rl);
+} rl SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, HYP_SRC_MAX);
+	__type(key, struct hyp_sample_key);
+	__type(value, struct hyp_sample);
+} ev_sample SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, HYP_GENERATIONS * HYP_SIG_MAX);
+	__type(key, __u32);
+	__type(value, struct hyp_sig);
+} sigs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, HYP_GENERATIONS * HYP_DFA_STATES_MAX);
+	__type(key, __u32);
+	__type(value, struct hyp_dfa_row);
+} dfa SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, HYP_GENERATIONS * HYP_DFA_STATES_MAX);
+	__type(key, __u32);
+	__type(value, struct hyp_dfa_out);
+} dfa_out SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, HYP_STATS_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct hyp_stat);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, HYP_C_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, HYP_RINGBUF_BYTES);
+} events SEC(".maps");
+
+#endif /* HYP_MAPS_H */

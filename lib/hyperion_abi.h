@@ -1,0 +1,357 @@
+/* Hyperion ABI: every map key/value and event struct shared by bpf/, runtime/ and Lua (ffi.cdef). */
+#ifndef HYPERION_ABI_H
+#define HYPERION_ABI_H
+/*
+ * Rules for this file (it is read by clang -target bpf, gcc and LuaJIT's ffi.cdef alike):
+ *  - between ABI-BEGIN and ABI-END: no macros, no bitfields, no includes; only fixed-width
+ *    __u8/__u16/__u32/__u64 types, enums and structs. Lua strips '#' lines and reads the rest verbatim.
+ *  - explicit padding, append-only: never reorder or resize a field, add new ones at the end.
+ *  - every limit is an enum constant here so all three sides agree on it.
+ * Byte order: addresses and ports are stored as they are on the wire (network order), counters and
+ * times in host order. Times are CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns) unless named _s.
+ */
+#if defined(__bpf__)
+/* vmlinux.h already provides __u8..__u64 */
+#elif defined(__KERNEL__) || defined(__linux__)
+#include <linux/types.h>
+#endif
+
+/* ABI-BEGIN */
+
+enum hyp_limits {
+	HYP_ABI_VERSION = 1,
+	HYP_ADDR_LEN = 16,          /* IPv4 uses the first 4 bytes, the rest are zero */
+	HYP_SIG_MAX = 256,          /* signatures per generation */
+	HYP_PATTERN_MAX = 64,       /* bytes per signature pattern */
+	HYP_SIG_PORTS_MAX = 8,      /* destination ports a signature may be scoped to */
+	HYP_SIG_NAME_MAX = 48,      /* signature name, NUL-terminated (user space only) */
+	HYP_DFA_STATES_MAX = 24576, /* automaton states per generation; ids fit in 15 bits */
+	HYP_DFA_ACCEPT = 32768,     /* bit set in a transition whose target state reports a match */
+	HYP_DFA_STATE_MASK = 32767,
+	HYP_STATE_OUT_MAX = 8,      /* signatures reported by one accepting state */
+	HYP_SCAN_DEPTH_MAX = 1536,  /* ceiling for config.scan_depth (bytes scanned per packet) */
+	HYP_SCAN_DEPTH_DEFAULT = 256,
+	HYP_EV_PAYLOAD = 64,        /* payload bytes captured into an event */
+	HYP_GENERATIONS = 2,        /* double-buffered config/signatures */
+	HYP_VLAN_MAX = 2,           /* 802.1Q + QinQ; more tags is a drop (HYP_R_DROP_VLAN_DEPTH) */
+	HYP_IPV6_EXT_MAX = 6,       /* extension headers walked; longer chains are dropped */
+	HYP_PORT_WORDS = 1024       /* 65536-bit port bitmap as 64-bit words */
+};
+
+enum hyp_family {
+	HYP_AF_INET = 4,
+	HYP_AF_INET6 = 6
+};
+
+/* Verdict reasons: one table for the datapath, metrics and Lua. Every packet ends in exactly one. */
+enum hyp_reason {
+	HYP_R_PASS_FLOW = 0,        /* packet of a known flow */
+	HYP_R_PASS_NEW = 1,         /* opened a new flow */
+	HYP_R_PASS_ALLOW = 2,       /* source on the allowlist */
+	HYP_R_PASS_NONIP = 3,       /* ARP, LLDP, ...: not ours to judge */
+	HYP_R_PASS_OTHER = 4,       /* IP protocol we do not track (GRE, ESP, SCTP, ...) */
+	HYP_R_PASS_FRAG = 5,        /* non-first fragment, fragment policy "pass" */
+	HYP_R_PASS_ICMP = 6,        /* ICMP/ICMPv6 error or control message */
+	HYP_R_PASS_ALERT = 7,       /* signature with action alert matched */
+	HYP_R_PASS_EGRESS = 8,      /* seen by the tc egress program */
+	HYP_R_DROP_BANNED = 9,      /* source in a ban list */
+	HYP_R_DROP_MALFORMED_L2 = 10,
+	HYP_R_DROP_VLAN_DEPTH = 11,
+	HYP_R_DROP_MALFORMED_L3 = 12, /* truncated IP header, IHL < 5 or past the packet, bad version */
+	HYP_R_DROP_EXT_CHAIN = 13,  /* IPv6 extension chain longer than HYP_IPV6_EXT_MAX or truncated */
+	HYP_R_DROP_MALFORMED_L4 = 14, /* truncated TCP/UDP/ICMP header, TCP doff < 5 or past the packet */
+	HYP_R_DROP_FRAG = 15,       /* non-first fragment, fragment policy "drop" */
+	HYP_R_DROP_INVALID = 16,    /* TCP packet that belongs to no flow, bad flag combination */
+	HYP_R_DROP_PORT = 17,       /* new inbound flow to a port that is not allowed */
+	HYP_R_DROP_RATE_SYN = 18,   /* per-source new-connection bucket empty */
+	HYP_R_DROP_RATE_PPS = 19,   /* per-source packet bucket empty */
+	HYP_R_DROP_SIG = 20,        /* signature with action drop or ban matched */
+	HYP_R_ABORTED = 21,         /* internal error (map lookup that cannot fail did): XDP_ABORTED */
+	HYP_R_MAX = 22
+};
+
+/* The stats map holds HYP_R_MAX entries for real verdicts, then HYP_R_MAX for monitor mode:
+ * index HYP_STATS_MONITOR + r counts packets that would have been dropped for r but passed. */
+enum hyp_stats_layout {
+	HYP_STATS_MONITOR = 22,
+	HYP_STATS_ENTRIES = 44
+};
+
+/* Value of the per-CPU "stats" map. */
+struct hyp_stat {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* Plain per-CPU counters (map "counters"), indexed by this enum. */
+enum hyp_counter {
+	HYP_C_SEEN = 0,             /* packets entering the XDP program */
+	HYP_C_EGRESS_SEEN = 1,      /* packets entering the tc egress program */
+	HYP_C_EV_SUBMITTED = 2,     /* events written to the ring buffer */
+	HYP_C_EV_LOST = 3,          /* events dropped: ring buffer full */
+	HYP_C_EV_SAMPLED = 4,       /* events suppressed by per-source sampling */
+	HYP_C_CT_NEW_INSERT = 5,    /* inserts into flows_new */
+	HYP_C_CT_NEW_DELETE = 6,    /* deletes from flows_new (promotion, close, expiry) */
+	HYP_C_CT_EST_INSERT = 7,    /* inserts into flows */
+	HYP_C_CT_EST_DELETE = 8,    /* deletes from flows (close, expiry) */
+	HYP_C_CT_PICKUP = 9,        /* mid-stream pickups confirmed by a local socket */
+	HYP_C_CT_EXPIRED = 10,      /* flows found expired by the datapath */
+	HYP_C_SCAN_BYTES = 11,      /* payload bytes stepped through the automaton */
+	HYP_C_SCAN_SKIPPED = 12,    /* packets not scanned: stream depth reached */
+	HYP_C_GEN_MISMATCH = 13,    /* flow automaton state reset after a signature reload */
+	HYP_C_MAX = 16
+};
+
+enum hyp_event_kind {
+	HYP_EV_MATCH = 1,           /* signature matched (any action) */
+	HYP_EV_BLOCK = 2,           /* packet from a banned source dropped */
+	HYP_EV_INVALID = 3,         /* malformed or out-of-state packet */
+	HYP_EV_RATELIMIT = 4,       /* per-source rate limit exceeded */
+	HYP_EV_FLOW_NEW = 5,        /* a new flow was created */
+	HYP_EV_FLOW_END = 6,        /* a flow closed (FIN/RST) or expired */
+	HYP_EV_POLICY = 7,          /* new flow refused by the port policy */
+	HYP_EV_KIND_MAX = 8
+};
+
+enum hyp_verdict {
+	HYP_V_PASS = 0,
+	HYP_V_DROP = 1,
+	HYP_V_MONITOR = 2,          /* would have dropped, passed because mode is monitor */
+	HYP_V_ABORTED = 3
+};
+
+enum hyp_ct_state {
+	HYP_CT_NONE = 0,
+	HYP_CT_SYN_SENT = 1,
+	HYP_CT_SYN_RECV = 2,
+	HYP_CT_ESTABLISHED = 3,
+	HYP_CT_FIN_WAIT = 4,        /* originator sent FIN first */
+	HYP_CT_CLOSE_WAIT = 5,      /* responder sent FIN first */
+	HYP_CT_TIME_WAIT = 6,       /* both sides sent FIN */
+	HYP_CT_CLOSED = 7,          /* RST seen */
+	HYP_CT_UDP = 8,             /* UDP pseudo-flow, unreplied */
+	HYP_CT_UDP_REPLIED = 9,     /* UDP pseudo-flow, traffic seen both ways */
+	HYP_CT_ICMP = 10,           /* ICMP echo pseudo-flow */
+	HYP_CT_STATE_MAX = 11
+};
+
+enum hyp_mode {
+	HYP_MODE_ENFORCE = 0,
+	HYP_MODE_MONITOR = 1
+};
+
+/* How a TCP packet that belongs to no flow is treated (nf_conntrack_tcp_loose equivalent). */
+enum hyp_pickup {
+	HYP_PICKUP_SOCKET = 0,      /* default: pick up only if a local socket owns the 4-tuple */
+	HYP_PICKUP_STRICT = 1,      /* drop as INVALID */
+	HYP_PICKUP_GRACE = 2        /* pick up anything until start_ns + pickup_grace_ns, then SOCKET */
+};
+
+enum hyp_frag_policy {
+	HYP_FRAG_PASS = 0,          /* default: first fragment is judged, later ones pass */
+	HYP_FRAG_DROP = 1
+};
+
+enum hyp_sig_action {
+	HYP_ACT_ALERT = 0,          /* report, pass */
+	HYP_ACT_DROP = 1,           /* report, drop */
+	HYP_ACT_BAN = 2             /* report for ban, drop */
+};
+
+enum hyp_sig_flags {
+	HYP_SIGF_NOCASE = 1
+};
+
+/* flow flags */
+enum hyp_flow_flags {
+	HYP_FF_INBOUND = 1,         /* originated by a remote peer (seen first on XDP ingress) */
+	HYP_FF_PICKUP = 2,          /* picked up mid-stream */
+	HYP_FF_SCAN_DONE_0 = 4,     /* stream depth reached, direction 0 */
+	HYP_FF_SCAN_DONE_1 = 8,     /* stream depth reached, direction 1 */
+	HYP_FF_FIN_0 = 16,          /* FIN seen from endpoint a */
+	HYP_FF_FIN_1 = 32,          /* FIN seen from endpoint b */
+	HYP_FF_ESTABLISHED_MAP = 64 /* entry lives in flows (not flows_new) */
+};
+
+/*
+ * Flow key, canonical: endpoint a is the (addr, port) pair that compares lower (memcmp of addr, then
+ * port), so both directions of a connection hash to the same entry with one lookup.
+ * ICMP echo: port_a = port_b = echo identifier.
+ */
+struct hyp_flow_key {
+	__u8 addr_a[16];
+	__u8 addr_b[16];
+	__u16 port_a;
+	__u16 port_b;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+/* Direction index d: 0 = packet from endpoint a, 1 = from endpoint b. */
+struct hyp_flow {
+	__u64 created_ns;
+	__u64 last_seen_ns;
+	__u64 packets[2];
+	__u64 bytes[2];
+	__u32 next_seq[2];          /* expected next TCP sequence per direction (in-order check) */
+	__u32 scanned[2];           /* payload bytes inspected per direction (stream depth) */
+	__u16 dfa_state[2];         /* automaton state carried across segments, per direction */
+	__u8 state;                 /* enum hyp_ct_state */
+	__u8 orig;                  /* direction index of the originator */
+	__u8 flags;                 /* enum hyp_flow_flags */
+	__u8 dfa_gen;               /* generation dfa_state belongs to */
+	__u16 pad[3];
+};
+
+/* Ban lists: LPM tries keyed by prefix length + address. */
+struct hyp_lpm4_key {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct hyp_lpm6_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+struct hyp_ban {
+	__u64 expires_ns;           /* CLOCK_MONOTONIC; 0 = never */
+	__u64 created_ns;
+	__u32 reason;               /* free-form code chosen by user space (reason text lives there) */
+	__u32 hits;                 /* packets dropped, racy increment (approximate) */
+};
+
+struct hyp_allow {
+	__u64 created_ns;
+	__u32 flags;
+	__u32 pad;
+};
+
+/* Per-source state for rate limits (LRU hash "rl"), keyed by source address (IPv6: /64 by default). */
+struct hyp_src_key {
+	__u8 addr[16];
+	__u8 family;
+	__u8 pad[3];
+};
+
+struct hyp_rl {
+	__u64 syn_tokens;           /* nano-tokens: 1e9 per token */
+	__u64 syn_last_ns;
+	__u64 pps_tokens;
+	__u64 pps_last_ns;
+	__u32 syn_rate;             /* per-source override, conn/s; 0 = use config */
+	__u32 pps_rate;             /* per-source override, packets/s; 0 = use config */
+};
+
+/* Per-source, per-kind event sampling state (LRU hash "ev_sample"). */
+struct hyp_sample_key {
+	__u8 addr[16];
+	__u8 family;
+	__u8 kind;
+	__u8 pad[2];
+};
+
+struct hyp_sample {
+	__u64 tokens;               /* nano-tokens, refilled at config.ev_rate per second */
+	__u64 last_ns;
+	__u32 suppressed;           /* events suppressed since the last one delivered */
+	__u32 pad;
+};
+
+/* Signature metadata, array "sigs" indexed by gen * HYP_SIG_MAX + id. */
+struct hyp_sig {
+	__u32 id;
+	__u8 action;                /* enum hyp_sig_action */
+	__u8 proto;                 /* IPPROTO_TCP/UDP/ICMP/ICMPV6, 0 = any */
+	__u8 flags;                 /* enum hyp_sig_flags */
+	__u8 nports;                /* 0 = any destination port */
+	__u16 ports[8];             /* HYP_SIG_PORTS_MAX, host order */
+	__u8 active;
+	__u8 pad[3];
+};
+
+/* One automaton state: next state per input byte (| HYP_DFA_ACCEPT if that state reports a match).
+ * Array "dfa" indexed by gen * HYP_DFA_STATES_MAX + state. State 0 is the start state. */
+struct hyp_dfa_row {
+	__u16 next[256];
+};
+
+/* Signatures an accepting state reports, array "dfa_out" indexed like "dfa". Unused slots are 0xffff. */
+struct hyp_dfa_out {
+	__u16 sig[8];               /* HYP_STATE_OUT_MAX */
+};
+
+/* Policy, array "policy" indexed by generation; array "gen" entry 0 holds the active generation. */
+struct hyp_config {
+	__u32 mode;                 /* enum hyp_mode */
+	__u32 pickup;               /* enum hyp_pickup */
+	__u32 frag_policy;          /* enum hyp_frag_policy */
+	__u32 scan_depth;           /* bytes scanned per packet, <= HYP_SCAN_DEPTH_MAX; 0 = no scanning */
+	__u32 stream_depth;         /* bytes scanned per flow direction before the fast path; 0 = unlimited */
+	__u32 nsigs;                /* signatures in this generation */
+	__u32 dfa_states;           /* automaton states in this generation (0 = no automaton) */
+	__u32 syn_rate;             /* new TCP connections/s per source; 0 = unlimited */
+	__u32 syn_burst;
+	__u32 pps_rate;             /* packets/s per source; 0 = unlimited */
+	__u32 pps_burst;
+	__u32 ev_rate;              /* events/s per source and kind; 0 = no sampling */
+	__u32 ev_burst;
+	__u32 rl_v6_prefix;         /* IPv6 sources are rate-limited per prefix of this length (default 64) */
+	__u32 capture_len;          /* payload bytes copied into events, <= HYP_EV_PAYLOAD */
+	__u32 tcp_all_open;         /* 1: every TCP port accepts new inbound flows */
+	__u32 udp_all_open;         /* 1: every UDP port accepts new inbound flows */
+	__u32 pad0;
+	__u64 timeout_ns[11];       /* per enum hyp_ct_state (HYP_CT_STATE_MAX) */
+	__u64 clock_offset_ns;      /* added to bpf_ktime_get_ns(); lets tests age flows and bans */
+	__u64 start_ns;             /* when the daemon started (for HYP_PICKUP_GRACE) */
+	__u64 pickup_grace_ns;
+	__u64 tcp_ports[1024];      /* HYP_PORT_WORDS: bit p set = TCP port p open for new inbound flows */
+	__u64 udp_ports[1024];
+};
+
+/* Ring-buffer event, fixed layout. */
+struct hyp_event {
+	__u64 ts_ns;                /* CLOCK_MONOTONIC */
+	__u8 saddr[16];             /* packet source */
+	__u8 daddr[16];
+	__u16 sport;                /* network order */
+	__u16 dport;
+	__u8 kind;                  /* enum hyp_event_kind */
+	__u8 proto;                 /* IPPROTO_* */
+	__u8 family;                /* enum hyp_family */
+	__u8 verdict;               /* enum hyp_verdict */
+	__u8 reason;                /* enum hyp_reason */
+	__u8 state;                 /* enum hyp_ct_state of the flow, if any */
+	__u8 dir;                   /* 0 ingress (XDP), 1 egress (tc) */
+	__u8 action;                /* enum hyp_sig_action for matches */
+	__u32 sig;                  /* signature id for matches, else 0xffffffff */
+	__u32 ifindex;
+	__u32 suppressed;           /* events of this kind from this source suppressed before this one */
+	__u32 payload_len;          /* valid bytes in payload */
+	__u32 pkt_len;              /* length of the packet on the wire */
+	__u64 packets;              /* flow_end: packets both ways */
+	__u64 bytes;                /* flow_end: bytes both ways */
+	__u8 payload[64];           /* HYP_EV_PAYLOAD: first bytes of the L4 payload (matches) */
+};
+
+/* ABI-END */
+
+#if !defined(__bpf__)
+_Static_assert(sizeof(struct hyp_flow_key) == 40, "flow key layout");
+_Static_assert(sizeof(struct hyp_flow) == 80, "flow layout");
+_Static_assert(sizeof(struct hyp_event) == 152, "event layout");
+_Static_assert(sizeof(struct hyp_sig) == 28, "sig layout");
+_Static_assert(sizeof(struct hyp_dfa_row) == 512, "dfa row layout");
+_Static_assert(sizeof(struct hyp_ban) == 24, "ban layout");
+_Static_assert(sizeof(struct hyp_rl) == 40, "rl layout");
+_Static_assert(sizeof(((struct hyp_config *)0)->timeout_ns) == 8 * HYP_CT_STATE_MAX, "timeouts");
+_Static_assert(sizeof(((struct hyp_sig *)0)->ports) == 2 * HYP_SIG_PORTS_MAX, "sig ports");
+_Static_assert(sizeof(((struct hyp_dfa_out *)0)->sig) == 2 * HYP_STATE_OUT_MAX, "dfa out");
+_Static_assert(sizeof(((struct hyp_event *)0)->payload) == HYP_EV_PAYLOAD, "event payload");
+_Static_assert(sizeof(((struct hyp_config *)0)->tcp_ports) == 8 * HYP_PORT_WORDS, "port bitmap");
+_Static_assert((int)HYP_STATS_MONITOR == (int)HYP_R_MAX && (int)HYP_STATS_ENTRIES == 2 * (int)HYP_R_MAX,
+	       "stats layout");
+#endif
+
+#endif /* HYPERION_ABI_H */
