@@ -1,0 +1,50 @@
+/* Datapath test harness: load the skeleton unattached, run packets through BPF_PROG_TEST_RUN, read maps. */
+#ifndef HYP_DPTEST_H
+#define HYP_DPTEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "hyperion_abi.h"
+
+struct hyperion_bpf;
+struct ring_buffer;
+
+struct dpt {
+	struct hyperion_bpf *skel;
+	int xdp_fd, tc_fd;
+	struct hyp_config cfg;      /* what dpt_config_push() writes; starts from dpt_config_defaults() */
+	struct ring_buffer *rb;
+	struct hyp_event ev[256];   /* drained by dpt_events() */
+	int nev;
+};
+
+/* Open + load a fresh skeleton (own maps, nothing pinned or attached), push default config.
+ * flows_max/flows_new_max 0 = defaults. Returns 0 or -errno. */
+int dpt_open(struct dpt *t, uint32_t flows_max, uint32_t flows_new_max);
+void dpt_close(struct dpt *t);
+/* Test defaults: enforce, all ports open, scan_depth 256, stream_depth 0 (unlimited), no rate limits,
+ * no event sampling, pickup SOCKET, frag PASS, conntrack timeouts as in production. */
+void dpt_config_defaults(struct hyp_config *cfg);
+/* Write t->cfg into the inactive generation and flip (what the daemon does). */
+int dpt_config_push(struct dpt *t);
+
+/* Run one frame through XDP (ingress) / tc egress. Returns the program's return value (XDP_* / TC_ACT_*)
+ * or -errno if the run itself failed. */
+int dpt_xdp(struct dpt *t, const void *frame, uint32_t len);
+int dpt_tc(struct dpt *t, const void *frame, uint32_t len);
+
+/* Map readers, summed over CPUs. */
+uint64_t dpt_stat(struct dpt *t, unsigned idx);     /* stats[idx].packets */
+uint64_t dpt_counter(struct dpt *t, unsigned idx);
+uint64_t dpt_stats_total(struct dpt *t);            /* sum of all stats entries' packets */
+/* Flow lookup by one packet's view; returns 0 and fills f (+ established: in "flows"), or -ENOENT. */
+int dpt_flow(struct dpt *t, int family, uint8_t proto, const char *src, uint16_t sport, const char *dst,
+	     uint16_t dport, struct hyp_flow *f, bool *established);
+/* Ban / allow helpers (direct map writes). ttl_ns 0 = permanent; expiry relative to the datapath's now. */
+int dpt_ban(struct dpt *t, const char *cidr, uint64_t ttl_ns, uint32_t reason);
+int dpt_allow(struct dpt *t, const char *cidr);
+/* Drain the ring buffer into t->ev / t->nev (replacing the previous contents). Returns nev. */
+int dpt_events(struct dpt *t);
+
+#endif
