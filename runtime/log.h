@@ -1,0 +1,12 @@
+/* Logging to stderr, as text or JSON lines, with syslog-style levels. */
+#ifndef HYP_LOG_H
+#define HYP_LOG_H
+
+#include <stdbool.h>
+#include <syslog.h>
+
+void log_set_json(bool json);
+void log_set_level(int level);          /* LOG_ERR .. LOG_DEBUG; default LOG_INFO */
+void hyp_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif
