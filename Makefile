@@ -56,7 +56,7 @@ all: $(PROGS) $(TEST_BIN) $(BENCH_BIN)
 # Debian packages the build, tests, demo and benchmarks need; `make deps` installs the missing ones.
 DEB_PKGS := build-essential pkg-config clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev \
             libluajit-5.1-dev luajit libevent-dev iproute2 iptables nftables curl nmap hping3 \
-            python3 python3-scapy gnuplot-nox ncat procps psmisc kmod
+            python3 python3-scapy gnuplot-nox ncat procps psmisc kmod iputils-ping util-linux
 deps:
 	$(Q)missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 	    grep -q 'install ok installed' || echo $$p; done); \
@@ -140,3 +140,33 @@ install: $(PROGS)
 
 clean:
 	rm -rf $(BUILD)
+
+# --- bench ---
+# Owned by the benchmarks (bench/). The bench programs' own XDP object (generator transmit step, receiver
+# baselines) and its skeleton; trafficgen and xdprx need only libbpf, so they get explicit rules and
+# build even while libhyperion.a is mid-work. `make bench` also installs ipset (iptables ban sets).
+BENCH_BPF_OBJ := $(BUILD)/bench/benchxdp.bpf.o
+BENCH_SKEL    := $(BUILD)/bench/benchxdp.skel.h
+BENCH_LIBBPF  := $(shell pkg-config --libs libbpf libelf zlib 2>/dev/null)
+
+$(BENCH_BPF_OBJ): bench/bpf/benchxdp.bpf.c $(BUILD)/vmlinux.h
+	$(call msg,BPF,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BENCH_SKEL): $(BENCH_BPF_OBJ)
+	$(call msg,SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name benchxdp > $@
+
+$(BUILD)/bench/trafficgen $(BUILD)/bench/xdprx: $(BUILD)/bench/%: bench/%.c bench/frame.h $(BENCH_SKEL)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(BENCH_LIBBPF)
+
+$(BUILD)/bench/micro $(BUILD)/bench/hyprx: $(BENCH_SKEL)
+
+.PHONY: bench-deps bench-tools
+bench-deps:
+	$(Q)command -v ipset >/dev/null || { [ "$$(id -u)" = 0 ] && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ipset >/dev/null; }
+bench-tools: $(BUILD)/bench/trafficgen $(BUILD)/bench/xdprx
+bench: bench-deps

@@ -1,19 +1,189 @@
-/* TEMPORARY STUB (replaced by the datapath work): defines the maps and two programs so the skeleton builds. */
+/* The datapath: XDP ingress pipeline (hyp_xdp) and tc egress conntrack (hyp_tc_egress). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 #include "hyperion_abi.h"
 #include "maps.h"
+#include "helpers.h"
+#include "stats.h"
+#include "parse.h"
+#include "policy.h"
+#include "ratelimit.h"
+#include "events.h"
+#include "blocklist.h"
+#include "conntrack.h"
+#include "inspect.h"
+
+/* tc egress: bytes pulled into the linear area when a packet's headers are not all there (GSO
+ * packets from the local stack usually are). 128 covers Ethernet + 2 VLAN tags + IPv6 + TCP with
+ * options; deeper IPv6 extension chains are then parsed as truncated and left alone (egress never
+ * drops). */
+#define HYP_TC_PULL_LEN 128
+
+/* Scan the payload of a packet that passed conntrack; a match in scope decides the verdict. */
+static __always_inline int xdp_inspect(struct xdp_md *ctx, struct hyp_pkt *p, int r)
+{
+	const struct hyp_config *cfg = p->cfg;
+	struct hyp_match m = {};
+
+	if (!p->pay_len || (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP))
+		return r;
+	if (!cfg->scan_depth || !cfg->dfa_states)
+		return r;
+	if (!inspect_payload(ctx, p->pay_off, p->pay_len, p->proto, bpf_ntohs(p->dport), p->flow, p->dir,
+			     p->tcp_seq, cfg, p->gen, &m))
+		return r;
+	p->sig = m.sig;
+	p->action = m.action;
+	return m.action == HYP_ACT_ALERT ? HYP_R_PASS_ALERT : HYP_R_DROP_SIG;
+}
+
+/* The ingress pipeline in the order of docs/design.md; returns the packet's one reason. */
+static __always_inline int xdp_process(struct xdp_md *ctx, struct hyp_pkt *p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	int r;
+
+	p->pkt_len = data_end - data;
+	p->ifindex = ctx->ingress_ifindex;
+	p->sig = HYP_EV_NO_SIG;
+	r = parse_l3(data, data_end, p);
+	if (r != HYP_CONTINUE)
+		return r;
+	r = policy_load(p);
+	if (r != HYP_CONTINUE)
+		return r;
+	r = allow_check(p);
+	if (r != HYP_CONTINUE)
+		return r;
+	r = ban_check(p);
+	if (r != HYP_CONTINUE)
+		return r;
+	if (p->nonfirst_frag)
+		return policy_frag(p->cfg);
+	r = parse_l4(data, data_end, p);
+	if (r != HYP_CONTINUE)
+		return r;
+	r = rl_pps(p);
+	if (r != HYP_CONTINUE)
+		return r;
+	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP && !parse_is_icmp(p))
+		return HYP_R_PASS_OTHER;
+	r = ct_track(ctx, p);
+	if (r != HYP_R_PASS_FLOW && r != HYP_R_PASS_NEW)
+		return r;
+	return xdp_inspect(ctx, p, r);
+}
+
+/* Copy the first cfg->capture_len payload bytes into a match event. */
+static __always_inline void xdp_ev_payload(struct xdp_md *ctx, const struct hyp_pkt *p, struct hyp_event *e)
+{
+	__u32 n = p->cfg->capture_len;
+
+	if (n > p->pay_len)
+		n = p->pay_len;
+	/* the helper's length must be a non-zero constant-bounded value */
+	if (n > HYP_EV_PAYLOAD)
+		n = HYP_EV_PAYLOAD;
+	if (n == 0)
+		return;
+	if (!bpf_xdp_load_bytes(ctx, p->pay_off, e->payload, n))
+		e->payload_len = n;
+}
+
+/* The single exit: reason -> XDP verdict, exactly one stats[] entry, the (sampled) events. */
+static __always_inline int xdp_finish(struct xdp_md *ctx, struct hyp_pkt *p, int reason)
+{
+	bool drop = stats_is_drop(reason);
+	bool monitor;
+	__u8 verdict, kind;
+	int act;
+
+	/* drops decided before the config was read (malformed L2/L3) still obey monitor mode */
+	if (drop && !p->cfg)
+		policy_load(p);
+	monitor = drop && policy_is_monitor(p->cfg);
+	if (reason == HYP_R_ABORTED) {
+		act = XDP_ABORTED;
+		verdict = HYP_V_ABORTED;
+	} else if (drop && !monitor) {
+		act = XDP_DROP;
+		verdict = HYP_V_DROP;
+	} else {
+		act = XDP_PASS;
+		verdict = monitor ? HYP_V_MONITOR : HYP_V_PASS;
+	}
+	if (!stats_count(monitor ? HYP_STATS_MONITOR + reason : reason, p->pkt_len))
+		return XDP_ABORTED;
+	if (!p->cfg)
+		return act;
+	if (p->ev_flow)
+		ev_flow(p, p->ev_flow, reason, verdict);
+	kind = ev_kind_of(reason);
+	if (kind) {
+		struct hyp_event *e = ev_begin(p, kind, reason, verdict);
+
+		if (e) {
+			if (kind == HYP_EV_MATCH) {
+				e->sig = p->sig;
+				e->action = p->action;
+				xdp_ev_payload(ctx, p, e);
+			}
+			ev_submit(e);
+		}
+	}
+	return act;
+}
 
 SEC("xdp")
 int hyp_xdp(struct xdp_md *ctx)
 {
-	return XDP_PASS;
+	struct hyp_pkt p = {};
+
+	hyp_count(HYP_C_SEEN);
+	return xdp_finish(ctx, &p, xdp_process(ctx, &p));
+}
+
+/* Egress: the same parse, conntrack only. Never drops, never counts in stats[] (which books ingress
+ * packets: HYP_C_SEEN == sum of stats), only HYP_C_EGRESS_SEEN. */
+static __always_inline void tc_process(struct __sk_buff *skb, struct hyp_pkt *p)
+{
+	void *data, *data_end;
+
+	p->egress = 1;
+	p->pkt_len = skb->len;
+	p->ifindex = skb->ifindex;
+	p->sig = HYP_EV_NO_SIG;
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	if (data + HYP_TC_PULL_LEN > data_end && skb->len > (__u32)(data_end - data)) {
+		bpf_skb_pull_data(skb, skb->len < HYP_TC_PULL_LEN ? skb->len : HYP_TC_PULL_LEN);
+		/* the helper moved the packet: every packet pointer must be read again */
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+	}
+	if (parse_l3(data, data_end, p) != HYP_CONTINUE || p->nonfirst_frag)
+		return;
+	if (policy_load(p) != HYP_CONTINUE)
+		return;
+	if (parse_l4(data, data_end, p) != HYP_CONTINUE)
+		return;
+	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP && !parse_is_icmp(p))
+		return;
+	ct_track(skb, p);
+	if (p->ev_flow)
+		ev_flow(p, p->ev_flow, HYP_R_PASS_EGRESS, HYP_V_PASS);
 }
 
 SEC("tc")
 int hyp_tc_egress(struct __sk_buff *skb)
 {
-	return 0; /* TC_ACT_OK */
+	struct hyp_pkt p = {};
+
+	hyp_count(HYP_C_EGRESS_SEEN);
+	tc_process(skb, &p);
+	return HYP_TC_ACT_OK;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -40,6 +40,8 @@ struct hyp_dp {
 		int tc_link_fd;
 		enum hyp_xdp_mode mode; /* the mode actually used */
 	} ifaces[HYP_IFACES_MAX];
+	/* appended: bit i set = ifaces[i] egress attached through a clsact filter (no tcx link to pin) */
+	__u32 tc_legacy_mask;
 };
 
 /* Open + load (or re-adopt maps pinned under pin_dir). Returns 0 or -errno; logs once on failure. */

@@ -47,4 +47,28 @@ int dpt_allow(struct dpt *t, const char *cidr);
 /* Drain the ring buffer into t->ev / t->nev (replacing the previous contents). Returns nev. */
 int dpt_events(struct dpt *t);
 
+/* --- appended: options and helpers beyond the first contract --- */
+struct hyp_ban;
+struct dpt_opts {
+	uint32_t flows_max;         /* 0 = default */
+	uint32_t flows_new_max;     /* 0 = default */
+	uint32_t ringbuf_bytes;     /* 0 = default; power of two >= page size (4096 holds ~25 events) */
+};
+int dpt_open_opts(struct dpt *t, const struct dpt_opts *o);
+/* The canonical conntrack key for one packet's view (endpoint a = lower addr, then lower port). */
+int dpt_flow_key(int family, uint8_t proto, const char *src, uint16_t sport, const char *dst, uint16_t dport,
+		 struct hyp_flow_key *k);
+/* Reads the ban entry covering cidr (LPM lookup), e.g. for its hits counter. 0 or -errno. */
+int dpt_ban_get(struct dpt *t, const char *cidr, struct hyp_ban *b);
+/* Runs one frame through XDP; *rc gets the verdict. Returns the single stats index (0..HYP_STATS_ENTRIES-1)
+ * whose packet count grew by exactly one, -1 if none grew, -2 if several grew or any grew by more. */
+int dpt_xdp_reason(struct dpt *t, const void *frame, uint32_t len, int *rc);
+/* TAP check: verdict == want_rc and exactly stats[want_stat] grew by one. Returns true when both hold. */
+bool dpt_expect(struct dpt *t, const void *frame, uint32_t len, int want_rc, unsigned want_stat,
+		const char *what);
+/* Name of a stats index ("DROP_PORT", "MONITOR+DROP_PORT"), for messages. */
+const char *dpt_stat_name(int idx);
+/* Events of one kind in t->ev (after dpt_events); returns the first or NULL, count in *n if non-NULL. */
+const struct hyp_event *dpt_event_find(struct dpt *t, uint8_t kind, int *n);
+
 #endif

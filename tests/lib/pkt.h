@@ -46,4 +46,15 @@ struct pkt_layout {
 };
 int pkt_build_layout(const struct pkt_opts *o, uint8_t *buf, size_t cap, struct pkt_layout *lay);
 
+/* --- appended: helpers for corruption and non-IP frames --- */
+/* Rewrites the IP length field (IPv4 total length + header checksum, IPv6 payload length) so it
+ * describes a frame of frame_len bytes: a consistently short packet rather than a cut one. */
+void pkt_set_ip_len(uint8_t *buf, const struct pkt_layout *lay, uint32_t frame_len);
+/* Recomputes the IPv4 header checksum over IHL*4 bytes (capped at the 60-byte maximum). */
+void pkt_fix_ipv4_csum(uint8_t *buf, int l3_off);
+/* Ethernet (+ nvlan 802.1Q tags) carrying ethertype and an opaque body (ARP, LLDP, ...). */
+int pkt_build_l2(uint16_t ethertype, int nvlan, const void *body, uint32_t body_len, uint8_t *buf, size_t cap);
+/* A minimal ARP request body (28 bytes) from 192.0.2.1 asking for 198.51.100.1. */
+extern const uint8_t pkt_arp_request[28];
+
 #endif

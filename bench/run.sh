@@ -1,0 +1,410 @@
+#!/usr/bin/env bash
+# Benchmarks: Hyperion side by side with bare XDP, iptables and nftables on one veth pair, in one run.
+#
+#   bench/run.sh            full run (make bench), under 15 minutes
+#   bench/run.sh --quick    short run (make bench QUICK=1), under 2 minutes
+#   bench/run.sh --smoke    a few thousand paced frames per case; prints "smoke ..." books lines that
+#                           tests/e2e/test_bench_smoke.sh checks (counts only, never timings)
+#
+# Topology: namespace hyp-bench-tx-$$ holds veth end hbtx0 (the generator transmits out of it with
+# BPF_F_TEST_XDP_LIVE_FRAMES, pinned to CPU 0); hyp-bench-rx-$$ holds hbrx0, whose NAPI runs threaded and
+# pinned to CPU 1. Each system in turn is set up on hbrx0, the generator sends for a fixed time, and the
+# figure is what the receiver's own counters saw in that time (frames the veth ring refused never count).
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BUILD=${BUILD:-build}
+B=$BUILD/bench
+MODE=full
+case "${1:-}" in
+--quick) MODE=quick ;;
+--smoke) MODE=smoke ;;
+"") ;;
+*) echo "usage: $0 [--quick|--smoke]" >&2; exit 2 ;;
+esac
+
+ID=$$
+NS_TX=hyp-bench-tx-$ID
+NS_RX=hyp-bench-rx-$ID
+IF_TX=hbtx0
+IF_RX=hbrx0
+TX_CPU=0
+RX_CPU=1
+TX4=192.0.2.1 RX4=192.0.2.2
+TX6=2001:db8:b::1 RX6=2001:db8:b::2
+BANNED4=203.0.113.7 BAN4_NET=203.0.113.0/24
+FLOOD4=198.51.100.0 FLOOD4_NET=198.51.100.0/24         # SYN flood sources: low byte varied per frame
+FLOOD6=2001:db8:f::0 FLOOD6_NET=2001:db8:f::/64          # low 32 bits varied per frame
+PORT_TCP=80 PORT_UDP=53
+SIG_HIT=HYPSIG-ATTACK                                    # the signature every "dropped by payload" frame carries
+WORK=$(mktemp -d /tmp/hyp-bench.XXXXXX)
+RAW=$WORK/raw.txt                                        # one line per measured run
+RESULTS_MD=${RESULTS_MD:-bench/results.md}
+RESULTS_PNG=${RESULTS_PNG:-bench/results.png}
+SYS_PID=
+SYS_OUT=
+SYS_NAME=
+SERVER_PID=
+
+case $MODE in
+full)  REPS=3; DUR=2;    E_FLOWS=1000000; E_BANS=100000; E_SIGS=256 ;;
+quick) REPS=3; DUR=0.25; E_FLOWS=100000;  E_BANS=10000;  E_SIGS=256 ;;
+smoke) REPS=1; DUR=0;    E_FLOWS=2000;    E_BANS=1000;   E_SIGS=16; SMOKE_COUNT=${SMOKE_COUNT:-3000} ;;
+esac
+REPS=${BENCH_REPS:-$REPS}
+DUR=${BENCH_DURATION:-$DUR}
+
+log() { printf '%s\n' "$*" >&2; }
+rx() { ip netns exec "$NS_RX" "$@"; }
+tx() { ip netns exec "$NS_TX" "$@"; }
+
+cleanup() {
+	sys_down >/dev/null 2>&1
+	[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null
+	ip netns del "$NS_TX" 2>/dev/null
+	ip netns del "$NS_RX" 2>/dev/null
+	[ -n "${CT_MAX_SAVED:-}" ] && echo "$CT_MAX_SAVED" >/proc/sys/net/netfilter/nf_conntrack_max
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+need() {
+	[ "$(id -u)" = 0 ] || { log "bench: needs root"; exit 1; }
+	local t
+	for t in ip iptables-restore ip6tables-restore nft ipset taskset ncat; do
+		command -v "$t" >/dev/null || { log "bench: missing $t (make deps bench-deps)"; exit 1; }
+	done
+	for t in trafficgen xdprx; do
+		[ -x "$B/$t" ] || { log "bench: $B/$t not built (make bench-tools)"; exit 1; }
+	done
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Network: one veth pair between two namespaces, static neighbours (no ARP/ND during a run), blackhole
+# routes for the flood sources on the receiver (its replies die at the route lookup and cost no CPU on
+# the sending side). Addresses are TEST-NET only.
+net_up() {
+	ip netns add "$NS_TX" && ip netns add "$NS_RX" || exit 1
+	ip link add "$IF_TX" netns "$NS_TX" type veth peer name "$IF_RX" netns "$NS_RX" || exit 1
+	local ns
+	for ns in "$NS_TX" "$NS_RX"; do ip -n "$ns" link set lo up; done
+	ip -n "$NS_TX" link set "$IF_TX" up
+	ip -n "$NS_RX" link set "$IF_RX" up
+	ip -n "$NS_TX" addr add "$TX4/24" dev "$IF_TX"
+	ip -n "$NS_RX" addr add "$RX4/24" dev "$IF_RX"
+	ip -n "$NS_TX" -6 addr add "$TX6/64" dev "$IF_TX" nodad
+	ip -n "$NS_RX" -6 addr add "$RX6/64" dev "$IF_RX" nodad
+	TX_MAC=$(ip -n "$NS_TX" -br link show "$IF_TX" | awk '{print $3}')
+	RX_MAC=$(ip -n "$NS_RX" -br link show "$IF_RX" | awk '{print $3}')
+	ip -n "$NS_TX" neigh replace "$RX4" lladdr "$RX_MAC" dev "$IF_TX" nud permanent
+	ip -n "$NS_TX" neigh replace "$RX6" lladdr "$RX_MAC" dev "$IF_TX" nud permanent
+	ip -n "$NS_RX" neigh replace "$TX4" lladdr "$TX_MAC" dev "$IF_RX" nud permanent
+	ip -n "$NS_RX" neigh replace "$TX6" lladdr "$TX_MAC" dev "$IF_RX" nud permanent
+	ip -n "$NS_RX" route add blackhole "$FLOOD4_NET"
+	ip -n "$NS_RX" route add blackhole "$BAN4_NET"
+	ip -n "$NS_RX" -6 route add blackhole "$FLOOD6_NET"
+	rx sh -c "echo 1 > /sys/class/net/$IF_RX/threaded" 2>/dev/null || log "bench: threaded NAPI unavailable"
+	# Established-flow scenario: a listener that accepts and discards.
+	rx ncat -lk "$RX4" "$PORT_TCP" --recv-only >/dev/null 2>&1 &
+	SERVER_PID=$!
+	rx ncat -lk "$RX6" "$PORT_TCP" --recv-only >/dev/null 2>&1 &
+	SERVER_PID="$SERVER_PID $!"
+	# Conntrack must hold scenario (e)'s flows: the limit is global, restored on exit.
+	CT_MAX_SAVED=$(cat /proc/sys/net/netfilter/nf_conntrack_max 2>/dev/null)
+	local want=$((E_FLOWS * 2))
+	[ -n "$CT_MAX_SAVED" ] && [ "$CT_MAX_SAVED" -lt "$want" ] && echo "$want" >/proc/sys/net/netfilter/nf_conntrack_max
+	sleep 0.3
+}
+
+# The receiver's NAPI kthread is created when an XDP program attaches: pin it away from the generator.
+pin_napi() {
+	local pid
+	for pid in $(ps -eo pid=,comm= | awk -v p="napi/$IF_RX" 'index($2, p) == 1 {print $1}'); do
+		taskset -pc "$RX_CPU" "$pid" >/dev/null 2>&1
+	done
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Policy under test, one source of truth for all systems: TCP/80 and UDP/53 open for new inbound flows,
+# established flows pass, payload signatures drop, banned CIDRs drop, everything else new drops.
+make_policy_files() {   # nsigs nbans
+	local nsigs=$1 nbans=$2
+	# Signatures: distinct literals; the one the attack frames carry is last, so a linear rule list
+	# (iptables) walks all of them, as a DFA (Hyperion) does in one pass.
+	awk -v n="$nsigs" -v hit="$SIG_HIT" 'BEGIN { for (i = 1; i < n; i++) printf "hypbench-sig-%04d-%x\n", i, i * 7919; print hit }' >"$WORK/sigs.txt"
+	# Bans: the banned TEST-NET /24 plus filler prefixes of mixed length. The filler lives in 240.0.0.0/4
+	# (reserved, never routed): it is only set/map content inside our own namespace, never an address.
+	awk -v n="$nbans" -v b="$BAN4_NET" 'BEGIN { print b; for (i = 1; i < n; i++) {
+		if (i % 2) printf "240.%d.%d.0/24\n", int(i / 256) % 256, i % 256;
+		else printf "241.%d.%d.%d/32\n", int(i / 65536) % 256, int(i / 256) % 256, i % 256 } }' >"$WORK/bans4.txt"
+}
+
+ipt_ruleset() {   # family(4|6) -> iptables-restore input
+	local fam=$1 icmp=icmp set=hypbench-ban4
+	[ "$fam" = 6 ] && { icmp=ipv6-icmp; set=hypbench-ban6; }
+	echo "*raw"
+	echo ":PREROUTING ACCEPT [0:0]"
+	echo "-A PREROUTING -m set --match-set $set src -j DROP"
+	echo "COMMIT"
+	echo "*filter"
+	echo ":INPUT ACCEPT [0:0]"
+	echo "-A INPUT -i lo -j ACCEPT"
+	echo "-A INPUT -m conntrack --ctstate INVALID -j DROP"
+	local s
+	while IFS= read -r s; do echo "-A INPUT -m string --algo bm --string \"$s\" -j DROP"; done <"$WORK/sigs.txt"
+	echo "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"
+	echo "-A INPUT -p tcp --dport $PORT_TCP --syn -m conntrack --ctstate NEW -j ACCEPT"
+	echo "-A INPUT -p udp --dport $PORT_UDP -j ACCEPT"
+	echo "-A INPUT -p $icmp -j ACCEPT"
+	echo "-A INPUT -j DROP"
+	echo "COMMIT"
+}
+
+# nftables has no substring search: signatures become a match of the literal at the start of the L4
+# payload (UDP: byte 8, TCP without options: byte 20). That is strictly less work than a search.
+nft_ruleset() {
+	echo "table inet hypbench {"
+	echo "  set ban4 { type ipv4_addr; flags interval; auto-merge; elements = {"
+	paste -sd, "$WORK/bans4.txt"
+	echo "  } }"
+	echo "  set ban6 { type ipv6_addr; flags interval; }"
+	echo "  chain pre { type filter hook prerouting priority raw; ip saddr @ban4 counter drop; ip6 saddr @ban6 counter drop; }"
+	echo "  chain input { type filter hook input priority filter; policy accept;"
+	echo "    iif lo accept"
+	echo "    ct state invalid counter drop"
+	local s hex bits
+	while IFS= read -r s; do
+		hex=$(printf '%s' "$s" | od -An -tx1 | tr -d ' \n')
+		bits=$((${#s} * 8))
+		echo "    udp length > $((8 + ${#s})) @th,64,$bits 0x$hex counter drop"
+		echo "    meta l4proto tcp @th,160,$bits 0x$hex counter drop"
+	done <"$WORK/sigs.txt"
+	echo "    ct state established,related accept"
+	echo "    tcp dport $PORT_TCP tcp flags & (fin|syn|rst|ack) == syn ct state new accept"
+	echo "    udp dport $PORT_UDP accept"
+	echo "    meta l4proto { icmp, ipv6-icmp } accept"
+	echo "    counter drop"
+	echo "  }"
+	echo "}"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Systems. sys_up NAME FAMILY starts one on hbrx0; sys_books prints "frames=N dropped=N" so far;
+# sys_down stops it. xdp_* and hyperion count in their own XDP program; iptables/nftables sit behind a
+# counting XDP_PASS (it also gives the veth peer the NAPI that XDP transmit into the pair requires) and
+# their drops come from the rule counters.
+start_rx_prog() {   # command...
+	SYS_OUT=$WORK/sys.out
+	: >"$SYS_OUT"
+	rm -f "$WORK/ready"
+	rx "$@" >"$SYS_OUT" 2>"$WORK/sys.err" &
+	SYS_PID=$!
+	local i
+	for i in $(seq 1 200); do   # bounded: 20 s, loading 1M-entry maps takes a while
+		[ -e "$WORK/ready" ] && break
+		kill -0 "$SYS_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	if [ ! -e "$WORK/ready" ]; then
+		log "bench: $SYS_NAME failed to start: $(tail -n 3 "$WORK/sys.err" | tr '\n' ' ')"
+		kill "$SYS_PID" 2>/dev/null; wait "$SYS_PID" 2>/dev/null
+		SYS_PID=
+		return 1
+	fi
+	pin_napi
+}
+
+hyperion_available() {
+	[ -x "$B/hyprx" ] || { echo "build/bench/hyprx not built (needs libhyperion.a: loader, maps, sigcompile)"; return 1; }
+	return 0
+}
+
+sys_up() {   # name family
+	SYS_NAME=$1
+	local fam=$2
+	case $1 in
+	xdp_drop) start_rx_prog "$B/xdprx" "$IF_RX" drop "$WORK/ready" ;;
+	xdp_pass) start_rx_prog "$B/xdprx" "$IF_RX" pass "$WORK/ready" ;;
+	ipt_raw)
+		if [ "$fam" = 4 ]; then rx iptables -t raw -A PREROUTING -s "$SCEN_SRC" -j DROP
+		else rx ip6tables -t raw -A PREROUTING -s "$SCEN_SRC" -j DROP; fi
+		start_rx_prog "$B/xdprx" "$IF_RX" pass "$WORK/ready" ;;
+	iptables)
+		{ echo "create hypbench-ban4 hash:net family inet maxelem $((E_BANS * 2 + 1024))"
+		  echo "create hypbench-ban6 hash:net family inet6"
+		  sed 's/^/add hypbench-ban4 /' "$WORK/bans4.txt"; } | rx ipset restore || return 1
+		ipt_ruleset 4 | rx iptables-restore || return 1
+		ipt_ruleset 6 | rx ip6tables-restore || return 1
+		start_rx_prog "$B/xdprx" "$IF_RX" pass "$WORK/ready" ;;
+	nft)
+		nft_ruleset >"$WORK/rules.nft"
+		rx nft -f "$WORK/rules.nft" || return 1
+		start_rx_prog "$B/xdprx" "$IF_RX" pass "$WORK/ready" ;;
+	hyperion)
+		start_rx_prog "$B/hyprx" -i "$IF_RX" --tcp-port "$PORT_TCP" --udp-port "$PORT_UDP" \
+			--sigs "$WORK/sigs.txt" --bans "$WORK/bans4.txt" --flows-new-max $((E_FLOWS + E_FLOWS / 4)) \
+			--ready "$WORK/ready" ;;
+	*) return 1 ;;
+	esac
+}
+
+# Drops counted by the rule set itself (the XDP_PASS counter in front only knows what arrived).
+nf_drops() {
+	case $SYS_NAME in
+	ipt_raw|iptables)
+		{ rx iptables-save -c; rx ip6tables-save -c; } 2>/dev/null |
+			awk '/-j DROP/ { if (match($0, /^\[[0-9]+:/)) s += substr($0, 2, RLENGTH - 2) } END { print s + 0 }' ;;
+	nft)
+		rx nft list table inet hypbench 2>/dev/null |
+			awk '/counter packets [0-9]+ bytes [0-9]+ drop/ { for (i = 1; i < NF; i++) if ($i == "packets") s += $(i + 1) } END { print s + 0 }' ;;
+	*) echo 0 ;;
+	esac
+}
+
+# Snapshot: "frames=N dropped=N" from the receiver's counters now.
+sys_books() {
+	[ -n "$SYS_PID" ] || { echo "frames=0 dropped=0"; return; }
+	local before after i
+	before=$(wc -l <"$SYS_OUT")
+	kill -USR1 "$SYS_PID" 2>/dev/null
+	for i in $(seq 1 50); do   # bounded: 2.5 s
+		after=$(wc -l <"$SYS_OUT")
+		[ "$after" -gt "$before" ] && break
+		sleep 0.05
+	done
+	local line frames dropped
+	line=$(tail -n 1 "$SYS_OUT")
+	frames=$(sed -nE 's/.*frames=([0-9]+).*/\1/p' <<<"$line")
+	case $SYS_NAME in
+	xdp_drop) dropped=$frames ;;
+	xdp_pass) dropped=0 ;;
+	hyperion) dropped=$(sed -nE 's/.*dropped=([0-9]+).*/\1/p' <<<"$line") ;;
+	*) dropped=$(nf_drops) ;;
+	esac
+	echo "frames=${frames:-0} dropped=${dropped:-0}"
+	[ "$SYS_NAME" = hyperion ] && HYP_LAST="$line"
+}
+
+sys_down() {
+	if [ -n "$SYS_PID" ]; then
+		kill -TERM "$SYS_PID" 2>/dev/null
+		wait "$SYS_PID" 2>/dev/null
+		SYS_PID=
+	fi
+	case $SYS_NAME in
+	ipt_raw) rx iptables -t raw -F; rx ip6tables -t raw -F ;;
+	iptables)
+		printf '*raw\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n' | rx iptables-restore
+		printf '*raw\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n' | rx ip6tables-restore
+		rx ipset destroy 2>/dev/null ;;
+	nft) rx nft delete table inet hypbench 2>/dev/null ;;
+	esac
+	# Conntrack entries of this system must not help the next one.
+	rx sh -c 'echo f > /proc/net/nf_conntrack 2>/dev/null' 2>/dev/null
+	SYS_NAME=
+	return 0
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Scenarios: generator arguments, the verdict every frame must get, which systems run it.
+scenario() {   # id -> sets SCEN_*
+	SCEN_FAM=4 SCEN_POP=0 SCEN_EXPECT=drop SCEN_SRC=$TX4
+	SCEN_SYSTEMS="xdp_drop ipt_raw iptables nft hyperion"
+	case $1 in
+	a) SCEN_DESC="64 B UDP flood, dropped by payload signature"
+	   SCEN_GEN="--proto udp --src $TX4 --dst $RX4 --dport $PORT_UDP --payload $SIG_HIT --size 60" ;;
+	b) SCEN_DESC="64 B UDP flood from a banned source"
+	   SCEN_SRC=$BANNED4
+	   SCEN_GEN="--proto udp --src $BANNED4 --dst $RX4 --dport $PORT_UDP --payload hello --size 60" ;;
+	c) SCEN_DESC="established TCP flow, 590 B frames scanned and passed"
+	   SCEN_EXPECT=pass SCEN_SYSTEMS="xdp_pass iptables nft hyperion"
+	   SCEN_GEN="--proto ack --connect --src $TX4 --dst $RX4 --dport $PORT_TCP --payload GET_/index.html --size 590" ;;
+	d) SCEN_DESC="SYN flood, every frame a new flow (conntrack churn)"
+	   SCEN_EXPECT=pass SCEN_SRC=$FLOOD4_NET SCEN_SYSTEMS="xdp_drop xdp_pass iptables nft hyperion"
+	   SCEN_GEN="--proto syn --src $FLOOD4 --dst $RX4 --sport 1024 --dport $PORT_TCP --vary-src 256 --vary-port 64000" ;;
+	e) SCEN_DESC="(a) with $E_FLOWS live flows, $E_BANS banned CIDRs, $E_SIGS signatures"
+	   SCEN_POP=$E_FLOWS SCEN_SYSTEMS="xdp_drop iptables nft hyperion"
+	   SCEN_GEN="--proto udp --src $TX4 --dst $RX4 --dport $PORT_UDP --payload $SIG_HIT --size 60" ;;
+	f6a) SCEN_DESC="IPv6 (a): 78 B UDP flood, dropped by payload signature"
+	   SCEN_FAM=6 SCEN_SRC=$TX6
+	   SCEN_GEN="--proto udp --src $TX6 --dst $RX6 --dport $PORT_UDP --payload $SIG_HIT --size 78" ;;
+	f6d) SCEN_DESC="IPv6 (d): SYN flood, every frame a new flow"
+	   SCEN_FAM=6 SCEN_EXPECT=pass SCEN_SRC=$FLOOD6_NET SCEN_SYSTEMS="xdp_drop xdp_pass iptables nft hyperion"
+	   SCEN_GEN="--proto syn --src $FLOOD6 --dst $RX6 --sport 1024 --dport $PORT_TCP --vary-src 65536 --vary-port 64000" ;;
+	esac
+	[ "$1" = e ] && make_policy_files "$E_SIGS" "$E_BANS" || make_policy_files 1 1
+}
+SCENARIOS=${BENCH_SCENARIOS:-"a b c d e f6a f6d"}
+
+gen() {   # extra generator args...
+	tx "$B/trafficgen" -i "$IF_TX" --dmac "$RX_MAC" --cpu "$TX_CPU" "$@"
+}
+
+# Scenario (e)'s live flows: that many distinct SYNs to the open port, paced so the receiver keeps up,
+# before the measured phase. Both conntrack (iptables/nftables) and Hyperion's flows_new fill the same way.
+populate_flows() {   # n
+	local n=$1 ports=4096
+	gen --proto syn --src "$FLOOD4" --dst "$RX4" --sport 1024 --dport "$PORT_TCP" --vary-src 256 \
+		--vary-port "$ports" --count "$n" --chunk 256 --gap-us 400 >/dev/null
+}
+
+# One measured run: prints "offered_mpps rx_mpps sent seen dropped".
+measure() {
+	[ "$SCEN_POP" -gt 0 ] && [ "$SYS_NAME" != xdp_drop ] && populate_flows "$SCEN_POP"
+	local b0 b1 out sent ns f0 f1 d0 d1
+	b0=$(sys_books)
+	if [ "$MODE" = smoke ]; then
+		out=$(gen $SCEN_GEN --count "$SMOKE_COUNT" --chunk 64 --gap-us 2000)
+	else
+		out=$(gen $SCEN_GEN --duration "$DUR")
+	fi
+	sleep 0.2   # the ring drains; frames still queued count as seen
+	b1=$(sys_books)
+	sent=$(sed -nE 's/.*frames=([0-9]+).*/\1/p' <<<"$out")
+	ns=$(sed -nE 's/.*ns=([0-9]+).*/\1/p' <<<"$out")
+	f0=$(sed -nE 's/frames=([0-9]+).*/\1/p' <<<"$b0"); f1=$(sed -nE 's/frames=([0-9]+).*/\1/p' <<<"$b1")
+	d0=$(sed -nE 's/.*dropped=([0-9]+).*/\1/p' <<<"$b0"); d1=$(sed -nE 's/.*dropped=([0-9]+).*/\1/p' <<<"$b1")
+	[ -n "$sent" ] && [ -n "$ns" ] && [ "$ns" -gt 0 ] || { echo "0 0 0 0 0"; return 1; }
+	awk -v s="$sent" -v ns="$ns" -v f=$((f1 - f0)) -v d=$((d1 - d0)) \
+		'BEGIN { printf "%.3f %.3f %d %d %d\n", s * 1e3 / ns, f * 1e3 / ns, s, f, d }'
+}
+
+# ---------------------------------------------------------------------------------------------------
+run_matrix() {
+	local rep scen sys res hyp_reason
+	hyp_reason=$(hyperion_available) || log "bench: hyperion skipped: $hyp_reason"
+	for rep in $(seq 1 "$REPS"); do
+		for scen in $SCENARIOS; do
+			scenario "$scen"
+			for sys in $SCEN_SYSTEMS; do
+				if [ "$sys" = hyperion ] && [ -n "$hyp_reason" ]; then
+					[ "$MODE" = smoke ] && echo "# SKIP smoke $scen hyperion: $hyp_reason"
+					continue
+				fi
+				HYP_LAST=
+				if ! sys_up "$sys" "$SCEN_FAM"; then
+					log "bench: $scen/$sys: setup failed"
+					sys_down; continue
+				fi
+				res=$(measure) || log "bench: $scen/$sys: run failed"
+				sys_down
+				echo "$scen $sys $rep $res" >>"$RAW"
+				set -- $res
+				if [ "$MODE" = smoke ]; then
+					echo "smoke $scen $sys expect=$SCEN_EXPECT sent=$3 seen=$4 dropped=$5"
+					[ -n "$HYP_LAST" ] && echo "# hyperion books: $HYP_LAST"
+				else
+					log "  rep $rep  $scen  $(printf '%-9s' "$sys") offered $1 Mpps  processed $2 Mpps  (sent $3 seen $4 dropped $5)"
+				fi
+			done
+		done
+	done
+}
+
+need
+net_up
+log "bench: mode $MODE, $REPS repetitions, ${DUR}s per run, generator CPU $TX_CPU, receiver NAPI CPU $RX_CPU"
+run_matrix
+[ "$MODE" = smoke ] && exit 0
+bench/report.sh "$RAW" "$MODE" "$REPS" "$DUR" "$RESULTS_MD" "$RESULTS_PNG"

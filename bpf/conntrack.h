@@ -1,0 +1,364 @@
+/* Connection tracking: canonical flow key, flows_new/flows life cycle, TCP state machine, pickup. */
+#ifndef HYP_CONNTRACK_H
+#define HYP_CONNTRACK_H
+
+/*
+ * Map discipline (docs/design.md): a flow is born in flows_new (TCP SYN, first UDP datagram, ICMP echo
+ * request) and moves to flows once it proved two-way traffic (TCP ESTABLISHED, UDP reply, echo reply),
+ * so a flood of half-open flows can only evict half-open flows. Pickups go straight to flows.
+ * Entries are updated in place without locks: a flow's packets normally land on one CPU (RSS), and a
+ * lost counter increment or a state written twice by two CPUs is harmless for what the state is used
+ * for. Timeouts are checked lazily by the lookup; the LRU maps evict what is never looked up again.
+ */
+
+/* TCP segments that no stack sends: SYN+FIN, SYN+RST, or carrying none of SYN, ACK, RST (null, FIN
+ * and Xmas scans: RFC 9293 requires ACK on every segment after the SYN, except a RST). */
+static __always_inline bool ct_tcp_flags_invalid(__u8 fl)
+{
+	if ((fl & HYP_TCP_SYN) && (fl & (HYP_TCP_FIN | HYP_TCP_RST)))
+		return true;
+	return !(fl & (HYP_TCP_SYN | HYP_TCP_ACK | HYP_TCP_RST));
+}
+
+static __always_inline int ct_cmp64(__u64 a, __u64 b)
+{
+	return a < b ? -1 : a > b;
+}
+
+/*
+ * Canonical key: endpoint a is the (address, port) that compares lower, address bytes as memcmp (so
+ * big-endian integer compare), then port in host order (= memcmp of the network-order bytes). Both
+ * directions build the same key, so a flow costs one lookup. Returns the packet's direction index: 0
+ * if its source is endpoint a.
+ */
+static __always_inline __u8 ct_key_make(const struct hyp_pkt *p, struct hyp_flow_key *k)
+{
+	const __u64 *s = (const __u64 *)p->saddr, *d = (const __u64 *)p->daddr;
+	int cmp;
+	__u8 dir;
+
+	cmp = ct_cmp64(bpf_be64_to_cpu(s[0]), bpf_be64_to_cpu(d[0]));
+	if (!cmp)
+		cmp = ct_cmp64(bpf_be64_to_cpu(s[1]), bpf_be64_to_cpu(d[1]));
+	if (!cmp)
+		cmp = ct_cmp64(bpf_ntohs(p->sport), bpf_ntohs(p->dport));
+	dir = cmp > 0;
+	if (!dir) {
+		hyp_addr_copy(k->addr_a, p->saddr);
+		hyp_addr_copy(k->addr_b, p->daddr);
+		k->port_a = p->sport;
+		k->port_b = p->dport;
+	} else {
+		hyp_addr_copy(k->addr_a, p->daddr);
+		hyp_addr_copy(k->addr_b, p->saddr);
+		k->port_a = p->dport;
+		k->port_b = p->sport;
+	}
+	k->proto = p->proto;
+	k->family = p->family;
+	k->pad[0] = 0;
+	k->pad[1] = 0;
+	return dir;
+}
+
+static __always_inline bool ct_state_ended(__u8 s)
+{
+	return s == HYP_CT_TIME_WAIT || s == HYP_CT_CLOSED;
+}
+
+/* Idle longer than its state's timeout (cfg->timeout_ns[state]; 0 = no timeout, LRU only). */
+static __always_inline bool ct_expired(const struct hyp_pkt *p, const struct hyp_flow *f)
+{
+	__u32 s = f->state;
+	__u64 to;
+
+	if (s >= HYP_CT_STATE_MAX)  /* bounds the array index for the verifier; states are < MAX */
+		return false;
+	to = p->cfg->timeout_ns[s];
+	return to && p->now > f->last_seen_ns && p->now - f->last_seen_ns > to;
+}
+
+static __always_inline void ct_delete(const struct hyp_flow_key *k, bool est)
+{
+	if (est) {
+		if (!bpf_map_delete_elem(&flows, k))
+			hyp_count(HYP_C_CT_EST_DELETE);
+	} else {
+		if (!bpf_map_delete_elem(&flows_new, k))
+			hyp_count(HYP_C_CT_NEW_DELETE);
+	}
+}
+
+static __always_inline void ct_flow_totals(struct hyp_pkt *p, const struct hyp_flow *f)
+{
+	p->ev_packets = f->packets[0] + f->packets[1];
+	p->ev_bytes = f->bytes[0] + f->bytes[1];
+}
+
+/* A flow found expired: report its end now (this packet may go on to open a new one). Flows already
+ * reported at TIME_WAIT/CLOSED are not reported twice. */
+static __always_inline void ct_expire(struct hyp_pkt *p, const struct hyp_flow_key *k, struct hyp_flow *f,
+				      bool est)
+{
+	hyp_count(HYP_C_CT_EXPIRED);
+	if (!ct_state_ended(f->state)) {
+		struct hyp_event *e;
+
+		p->state = f->state;
+		ct_flow_totals(p, f);
+		e = ev_begin(p, HYP_EV_FLOW_END, HYP_R_PASS_FLOW, HYP_V_PASS);
+		if (e)
+			ev_submit(e);
+		p->state = HYP_CT_NONE;
+		p->ev_packets = 0;
+		p->ev_bytes = 0;
+	}
+	ct_delete(k, est);
+}
+
+static __always_inline int ct_pass(const struct hyp_pkt *p, int reason)
+{
+	return p->egress ? HYP_R_PASS_EGRESS : reason;
+}
+
+/* Insert a new flow whose originator has direction index orig. Returns the pass reason. */
+static __always_inline int ct_create(struct hyp_pkt *p, const struct hyp_flow_key *k, __u8 state, __u8 orig,
+				     __u8 flags, bool est)
+{
+	struct hyp_flow v = {};
+	__u8 dir = p->dir & 1;
+	long err;
+
+	v.created_ns = p->now;
+	v.last_seen_ns = p->now;
+	v.packets[dir] = 1;
+	v.bytes[dir] = p->pkt_len;
+	v.state = state;
+	v.orig = orig;
+	/* inbound = originated by the remote side: the sender on ingress, the receiver on egress */
+	if ((orig == dir) != p->egress)
+		flags |= HYP_FF_INBOUND;
+	v.flags = flags;
+	v.dfa_gen = p->gen;
+	if (est) {
+		v.flags |= HYP_FF_ESTABLISHED_MAP;
+		err = bpf_map_update_elem(&flows, k, &v, BPF_ANY);
+		if (!err)
+			hyp_count(HYP_C_CT_EST_INSERT);
+	} else {
+		err = bpf_map_update_elem(&flows_new, k, &v, BPF_ANY);
+		if (!err)
+			hyp_count(HYP_C_CT_NEW_INSERT);
+	}
+	if (err)    /* LRU full of entries busy on other CPUs: pass untracked rather than drop */
+		return ct_pass(p, HYP_R_PASS_NEW);
+	p->state = state;
+	p->ev_flow = HYP_EV_FLOW_NEW;
+	p->ev_packets = 1;
+	p->ev_bytes = p->pkt_len;
+	/* the scanner wants the entry only when there is payload to scan (a SYN rarely has any) */
+	if (!p->egress && p->pay_len)
+		p->flow = bpf_map_lookup_elem(est ? (void *)&flows : (void *)&flows_new, k);
+	return ct_pass(p, HYP_R_PASS_NEW);
+}
+
+/* Move a flow from flows_new to flows (insert, then delete: a reader in between finds it in flows
+ * first). Returns the entry the packet continues with. */
+static __always_inline struct hyp_flow *ct_promote(const struct hyp_flow_key *k, struct hyp_flow *f)
+{
+	struct hyp_flow v = *f;
+	struct hyp_flow *nf;
+
+	v.flags |= HYP_FF_ESTABLISHED_MAP;
+	if (bpf_map_update_elem(&flows, k, &v, BPF_ANY))
+		return f;   /* stays half-open; the next packet tries again */
+	hyp_count(HYP_C_CT_EST_INSERT);
+	if (!bpf_map_delete_elem(&flows_new, k))
+		hyp_count(HYP_C_CT_NEW_DELETE);
+	nf = bpf_map_lookup_elem(&flows, k);
+	return nf;
+}
+
+/* TCP state machine (docs/design.md). Returns the new state; *promote is set on reaching ESTABLISHED. */
+static __always_inline __u8 ct_tcp_next(struct hyp_flow *f, __u8 dir, __u8 fl, bool *promote)
+{
+	bool from_orig = dir == f->orig;
+	__u8 s = f->state;
+
+	if (fl & HYP_TCP_RST)
+		return HYP_CT_CLOSED;
+	if (fl & HYP_TCP_SYN) {
+		if ((fl & HYP_TCP_ACK) && s == HYP_CT_SYN_SENT && !from_orig)
+			return HYP_CT_SYN_RECV;
+		return s;   /* retransmitted SYN / SYN-ACK */
+	}
+	if (ct_state_ended(s) || s > HYP_CT_CLOSED)
+		return s;
+	if ((fl & HYP_TCP_ACK) && s == HYP_CT_SYN_RECV && from_orig) {
+		s = HYP_CT_ESTABLISHED;
+		*promote = true;
+	}
+	if (fl & HYP_TCP_FIN) {
+		f->flags |= dir ? HYP_FF_FIN_1 : HYP_FF_FIN_0;
+		if ((f->flags & (HYP_FF_FIN_0 | HYP_FF_FIN_1)) == (HYP_FF_FIN_0 | HYP_FF_FIN_1))
+			s = HYP_CT_TIME_WAIT;
+		else if (s <= HYP_CT_ESTABLISHED)
+			s = from_orig ? HYP_CT_FIN_WAIT : HYP_CT_CLOSE_WAIT;
+	}
+	return s;
+}
+
+/* A packet of a known flow: counters, state, promotion, flow_end. */
+static __always_inline int ct_update(struct hyp_pkt *p, const struct hyp_flow_key *k, struct hyp_flow *f,
+				     bool est)
+{
+	__u8 dir = p->dir & 1;
+	__u8 s = f->state, ns = s;
+	bool promote = false;
+
+	f->packets[dir] += 1;
+	f->bytes[dir] += p->pkt_len;
+	f->last_seen_ns = p->now;
+	if (p->proto == IPPROTO_TCP) {
+		ns = ct_tcp_next(f, dir, p->tcp_flags, &promote);
+	} else if (dir != f->orig) {
+		/* UDP / ICMP echo: any packet from the responder proves two-way traffic */
+		if (s == HYP_CT_UDP)
+			ns = HYP_CT_UDP_REPLIED;
+		promote = true;
+	}
+	if (ns != s)
+		f->state = ns;
+	p->state = ns;
+	if (ct_state_ended(ns) && !ct_state_ended(s)) {
+		p->ev_flow = HYP_EV_FLOW_END;
+		ct_flow_totals(p, f);
+	}
+	if (promote && !est)
+		f = ct_promote(k, f);
+	p->flow = f;
+	return ct_pass(p, HYP_R_PASS_FLOW);
+}
+
+/* Does a local socket own this 4-tuple? A LISTEN socket does not count: it is what an ACK to a
+ * closed-but-listening port finds, which is exactly the ACK flood we refuse. The lookup is in the
+ * netns of the receiving device; the reference must be released on every path. */
+static __always_inline bool ct_socket_owned(void *ctx, const struct hyp_pkt *p)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+	bool owned;
+
+	if (p->family == HYP_AF_INET) {
+		t.ipv4.saddr = *(__u32 *)p->saddr;
+		t.ipv4.daddr = *(__u32 *)p->daddr;
+		t.ipv4.sport = p->sport;
+		t.ipv4.dport = p->dport;
+		sk = bpf_skc_lookup_tcp(ctx, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+	} else {
+		__builtin_memcpy(t.ipv6.saddr, p->saddr, 16);
+		__builtin_memcpy(t.ipv6.daddr, p->daddr, 16);
+		t.ipv6.sport = p->sport;
+		t.ipv6.dport = p->dport;
+		sk = bpf_skc_lookup_tcp(ctx, &t, sizeof(t.ipv6), BPF_F_CURRENT_NETNS, 0);
+	}
+	if (!sk)
+		return false;
+	owned = sk->state != BPF_TCP_LISTEN;
+	bpf_sk_release(sk);
+	return owned;
+}
+
+/* May a TCP segment without a flow start one mid-stream (cfg->pickup)? */
+static __always_inline bool ct_pickup_allowed(void *ctx, const struct hyp_pkt *p)
+{
+	const struct hyp_config *cfg = p->cfg;
+
+	if (cfg->pickup == HYP_PICKUP_STRICT)
+		return false;
+	if (cfg->pickup == HYP_PICKUP_GRACE && p->now < cfg->start_ns + cfg->pickup_grace_ns)
+		return true;
+	return ct_socket_owned(ctx, p);
+}
+
+/* No flow: decide whether this packet opens one. */
+static __always_inline int ct_miss(void *ctx, struct hyp_pkt *p, const struct hyp_flow_key *k)
+{
+	__u8 dir = p->dir & 1;
+	int r;
+
+	if (p->proto == IPPROTO_TCP) {
+		__u8 fl = p->tcp_flags;
+
+		if ((fl & (HYP_TCP_SYN | HYP_TCP_ACK)) == HYP_TCP_SYN) {
+			if (!p->egress) {
+				r = rl_syn(p);
+				if (r != HYP_CONTINUE)
+					return r;
+				if (!policy_port_open(p->cfg, IPPROTO_TCP, p->dport))
+					return HYP_R_DROP_PORT;
+			}
+			return ct_create(p, k, HYP_CT_SYN_SENT, dir, 0, false);
+		}
+		/* egress never needs a pickup: the reply will find the socket on ingress */
+		if (p->egress)
+			return HYP_R_PASS_EGRESS;
+		if (!ct_pickup_allowed(ctx, p))
+			return HYP_R_DROP_INVALID;
+		if (fl & HYP_TCP_RST)
+			return HYP_R_PASS_FLOW;     /* an owned connection being reset: nothing to track */
+		hyp_count(HYP_C_CT_PICKUP);
+		/* the originator is unknown mid-stream; guess the side with the higher (ephemeral) port */
+		return ct_create(p, k, HYP_CT_ESTABLISHED,
+				 bpf_ntohs(p->sport) > bpf_ntohs(p->dport) ? dir : !dir, HYP_FF_PICKUP, true);
+	}
+	if (p->proto == IPPROTO_UDP) {
+		if (!p->egress && !policy_port_open(p->cfg, IPPROTO_UDP, p->dport))
+			return HYP_R_DROP_PORT;
+		return ct_create(p, k, HYP_CT_UDP, dir, 0, false);
+	}
+	/* ICMP echo: only a request opens a pseudo-flow; an unsolicited reply passes untracked */
+	if (!parse_is_echo_request(p))
+		return ct_pass(p, HYP_R_PASS_ICMP);
+	return ct_create(p, k, HYP_CT_ICMP, dir, 0, false);
+}
+
+/*
+ * Conntrack step for TCP, UDP and ICMP (ingress and egress). One lookup in flows, a second in
+ * flows_new only for flows not yet established. Returns PASS_FLOW / PASS_NEW / PASS_ICMP (egress:
+ * PASS_EGRESS) or a drop reason; sets p->flow, p->dir, p->state and the pending flow event.
+ */
+static __always_inline int ct_track(void *ctx, struct hyp_pkt *p)
+{
+	struct hyp_flow_key k __attribute__((aligned(8)));
+	struct hyp_flow *f;
+	bool est = true;
+
+	if (parse_is_icmp(p) && !parse_is_echo(p))
+		return ct_pass(p, HYP_R_PASS_ICMP);    /* errors, ND, RA, MLD: never state, never dropped */
+	if (p->proto == IPPROTO_TCP && ct_tcp_flags_invalid(p->tcp_flags))
+		return p->egress ? HYP_R_PASS_EGRESS : HYP_R_DROP_INVALID;
+
+	pkt_now(p);
+	p->dir = ct_key_make(p, &k);
+	f = bpf_map_lookup_elem(&flows, &k);
+	if (!f) {
+		est = false;
+		f = bpf_map_lookup_elem(&flows_new, &k);
+	}
+	if (f && ct_expired(p, f)) {
+		ct_expire(p, &k, f, est);
+		f = NULL;
+	}
+	/* a SYN on a finished flow is a new connection reusing the 4-tuple: judge it as one */
+	if (f && p->proto == IPPROTO_TCP && ct_state_ended(f->state) &&
+	    (p->tcp_flags & (HYP_TCP_SYN | HYP_TCP_ACK)) == HYP_TCP_SYN) {
+		ct_delete(&k, est);
+		f = NULL;
+	}
+	if (f)
+		return ct_update(p, &k, f, est);
+	return ct_miss(ctx, p, &k);
+}
+
+#endif /* HYP_CONNTRACK_H */

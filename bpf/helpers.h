@@ -1,0 +1,93 @@
+/* Datapath basics: the per-packet context, protocol constants, the clock and small inline helpers. */
+#ifndef HYP_HELPERS_H
+#define HYP_HELPERS_H
+
+/* A step returns this to let the packet go on, or an enum hyp_reason to end it. */
+#define HYP_CONTINUE (-1)
+
+/* Not in vmlinux.h (they are #defines in the uapi headers). */
+#define HYP_ETH_P_IP     0x0800
+#define HYP_ETH_P_IPV6   0x86DD
+#define HYP_ETH_P_8021Q  0x8100
+#define HYP_ETH_P_8021AD 0x88A8
+#define HYP_TC_ACT_OK    0
+/* IPv6 next-header values; in6.h #defines, so vmlinux.h lacks them (IPPROTO_AH/TCP/UDP/ICMP it has). */
+#define IPPROTO_HOPOPTS  0
+#define IPPROTO_ROUTING  43
+#define IPPROTO_FRAGMENT 44
+#define IPPROTO_ICMPV6   58
+#define IPPROTO_DSTOPTS  60
+
+#define HYP_TCP_FIN 0x01
+#define HYP_TCP_SYN 0x02
+#define HYP_TCP_RST 0x04
+#define HYP_TCP_ACK 0x10
+
+#define HYP_NS_PER_S 1000000000ULL
+
+#ifndef likely
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#endif
+
+/* What one packet is, and what the steps decided about it so far. Lives on the BPF stack (the whole
+ * program must fit in 512 bytes), so keep it small; pointers are map values and are only valid for
+ * this run of the program. */
+struct hyp_pkt {
+	__u8 saddr[16];             /* as on the wire; IPv4 in the first 4 bytes, rest zero */
+	__u8 daddr[16];
+	__u16 sport;                /* network order; ICMP echo: identifier, else 0 */
+	__u16 dport;
+	__u8 family;                /* enum hyp_family */
+	__u8 proto;                 /* IPPROTO_* of the L4 header (after IPv6 extension headers) */
+	__u8 tcp_flags;
+	__u8 icmp_type;
+	__u8 nonfirst_frag;         /* fragment offset != 0: no L4 header in this packet */
+	__u8 egress;                /* 0: XDP ingress, 1: tc egress (hyp_event.dir) */
+	__u8 dir;                   /* direction index in the flow key (0 = from endpoint a) */
+	__u8 state;                 /* flow state after this packet, for events (HYP_CT_NONE: no flow) */
+	__u8 ev_flow;               /* pending flow event (FLOW_NEW / FLOW_END), 0 = none */
+	__u8 pad[3];
+	__u32 l4_off;               /* offset of the L4 header from the start of the frame */
+	__u32 l3_end;               /* end of the IP datagram (IP length, clamped to the frame) */
+	__u32 pay_off;              /* L4 payload offset and length (TCP/UDP) */
+	__u32 pay_len;
+	__u32 pkt_len;              /* frame length */
+	__u32 tcp_seq;              /* host order */
+	__u32 gen;                  /* active generation, read once */
+	__u32 ifindex;
+	__u64 now;                  /* datapath clock: ktime + cfg->clock_offset_ns */
+	__u64 ev_packets;           /* flow totals for a pending FLOW_END event */
+	__u64 ev_bytes;
+	const struct hyp_config *cfg;
+	struct hyp_flow *flow;      /* flow entry of this packet (NULL if none) */
+	struct hyp_rl *rl;          /* per-source rate-limit entry, cached between the pps and syn steps */
+	__u32 sig;                  /* matched signature (HYP_EV_MATCH) */
+	__u8 action;
+	__u8 pad2[3];
+};
+
+/* The datapath clock: every time stored in a map (flows, bans, buckets) is on this clock, so tests
+ * (and an operator) can age state by moving cfg->clock_offset_ns. */
+static __always_inline __u64 hyp_now(const struct hyp_config *cfg)
+{
+	return bpf_ktime_get_ns() + cfg->clock_offset_ns;
+}
+
+/* Bump a per-CPU counter. Per-CPU, so a plain increment is exact. A failed lookup of an index below
+ * HYP_C_MAX cannot happen; it is ignored rather than turned into an abort. */
+static __always_inline void hyp_count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline void hyp_addr_copy(__u8 *dst, const __u8 *src)
+{
+	((__u64 *)dst)[0] = ((const __u64 *)src)[0];
+	((__u64 *)dst)[1] = ((const __u64 *)src)[1];
+}
+
+#endif /* HYP_HELPERS_H */

@@ -1,0 +1,240 @@
+/* Header parsing shared by XDP and tc: Ethernet/VLAN, IPv4, IPv6 extension chain, TCP/UDP/ICMP. */
+#ifndef HYP_PARSE_H
+#define HYP_PARSE_H
+
+/*
+ * Offsets into the frame are kept in scalars and re-checked against this bound before every use as a
+ * packet pointer: the verifier only accepts data + off when off has a known maximum (< 64 KiB), and a
+ * header that starts past it cannot be in the linear part of an XDP buffer (one page) anyway, so it
+ * is treated as truncated. Default 16383.
+ */
+#ifndef HYP_PARSE_OFF_MAX
+#define HYP_PARSE_OFF_MAX 16383
+#endif
+
+#define HYP_IPV4_FRAG_OFF  0x1fff   /* fragment offset bits of iphdr.frag_off (host order) */
+#define HYP_IPV6_FRAG_OFF  0xfff8   /* fragment offset bits of frag_hdr.frag_off (host order) */
+
+/* Returns the pointer to len bytes at off, or NULL if they are not all inside the frame. */
+static __always_inline void *parse_ptr(void *data, void *data_end, __u32 off, __u32 len)
+{
+	void *h;
+
+	if (off > HYP_PARSE_OFF_MAX)
+		return NULL;
+	h = data + off;
+	if (h + len > data_end)
+		return NULL;
+	return h;
+}
+
+static __always_inline bool parse_is_ipv6_ext(__u8 nh)
+{
+	return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_DSTOPTS ||
+	       nh == IPPROTO_FRAGMENT || nh == IPPROTO_AH;
+}
+
+/* Ethernet and up to HYP_VLAN_MAX 802.1Q/802.1ad tags. Sets *off to the L3 header and *h_proto (network
+ * order) to the inner EtherType. */
+static __always_inline int parse_l2(void *data, void *data_end, __u32 *off, __u16 *h_proto)
+{
+	struct ethhdr *eth = data;
+	__u16 proto;
+	__u32 o = sizeof(*eth);
+
+	if ((void *)(eth + 1) > data_end)
+		return HYP_R_DROP_MALFORMED_L2;
+	proto = eth->h_proto;
+	/* Unrolled: the tag count is a compile-time bound, one extra round detects a tag too many. */
+#pragma unroll
+	for (int i = 0; i <= HYP_VLAN_MAX; i++) {
+		struct vlan_hdr *vh;
+
+		if (proto != bpf_htons(HYP_ETH_P_8021Q) && proto != bpf_htons(HYP_ETH_P_8021AD))
+			break;
+		if (i == HYP_VLAN_MAX)
+			return HYP_R_DROP_VLAN_DEPTH;
+		vh = data + o;
+		if ((void *)(vh + 1) > data_end)
+			return HYP_R_DROP_MALFORMED_L2;
+		proto = vh->h_vlan_encapsulated_proto;
+		o += sizeof(*vh);
+	}
+	*off = o;
+	*h_proto = proto;
+	return HYP_CONTINUE;
+}
+
+static __always_inline void parse_set_l3_end(struct hyp_pkt *p, __u32 end)
+{
+	/* Ethernet pads short frames: the IP length, not the frame, says where the payload ends. A frame
+	 * shorter than the IP length is clamped (the payload we can see is what we scan). */
+	p->l3_end = end < p->pkt_len ? end : p->pkt_len;
+}
+
+static __always_inline int parse_ipv4(void *data, void *data_end, __u32 off, struct hyp_pkt *p)
+{
+	struct iphdr *ip = parse_ptr(data, data_end, off, sizeof(*ip));
+	__u32 hlen, tot;
+
+	if (!ip || ip->version != 4 || ip->ihl < 5)
+		return HYP_R_DROP_MALFORMED_L3;
+	hlen = ip->ihl * 4;                     /* options are skipped, not parsed */
+	if (!parse_ptr(data, data_end, off, hlen))
+		return HYP_R_DROP_MALFORMED_L3;
+	tot = bpf_ntohs(ip->tot_len);
+	if (tot < hlen)
+		return HYP_R_DROP_MALFORMED_L3;
+	p->family = HYP_AF_INET;
+	p->proto = ip->protocol;
+	*(__u32 *)p->saddr = ip->saddr;
+	*(__u32 *)p->daddr = ip->daddr;
+	p->nonfirst_frag = (bpf_ntohs(ip->frag_off) & HYP_IPV4_FRAG_OFF) != 0;
+	p->l4_off = off + hlen;
+	parse_set_l3_end(p, off + tot);
+	return HYP_CONTINUE;
+}
+
+/*
+ * IPv6 header and its extension chain. At most HYP_IPV6_EXT_MAX extension headers are walked (the loop
+ * is unrolled, so the bound is what keeps the program small and verifiable); a longer chain, or one
+ * that runs past the frame, is HYP_R_DROP_EXT_CHAIN. The walk stops at a non-first fragment: what
+ * follows its fragment header is data, not headers.
+ */
+static __always_inline int parse_ipv6(void *data, void *data_end, __u32 off, struct hyp_pkt *p)
+{
+	struct ipv6hdr *ip6 = parse_ptr(data, data_end, off, sizeof(*ip6));
+	__u32 plen;
+	__u8 nh;
+
+	if (!ip6 || ip6->version != 6)
+		return HYP_R_DROP_MALFORMED_L3;
+	p->family = HYP_AF_INET6;
+	__builtin_memcpy(p->saddr, &ip6->saddr, 16);
+	__builtin_memcpy(p->daddr, &ip6->daddr, 16);
+	plen = bpf_ntohs(ip6->payload_len);
+	nh = ip6->nexthdr;
+	off += sizeof(*ip6);
+	/* payload_len 0 is a jumbogram (RFC 2675): the frame says where it ends */
+	parse_set_l3_end(p, plen ? off + plen : p->pkt_len);
+
+#pragma unroll
+	for (int i = 0; i < HYP_IPV6_EXT_MAX; i++) {
+		__u8 *h;
+		__u32 len;
+
+		if (!parse_is_ipv6_ext(nh))
+			break;
+		h = parse_ptr(data, data_end, off, 8);  /* every extension header is >= 8 bytes */
+		if (!h)
+			return HYP_R_DROP_EXT_CHAIN;
+		if (nh == IPPROTO_FRAGMENT) {
+			struct frag_hdr *fh = (void *)h;
+
+			len = 8;
+			if (bpf_ntohs(fh->frag_off) & HYP_IPV6_FRAG_OFF) {
+				p->nonfirst_frag = 1;
+				nh = h[0];
+				off += len;
+				goto done;
+			}
+		} else if (nh == IPPROTO_AH) {
+			len = ((__u32)h[1] + 2) * 4;    /* AH counts 32-bit words minus 2 (RFC 4302) */
+		} else {
+			len = ((__u32)h[1] + 1) * 8;    /* 8-octet units not counting the first (RFC 8200) */
+		}
+		nh = h[0];
+		off += len;
+		/* the whole header must be in the frame, not only its first 8 bytes */
+		if (off > HYP_PARSE_OFF_MAX || data + off > data_end)
+			return HYP_R_DROP_EXT_CHAIN;
+	}
+	if (parse_is_ipv6_ext(nh))
+		return HYP_R_DROP_EXT_CHAIN;
+done:
+	p->proto = nh;
+	p->l4_off = off;
+	return HYP_CONTINUE;
+}
+
+/* L2 and L3: returns HYP_CONTINUE with addresses, proto and l4_off filled, or the verdict. */
+static __always_inline int parse_l3(void *data, void *data_end, struct hyp_pkt *p)
+{
+	__u32 off;
+	__u16 proto;
+	int r = parse_l2(data, data_end, &off, &proto);
+
+	if (r != HYP_CONTINUE)
+		return r;
+	if (proto == bpf_htons(HYP_ETH_P_IP))
+		return parse_ipv4(data, data_end, off, p);
+	if (proto == bpf_htons(HYP_ETH_P_IPV6))
+		return parse_ipv6(data, data_end, off, p);
+	return HYP_R_PASS_NONIP;
+}
+
+static __always_inline bool parse_is_icmp(const struct hyp_pkt *p)
+{
+	return (p->proto == IPPROTO_ICMP && p->family == HYP_AF_INET) ||
+	       (p->proto == IPPROTO_ICMPV6 && p->family == HYP_AF_INET6);
+}
+
+/* ICMP echo request/reply of either family (the only ICMP messages that get a pseudo-flow). */
+static __always_inline bool parse_is_echo(const struct hyp_pkt *p)
+{
+	if (p->family == HYP_AF_INET)
+		return p->icmp_type == 8 || p->icmp_type == 0;
+	return p->icmp_type == 128 || p->icmp_type == 129;
+}
+
+static __always_inline bool parse_is_echo_request(const struct hyp_pkt *p)
+{
+	return p->icmp_type == (p->family == HYP_AF_INET ? 8 : 128);
+}
+
+/* L4 header of TCP, UDP, ICMP, ICMPv6 (other protocols: nothing to read, HYP_CONTINUE). */
+static __always_inline int parse_l4(void *data, void *data_end, struct hyp_pkt *p)
+{
+	__u32 off = p->l4_off;
+
+	if (p->proto == IPPROTO_TCP) {
+		__u8 *th = parse_ptr(data, data_end, off, sizeof(struct tcphdr));
+		__u32 hlen;
+
+		if (!th)
+			return HYP_R_DROP_MALFORMED_L4;
+		hlen = (th[12] >> 4) * 4;               /* doff */
+		if (hlen < sizeof(struct tcphdr) || !parse_ptr(data, data_end, off, hlen) ||
+		    off + hlen > p->l3_end)
+			return HYP_R_DROP_MALFORMED_L4;
+		p->sport = ((struct tcphdr *)th)->source;
+		p->dport = ((struct tcphdr *)th)->dest;
+		p->tcp_seq = bpf_ntohl(((struct tcphdr *)th)->seq);
+		p->tcp_flags = th[13];
+		p->pay_off = off + hlen;
+		p->pay_len = p->l3_end - p->pay_off;
+	} else if (p->proto == IPPROTO_UDP) {
+		struct udphdr *uh = parse_ptr(data, data_end, off, sizeof(*uh));
+
+		if (!uh || off + sizeof(*uh) > p->l3_end)
+			return HYP_R_DROP_MALFORMED_L4;
+		p->sport = uh->source;
+		p->dport = uh->dest;
+		p->pay_off = off + sizeof(*uh);
+		p->pay_len = p->l3_end - p->pay_off;
+	} else if (parse_is_icmp(p)) {
+		/* type, code, checksum + 4 bytes (echo id/seq, or unused/MTU) exist in every message */
+		__u8 *ih = parse_ptr(data, data_end, off, 8);
+
+		if (!ih)
+			return HYP_R_DROP_MALFORMED_L4;
+		p->icmp_type = ih[0];
+		if (parse_is_echo(p)) {
+			p->sport = *(__u16 *)(ih + 4);
+			p->dport = p->sport;
+		}
+	}
+	return HYP_CONTINUE;
+}
+
+#endif /* HYP_PARSE_H */

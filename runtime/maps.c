@@ -1,0 +1,904 @@
+/* Typed access to the datapath's maps: policy generations, bans, allowlist, flows, stats. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "log.h"
+#include "maps.h"
+#include "sigcompile.h"
+
+/* Elements per BPF_MAP_LOOKUP_BATCH call when walking flows: 4096 keeps the buffers at ~0.5 MiB and
+ * the syscall count for a full 512k-entry table at ~130. */
+#define MAPS_FLOW_BATCH 4096
+/* A hash bucket larger than this many entries aborts the batched walk (falls back to get_next_key). */
+#define MAPS_FLOW_BATCH_GROW_MAX (1 << 20)
+/* libbpf 1.1 reports "not supported" as the kernel's internal ENOTSUPP (524), not EOPNOTSUPP. */
+#define MAPS_ENOTSUPP 524
+
+/* The active generation's clock_offset_ns, as last written or read by this process. dp_now_ns() has
+ * no dp argument, so the offset is cached here by dp_config_apply()/dp_config_read(). */
+static __u64 maps_clock_offset_ns;
+
+__u64 dp_now_ns(void)
+{
+	struct timespec ts;
+
+	/* bpf_ktime_get_ns() is CLOCK_MONOTONIC: the same clock, so expiry times agree with the datapath. */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000000000ull + (__u64)ts.tv_nsec + maps_clock_offset_ns;
+}
+
+/* ---- policy ----------------------------------------------------------------------------------- */
+
+void config_defaults(struct hyp_config *cfg)
+{
+	const __u64 s = 1000000000ull;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->mode = HYP_MODE_ENFORCE;
+	/* Mid-stream TCP is picked up only when a local socket owns it: survives a restart, no ACK flood. */
+	cfg->pickup = HYP_PICKUP_SOCKET;
+	/* Later fragments pass; the first one carries the ports and is judged. */
+	cfg->frag_policy = HYP_FRAG_PASS;
+	cfg->scan_depth = HYP_SCAN_DEPTH_DEFAULT;
+	/* 1 MiB per flow direction, Suricata's stream.reassembly.depth default. */
+	cfg->stream_depth = 1u << 20;
+	/* Events: 20/s per source and kind, bursts of 40, so one noisy source cannot flood the ring. */
+	cfg->ev_rate = 20;
+	cfg->ev_burst = 40;
+	/* An IPv6 host usually owns a whole /64: rate-limit per /64, not per address. */
+	cfg->rl_v6_prefix = 64;
+	cfg->capture_len = 64;
+	/* Every port open for new inbound flows until a policy closes some. No rate limits (0). */
+	cfg->tcp_all_open = 1;
+	cfg->udp_all_open = 1;
+	/* Conntrack timeouts per state: nf_conntrack's TCP values (an idle established flow lives 5 days);
+	 * a replied UDP flow 180 s, so DNS/NTP clients with long polls keep their entry. */
+	cfg->timeout_ns[HYP_CT_NONE] = 0;
+	cfg->timeout_ns[HYP_CT_SYN_SENT] = 120 * s;
+	cfg->timeout_ns[HYP_CT_SYN_RECV] = 60 * s;
+	cfg->timeout_ns[HYP_CT_ESTABLISHED] = 5ull * 24 * 3600 * s;
+	cfg->timeout_ns[HYP_CT_FIN_WAIT] = 120 * s;
+	cfg->timeout_ns[HYP_CT_CLOSE_WAIT] = 60 * s;
+	cfg->timeout_ns[HYP_CT_TIME_WAIT] = 120 * s;
+	cfg->timeout_ns[HYP_CT_CLOSED] = 10 * s;
+	cfg->timeout_ns[HYP_CT_UDP] = 30 * s;
+	cfg->timeout_ns[HYP_CT_UDP_REPLIED] = 180 * s;
+	cfg->timeout_ns[HYP_CT_ICMP] = 30 * s;
+	cfg->clock_offset_ns = 0;
+	cfg->start_ns = dp_now_ns();
+	/* No grace: HYP_PICKUP_GRACE must be chosen together with an explicit window. */
+	cfg->pickup_grace_ns = 0;
+}
+
+static int config_validate(const struct hyp_config *c)
+{
+	if (c->mode > HYP_MODE_MONITOR || c->pickup > HYP_PICKUP_GRACE || c->frag_policy > HYP_FRAG_DROP ||
+	    c->scan_depth > HYP_SCAN_DEPTH_MAX || c->capture_len > HYP_EV_PAYLOAD || c->rl_v6_prefix > 128)
+		return -EINVAL;
+	return 0;
+}
+
+/* Writes vals[0..n) to keys base..base+n-1 of an array map: one batch syscall where the kernel has it. */
+static int array_write(int fd, __u32 base, const void *vals, __u32 n, size_t vsz)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, bo, .elem_flags = BPF_ANY);
+	__u32 *keys, count = n;
+	int err;
+
+	if (!n)
+		return 0;
+	keys = malloc(n * sizeof(*keys));
+	if (!keys)
+		return -ENOMEM;
+	for (__u32 i = 0; i < n; i++)
+		keys[i] = base + i;
+	err = bpf_map_update_batch(fd, keys, vals, &count, &bo);
+	if (err == -EINVAL || err == -EOPNOTSUPP || err == -MAPS_ENOTSUPP) {
+		err = 0;
+		for (__u32 i = 0; i < n && !err; i++)
+			err = bpf_map_update_elem(fd, &keys[i], (const char *)vals + i * vsz, BPF_ANY);
+	}
+	free(keys);
+	return err;
+}
+
+/* Reads keys base..base+n-1 of an array map into vals. */
+static int array_read(int fd, __u32 base, void *vals, __u32 n, size_t vsz)
+{
+	for (__u32 i = 0; i < n; i++) {
+		__u32 k = base + i;
+		int err = bpf_map_lookup_elem(fd, &k, (char *)vals + i * vsz);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static int gen_read(struct hyp_dp *dp, __u32 *gen)
+{
+	__u32 k = 0;
+	int err = bpf_map_lookup_elem(dp->fd_gen, &k, gen);
+
+	/* A value outside 0..1 can only come from a foreign writer; treat it as generation 0. */
+	if (!err && *gen >= HYP_GENERATIONS)
+		*gen = 0;
+	return err;
+}
+
+/* Writes a compiled signature set into generation g (all HYP_SIG_MAX slots, so stale ones vanish). */
+static int sigset_write(struct hyp_dp *dp, __u32 g, const struct hyp_sigset *set)
+{
+	struct hyp_sig *sigs;
+	int err;
+
+	if (set->nsigs > HYP_SIG_MAX || set->nstates > HYP_DFA_STATES_MAX ||
+	    (set->nstates && (!set->rows || !set->out)))
+		return -E2BIG;
+	sigs = calloc(HYP_SIG_MAX, sizeof(*sigs));
+	if (!sigs)
+		return -ENOMEM;
+	memcpy(sigs, set->sigs, set->nsigs * sizeof(*sigs));
+	err = array_write(dp->fd_sigs, g * HYP_SIG_MAX, sigs, HYP_SIG_MAX, sizeof(*sigs));
+	free(sigs);
+	if (!err)
+		err = array_write(dp->fd_dfa, g * HYP_DFA_STATES_MAX, set->rows, set->nstates, sizeof(*set->rows));
+	if (!err)
+		err = array_write(dp->fd_dfa_out, g * HYP_DFA_STATES_MAX, set->out, set->nstates,
+				  sizeof(*set->out));
+	return err;
+}
+
+/* Copies generation from's signatures (its first nstates rows) into generation to. */
+static int sigset_copy(struct hyp_dp *dp, __u32 from, __u32 to, __u32 nsigs, __u32 nstates)
+{
+	struct hyp_sigset *set = calloc(1, sizeof(*set));
+	int err = -ENOMEM;
+
+	if (!set)
+		return -ENOMEM;
+	if (nsigs > HYP_SIG_MAX || nstates > HYP_DFA_STATES_MAX) {
+		err = -E2BIG;
+		goto out;
+	}
+	set->nsigs = nsigs;
+	set->nstates = nstates;
+	set->rows = calloc(nstates ? nstates : 1, sizeof(*set->rows));
+	set->out = calloc(nstates ? nstates : 1, sizeof(*set->out));
+	if (!set->rows || !set->out)
+		goto out;
+	err = array_read(dp->fd_sigs, from * HYP_SIG_MAX, set->sigs, nsigs, sizeof(*set->sigs));
+	if (!err)
+		err = array_read(dp->fd_dfa, from * HYP_DFA_STATES_MAX, set->rows, nstates, sizeof(*set->rows));
+	if (!err)
+		err = array_read(dp->fd_dfa_out, from * HYP_DFA_STATES_MAX, set->out, nstates, sizeof(*set->out));
+	if (!err)
+		err = sigset_write(dp, to, set);
+out:
+	free(set->rows);
+	free(set->out);
+	free(set);
+	return err;
+}
+
+/*
+ * The inactive generation is written in full, then "gen" flips with one update: the datapath reads
+ * gen once per packet, so a packet sees the old or the new generation, never a mix. A packet that read
+ * gen before the previous flip and is still running could see the rows being rewritten, but a packet
+ * lives for microseconds and reloads are seconds apart.
+ * sigset NULL keeps the active signatures (copied into the new generation); an empty set clears them.
+ */
+int dp_config_apply(struct hyp_dp *dp, const struct hyp_config *cfg, const struct hyp_sigset *sigset)
+{
+	struct hyp_config *cur = NULL, *next = NULL;
+	__u32 g, k = 0;
+	int err;
+
+	if (config_validate(cfg)) {
+		hyp_log(LOG_ERR, "config apply: invalid config (mode %u pickup %u frag %u scan_depth %u "
+			"capture_len %u rl_v6_prefix %u)", cfg->mode, cfg->pickup, cfg->frag_policy,
+			cfg->scan_depth, cfg->capture_len, cfg->rl_v6_prefix);
+		return -EINVAL;
+	}
+	err = gen_read(dp, &g);
+	if (err) {
+		hyp_log(LOG_ERR, "config apply: read gen: %s", strerror(-err));
+		return err;
+	}
+	next = malloc(sizeof(*next));
+	cur = malloc(sizeof(*cur));
+	if (!next || !cur) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	*next = *cfg;
+	if (sigset) {
+		err = sigset_write(dp, g ^ 1, sigset);
+		next->nsigs = sigset->nsigs;
+		next->dfa_states = sigset->nstates;
+	} else {
+		err = bpf_map_lookup_elem(dp->fd_policy, &g, cur);
+		if (!err)
+			err = sigset_copy(dp, g, g ^ 1, cur->nsigs, cur->dfa_states);
+		next->nsigs = cur->nsigs;
+		next->dfa_states = cur->dfa_states;
+	}
+	if (err)
+		goto fail;
+	k = g ^ 1;
+	err = bpf_map_update_elem(dp->fd_policy, &k, next, BPF_ANY);
+	if (err)
+		goto fail;
+	k = 0;
+	g ^= 1;
+	err = bpf_map_update_elem(dp->fd_gen, &k, &g, BPF_ANY);
+	if (err)
+		goto fail;
+	maps_clock_offset_ns = next->clock_offset_ns;
+	free(next);
+	free(cur);
+	return 0;
+fail:
+	hyp_log(LOG_ERR, "config apply: writing generation %u failed: %s (active generation unchanged)",
+		g ^ 1, strerror(-err));
+	free(next);
+	free(cur);
+	return err;
+}
+
+int dp_config_read(struct hyp_dp *dp, struct hyp_config *cfg, __u32 *gen)
+{
+	__u32 g;
+	int err = gen_read(dp, &g);
+
+	if (!err)
+		err = bpf_map_lookup_elem(dp->fd_policy, &g, cfg);
+	if (err) {
+		hyp_log(LOG_ERR, "config read: %s", strerror(-err));
+		return err;
+	}
+	maps_clock_offset_ns = cfg->clock_offset_ns;
+	if (gen)
+		*gen = g;
+	return 0;
+}
+
+/* ---- LPM tries (bans, allowlist) -------------------------------------------------------------- */
+
+union lpm_key {
+	struct hyp_lpm4_key k4;
+	struct hyp_lpm6_key k6;
+};
+
+static unsigned family_bits(__u8 family)
+{
+	return family == HYP_AF_INET ? 32 : family == HYP_AF_INET6 ? 128 : 0;
+}
+
+/* Builds the trie key for addr/plen with host bits cleared; returns the key size or -EINVAL. */
+static int lpm_key_make(__u8 family, const __u8 *addr, unsigned plen, union lpm_key *k)
+{
+	unsigned bits = family_bits(family), len = bits / 8;
+	__u8 *dst;
+
+	if (!bits || plen > bits)
+		return -EINVAL;
+	memset(k, 0, sizeof(*k));
+	if (family == HYP_AF_INET) {
+		k->k4.prefixlen = plen;
+		dst = k->k4.addr;
+	} else {
+		k->k6.prefixlen = plen;
+		dst = k->k6.addr;
+	}
+	for (unsigned i = 0; i < len; i++) {
+		unsigned keep = plen >= (i + 1) * 8 ? 8 : plen > i * 8 ? plen - i * 8 : 0;
+		dst[i] = addr[i] & (keep ? (__u8)(0xff << (8 - keep)) : 0);
+	}
+	return family == HYP_AF_INET ? (int)sizeof(k->k4) : (int)sizeof(k->k6);
+}
+
+static void lpm_key_cidr(__u8 family, const void *key, struct hyp_cidr *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->family = family;
+	if (family == HYP_AF_INET) {
+		const struct hyp_lpm4_key *k = key;
+		c->prefixlen = (__u8)k->prefixlen;
+		memcpy(c->addr, k->addr, 4);
+	} else {
+		const struct hyp_lpm6_key *k = key;
+		c->prefixlen = (__u8)k->prefixlen;
+		memcpy(c->addr, k->addr, 16);
+	}
+}
+
+/* Collects every key of a trie (get_next_key walks post-order). Keys are copied first so callbacks
+ * may delete: deleting the cursor key would restart the walk from the leftmost leaf. */
+static int lpm_keys(int fd, size_t ksz, void **out, size_t *n)
+{
+	struct bpf_map_info info = {};
+	__u32 ilen = sizeof(info);
+	char *keys = NULL;
+	size_t cap, cnt = 0;
+	int err;
+
+	err = bpf_obj_get_info_by_fd(fd, &info, &ilen);
+	if (err)
+		return err;
+	/* Bounded: a map never holds more than max_entries keys; a concurrent writer cannot loop us. */
+	cap = (size_t)info.max_entries + 1;
+	keys = malloc(cap * ksz);
+	if (!keys)
+		return -ENOMEM;
+	for (err = bpf_map_get_next_key(fd, NULL, keys); !err && cnt + 1 < cap;
+	     err = bpf_map_get_next_key(fd, keys + (cnt - 1) * ksz, keys + cnt * ksz))
+		cnt++;
+	if (err && err != -ENOENT) {
+		free(keys);
+		return err;
+	}
+	*out = keys;
+	*n = cnt;
+	return 0;
+}
+
+typedef int (*lpm_iter_fn)(__u8 family, const void *key, const void *val, void *arg);
+
+/* Calls fn for every entry of a trie; fn returning non-zero stops (returned as-is). */
+static int lpm_foreach(int fd, __u8 family, size_t vsz, lpm_iter_fn fn, void *arg)
+{
+	size_t ksz = family == HYP_AF_INET ? sizeof(struct hyp_lpm4_key) : sizeof(struct hyp_lpm6_key);
+	size_t n = 0;
+	void *keys = NULL;
+	char val[64];
+	int err, rc = 0;
+
+	if (vsz > sizeof(val))
+		return -EINVAL;
+	err = lpm_keys(fd, ksz, &keys, &n);
+	if (err)
+		return err;
+	for (size_t i = 0; i < n && !rc; i++) {
+		const char *k = (const char *)keys + i * ksz;
+		/* The key exists, so the longest-prefix lookup lands on exactly it (unless deleted meanwhile). */
+		if (bpf_map_lookup_elem(fd, k, val))
+			continue;
+		rc = fn(family, k, val, arg);
+	}
+	free(keys);
+	return rc;
+}
+
+/*
+ * An LPM lookup returns the longest prefix <= key.prefixlen, not the key itself. The entry is exact iff
+ * the lookup one bit shorter lands on a different entry. Values compare by their identity fields only
+ * (cmp_len bytes; a ban's racy "hits" is left out). Equal values at two lengths are ambiguous: then
+ * walk the keys.
+ */
+static int lpm_lookup_exact(int fd, __u8 family, const struct hyp_cidr *c, void *val, size_t cmp_len)
+{
+	union lpm_key k, k2;
+	char shorter[64];
+	int ksz = lpm_key_make(family, c->addr, c->prefixlen, &k);
+
+	if (ksz < 0)
+		return ksz;
+	int err = bpf_map_lookup_elem(fd, &k, val);
+	if (err || c->prefixlen == 0)
+		return err;
+	lpm_key_make(family, c->addr, c->prefixlen - 1u, &k2);
+	err = bpf_map_lookup_elem(fd, &k2, shorter);
+	if (err == -ENOENT || (!err && memcmp(shorter, val, cmp_len)))
+		return 0;
+	if (err)
+		return err;
+	void *keys = NULL;
+	size_t n = 0;
+	err = lpm_keys(fd, (size_t)ksz, &keys, &n);
+	if (err)
+		return err;
+	err = -ENOENT;
+	for (size_t i = 0; i < n && err; i++)
+		if (!memcmp((char *)keys + i * ksz, &k, ksz))
+			err = 0;
+	free(keys);
+	return err;
+}
+
+static int ban_fd(struct hyp_dp *dp, __u8 family)
+{
+	return family == HYP_AF_INET ? dp->fd_bans4 : dp->fd_bans6;
+}
+
+static int allow_fd(struct hyp_dp *dp, __u8 family)
+{
+	return family == HYP_AF_INET ? dp->fd_allow4 : dp->fd_allow6;
+}
+
+/* Bytes of struct hyp_ban that identify it (everything before "hits"). */
+#define BAN_IDENTITY_LEN offsetof(struct hyp_ban, hits)
+
+static bool ban_expired(const struct hyp_ban *b, __u64 now)
+{
+	return b->expires_ns && b->expires_ns <= now;
+}
+
+static void log_cidr_err(const char *what, const struct hyp_cidr *c, int err)
+{
+	char buf[64];
+
+	cidr_format(c, buf, sizeof(buf));
+	hyp_log(LOG_ERR, "%s %s: %s", what, buf, strerror(-err));
+}
+
+int ban_add(struct hyp_dp *dp, const struct hyp_cidr *c, __u64 ttl_s, __u32 reason)
+{
+	union lpm_key k;
+	struct hyp_ban b = {};
+	__u64 now = dp_now_ns();
+	int err;
+
+	if (lpm_key_make(c->family, c->addr, c->prefixlen, &k) < 0) {
+		hyp_log(LOG_ERR, "ban add: bad cidr (family %u, /%u)", c->family, c->prefixlen);
+		return -EINVAL;
+	}
+	b.created_ns = now;
+	b.expires_ns = ttl_s ? now + ttl_s * 1000000000ull : 0;
+	b.reason = reason;
+	err = bpf_map_update_elem(ban_fd(dp, c->family), &k, &b, BPF_ANY);
+	if (err)
+		log_cidr_err("ban add", c, err);
+	return err;
+}
+
+int ban_del(struct hyp_dp *dp, const struct hyp_cidr *c)
+{
+	union lpm_key k;
+	int err;
+
+	if (lpm_key_make(c->family, c->addr, c->prefixlen, &k) < 0)
+		return -EINVAL;
+	err = bpf_map_delete_elem(ban_fd(dp, c->family), &k);
+	if (err && err != -ENOENT)
+		log_cidr_err("ban del", c, err);
+	return err;
+}
+
+int ban_get(struct hyp_dp *dp, const struct hyp_cidr *c, struct hyp_ban *out)
+{
+	struct hyp_ban b;
+	int err;
+
+	if (!family_bits(c->family) || c->prefixlen > family_bits(c->family))
+		return -EINVAL;
+	err = lpm_lookup_exact(ban_fd(dp, c->family), c->family, c, &b, BAN_IDENTITY_LEN);
+	if (err && err != -ENOENT)
+		log_cidr_err("ban get", c, err);
+	if (!err && out)
+		*out = b;
+	return err;
+}
+
+/* Longest prefix <= plen holding an entry whose identity equals v's: binary search, since the entry a
+ * lookup of length p lands on only gets more specific as p grows. */
+static unsigned ban_match_len(int fd, __u8 family, const __u8 *addr, unsigned plen, const struct hyp_ban *v)
+{
+	unsigned lo = 0, hi = plen;
+
+	while (lo < hi) {
+		unsigned mid = (lo + hi) / 2;
+		union lpm_key k;
+		struct hyp_ban w;
+		lpm_key_make(family, addr, mid, &k);
+		if (!bpf_map_lookup_elem(fd, &k, &w) && !memcmp(&w, v, BAN_IDENTITY_LEN))
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return hi;
+}
+
+/* Any unexpired ban covering addr. The datapath only looks at the longest match, so an expired
+ * longer ban shadows a live shorter one there until ban_expire() runs; here we look past it. */
+int ban_match(struct hyp_dp *dp, __u8 family, const __u8 *addr, struct hyp_cidr *which, struct hyp_ban *out)
+{
+	unsigned bits = family_bits(family);
+	int fd = ban_fd(dp, family);
+	__u64 now = dp_now_ns();
+	int p;
+
+	if (!bits)
+		return -EINVAL;
+	/* At most bits+1 rounds: each one moves p strictly down. */
+	for (p = (int)bits; p >= 0;) {
+		union lpm_key k;
+		struct hyp_ban v;
+		lpm_key_make(family, addr, (unsigned)p, &k);
+		int err = bpf_map_lookup_elem(fd, &k, &v);
+		if (err == -ENOENT)
+			return 0;
+		if (err) {
+			hyp_log(LOG_ERR, "ban match: lookup: %s", strerror(-err));
+			return err;
+		}
+		unsigned len = ban_match_len(fd, family, addr, (unsigned)p, &v);
+		if (!ban_expired(&v, now)) {
+			if (which) {
+				lpm_key_make(family, addr, len, &k);
+				lpm_key_cidr(family, &k, which);
+			}
+			if (out)
+				*out = v;
+			return 1;
+		}
+		p = (int)len - 1;
+	}
+	return 0;
+}
+
+static int ban_batch_family(int fd, const void *keys, const struct hyp_ban *vals, __u32 n, size_t ksz)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, bo, .elem_flags = BPF_ANY);
+	__u32 count = n;
+	int err;
+
+	if (!n)
+		return 0;
+	err = bpf_map_update_batch(fd, keys, vals, &count, &bo);
+	if (!err)
+		return (int)n;
+	if (err != -EINVAL && err != -EOPNOTSUPP && err != -MAPS_ENOTSUPP)
+		return err;
+	/* LPM tries have no batch op in the kernel: one syscall per element (~1 us each). */
+	for (__u32 i = 0; i < n; i++) {
+		err = bpf_map_update_elem(fd, (const char *)keys + i * ksz, &vals[i], BPF_ANY);
+		if (err)
+			return err;
+	}
+	return (int)n;
+}
+
+int ban_add_batch(struct hyp_dp *dp, const struct hyp_cidr *c, const struct hyp_ban *v, size_t n)
+{
+	struct hyp_lpm4_key *k4 = malloc((n ? n : 1) * sizeof(*k4));
+	struct hyp_lpm6_key *k6 = malloc((n ? n : 1) * sizeof(*k6));
+	struct hyp_ban *v4 = malloc((n ? n : 1) * sizeof(*v4));
+	struct hyp_ban *v6 = malloc((n ? n : 1) * sizeof(*v6));
+	__u32 n4 = 0, n6 = 0;
+	int err = -ENOMEM, r4 = 0, r6 = 0;
+
+	if (!k4 || !k6 || !v4 || !v6)
+		goto out;
+	err = 0;
+	for (size_t i = 0; i < n; i++) {
+		union lpm_key k;
+		if (lpm_key_make(c[i].family, c[i].addr, c[i].prefixlen, &k) < 0) {
+			hyp_log(LOG_ERR, "ban add batch: entry %zu: bad cidr (family %u, /%u)", i, c[i].family,
+				c[i].prefixlen);
+			err = -EINVAL;
+			goto out;
+		}
+		if (c[i].family == HYP_AF_INET) {
+			k4[n4] = k.k4;
+			v4[n4++] = v[i];
+		} else {
+			k6[n6] = k.k6;
+			v6[n6++] = v[i];
+		}
+	}
+	r4 = ban_batch_family(dp->fd_bans4, k4, v4, n4, sizeof(*k4));
+	r6 = r4 < 0 ? 0 : ban_batch_family(dp->fd_bans6, k6, v6, n6, sizeof(*k6));
+	err = r4 < 0 ? r4 : r6 < 0 ? r6 : r4 + r6;
+	if (err < 0)
+		hyp_log(LOG_ERR, "ban add batch: %zu entries (%u v4, %u v6): %s", n, n4, n6, strerror(-err));
+out:
+	free(k4);
+	free(k6);
+	free(v4);
+	free(v6);
+	return err;
+}
+
+struct ban_iter {
+	ban_iter_fn fn;
+	void *arg;
+};
+
+static int ban_iter_cb(__u8 family, const void *key, const void *val, void *arg)
+{
+	struct ban_iter *it = arg;
+	struct hyp_cidr c;
+
+	lpm_key_cidr(family, key, &c);
+	return it->fn(&c, val, it->arg);
+}
+
+int ban_foreach(struct hyp_dp *dp, ban_iter_fn fn, void *arg)
+{
+	struct ban_iter it = { fn, arg };
+	int rc = lpm_foreach(dp->fd_bans4, HYP_AF_INET, sizeof(struct hyp_ban), ban_iter_cb, &it);
+
+	if (!rc)
+		rc = lpm_foreach(dp->fd_bans6, HYP_AF_INET6, sizeof(struct hyp_ban), ban_iter_cb, &it);
+	if (rc < 0)
+		hyp_log(LOG_ERR, "ban foreach: %s", strerror(-rc));
+	return rc;
+}
+
+struct ban_expiry {
+	struct hyp_dp *dp;
+	__u64 now;
+	int count;
+	int err;
+};
+
+static int ban_expire_cb(__u8 family, const void *key, const void *val, void *arg)
+{
+	struct ban_expiry *e = arg;
+
+	if (!ban_expired(val, e->now))
+		return 0;
+	int err = bpf_map_delete_elem(ban_fd(e->dp, family), key);
+	if (!err)
+		e->count++;
+	else if (err != -ENOENT)
+		e->err = err;
+	return 0;
+}
+
+int ban_expire(struct hyp_dp *dp, __u64 now_ns)
+{
+	struct ban_expiry e = { dp, now_ns, 0, 0 };
+	int rc = lpm_foreach(dp->fd_bans4, HYP_AF_INET, sizeof(struct hyp_ban), ban_expire_cb, &e);
+
+	if (!rc)
+		rc = lpm_foreach(dp->fd_bans6, HYP_AF_INET6, sizeof(struct hyp_ban), ban_expire_cb, &e);
+	if (!rc)
+		rc = e.err;
+	if (rc < 0) {
+		hyp_log(LOG_ERR, "ban expire: %s (%d expired before the error)", strerror(-rc), e.count);
+		return rc;
+	}
+	return e.count;
+}
+
+int allow_add(struct hyp_dp *dp, const struct hyp_cidr *c)
+{
+	union lpm_key k;
+	struct hyp_allow a = { .created_ns = dp_now_ns() };
+	int err;
+
+	if (lpm_key_make(c->family, c->addr, c->prefixlen, &k) < 0) {
+		hyp_log(LOG_ERR, "allow add: bad cidr (family %u, /%u)", c->family, c->prefixlen);
+		return -EINVAL;
+	}
+	err = bpf_map_update_elem(allow_fd(dp, c->family), &k, &a, BPF_ANY);
+	if (err)
+		log_cidr_err("allow add", c, err);
+	return err;
+}
+
+int allow_del(struct hyp_dp *dp, const struct hyp_cidr *c)
+{
+	union lpm_key k;
+	int err;
+
+	if (lpm_key_make(c->family, c->addr, c->prefixlen, &k) < 0)
+		return -EINVAL;
+	err = bpf_map_delete_elem(allow_fd(dp, c->family), &k);
+	if (err && err != -ENOENT)
+		log_cidr_err("allow del", c, err);
+	return err;
+}
+
+struct allow_iter {
+	allow_iter_fn fn;
+	void *arg;
+};
+
+static int allow_iter_cb(__u8 family, const void *key, const void *val, void *arg)
+{
+	struct allow_iter *it = arg;
+	struct hyp_cidr c;
+
+	lpm_key_cidr(family, key, &c);
+	return it->fn(&c, val, it->arg);
+}
+
+int allow_foreach(struct hyp_dp *dp, allow_iter_fn fn, void *arg)
+{
+	struct allow_iter it = { fn, arg };
+	int rc = lpm_foreach(dp->fd_allow4, HYP_AF_INET, sizeof(struct hyp_allow), allow_iter_cb, &it);
+
+	if (!rc)
+		rc = lpm_foreach(dp->fd_allow6, HYP_AF_INET6, sizeof(struct hyp_allow), allow_iter_cb, &it);
+	if (rc < 0)
+		hyp_log(LOG_ERR, "allow foreach: %s", strerror(-rc));
+	return rc;
+}
+
+/* ---- flows ------------------------------------------------------------------------------------ */
+
+/*
+ * Canonical key, the same rule as the datapath (bpf/conntrack.h) and tests/lib/dptest.c: endpoint a is
+ * the (addr, port) that compares lower, addresses by memcmp of all 16 bytes (IPv4 zero-padded), then
+ * ports by memcmp of their network-order bytes (= numeric order). Equal endpoints: the source is a.
+ */
+void flow_key_make(struct hyp_flow_key *k, __u8 family, __u8 proto, const __u8 *src, __u16 sport_be,
+		   const __u8 *dst, __u16 dport_be, int *dir)
+{
+	__u8 s[16] = {0}, d[16] = {0};
+	size_t alen = family == HYP_AF_INET ? 4 : 16;
+	int c;
+
+	memcpy(s, src, alen);
+	memcpy(d, dst, alen);
+	memset(k, 0, sizeof(*k));
+	k->proto = proto;
+	k->family = family;
+	c = memcmp(s, d, 16);
+	if (!c)
+		c = memcmp(&sport_be, &dport_be, 2);
+	if (c <= 0) {
+		memcpy(k->addr_a, s, 16);
+		memcpy(k->addr_b, d, 16);
+		k->port_a = sport_be;
+		k->port_b = dport_be;
+	} else {
+		memcpy(k->addr_a, d, 16);
+		memcpy(k->addr_b, s, 16);
+		k->port_a = dport_be;
+		k->port_b = sport_be;
+	}
+	if (dir)
+		*dir = c <= 0 ? 0 : 1;
+}
+
+int flow_lookup(struct hyp_dp *dp, const struct hyp_flow_key *k, struct hyp_flow *out)
+{
+	int err = bpf_map_lookup_elem(dp->fd_flows, k, out);
+
+	if (err == -ENOENT)
+		err = bpf_map_lookup_elem(dp->fd_flows_new, k, out);
+	if (err && err != -ENOENT)
+		hyp_log(LOG_ERR, "flow lookup: %s", strerror(-err));
+	return err;
+}
+
+int flow_delete(struct hyp_dp *dp, const struct hyp_flow_key *k)
+{
+	int err = bpf_map_delete_elem(dp->fd_flows, k);
+
+	if (err == -ENOENT)
+		err = bpf_map_delete_elem(dp->fd_flows_new, k);
+	if (err && err != -ENOENT)
+		hyp_log(LOG_ERR, "flow delete: %s", strerror(-err));
+	return err;
+}
+
+/* Walk with get_next_key + lookup: the fallback when batched lookup is unavailable. */
+static int flow_walk_slow(int fd, bool est, flow_iter_fn fn, void *arg, __u32 max_entries)
+{
+	struct hyp_flow_key cur, next;
+	struct hyp_flow f;
+	int err, rc = 0;
+	__u32 n = 0;
+
+	/* Bounded by max_entries: LRU churn could otherwise keep the walk going forever. */
+	for (err = bpf_map_get_next_key(fd, NULL, &next); !err && !rc && n <= max_entries;
+	     err = bpf_map_get_next_key(fd, &cur, &next), n++) {
+		cur = next;
+		if (!bpf_map_lookup_elem(fd, &cur, &f))
+			rc = fn(&cur, &f, est, arg);
+	}
+	if (err && err != -ENOENT)
+		return err;
+	return rc;
+}
+
+static int flow_walk(int fd, bool est, flow_iter_fn fn, void *arg)
+{
+	struct bpf_map_info info = {};
+	__u32 ilen = sizeof(info), in_tok = 0, out_tok = 0, cap = MAPS_FLOW_BATCH;
+	struct hyp_flow_key *keys = NULL;
+	struct hyp_flow *vals = NULL;
+	bool first = true;
+	int err, rc = 0;
+
+	err = bpf_obj_get_info_by_fd(fd, &info, &ilen);
+	if (err)
+		return err;
+	for (;;) {
+		LIBBPF_OPTS(bpf_map_batch_opts, bo);
+		__u32 count = cap;
+		if (!keys) {
+			keys = malloc(cap * sizeof(*keys));
+			vals = malloc(cap * sizeof(*vals));
+			if (!keys || !vals) {
+				rc = -ENOMEM;
+				break;
+			}
+		}
+		err = bpf_map_lookup_batch(fd, first ? NULL : &in_tok, &out_tok, keys, vals, &count, &bo);
+		if (err == -ENOSPC && cap < MAPS_FLOW_BATCH_GROW_MAX) {
+			/* One hash bucket holds more than cap entries: retry the same position, larger. */
+			cap *= 2;
+			free(keys);
+			free(vals);
+			keys = NULL;
+			vals = NULL;
+			continue;
+		}
+		if (err && err != -ENOENT) {
+			if (first)
+				rc = flow_walk_slow(fd, est, fn, arg, info.max_entries);
+			else
+				rc = err;
+			break;
+		}
+		for (__u32 i = 0; i < count && !rc; i++)
+			rc = fn(&keys[i], &vals[i], est, arg);
+		if (err == -ENOENT || rc)
+			break;
+		in_tok = out_tok;
+		first = false;
+	}
+	free(keys);
+	free(vals);
+	return rc;
+}
+
+int flow_foreach(struct hyp_dp *dp, flow_iter_fn fn, void *arg)
+{
+	int rc = flow_walk(dp->fd_flows, true, fn, arg);
+
+	if (!rc)
+		rc = flow_walk(dp->fd_flows_new, false, fn, arg);
+	if (rc < 0)
+		hyp_log(LOG_ERR, "flow foreach: %s", strerror(-rc));
+	return rc;
+}
+
+/* ---- stats ------------------------------------------------------------------------------------ */
+
+int stats_read(struct hyp_dp *dp, struct hyp_totals *t)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	struct hyp_stat *sv;
+	__u64 *cv;
+	int err = 0;
+
+	if (ncpu <= 0) {
+		hyp_log(LOG_ERR, "stats read: cannot count CPUs: %s", strerror(-ncpu));
+		return ncpu ? ncpu : -EINVAL;
+	}
+	memset(t, 0, sizeof(*t));
+	/* Per-CPU values come back as one slot per possible CPU, each rounded up to 8 bytes. */
+	sv = calloc((size_t)ncpu, sizeof(*sv));
+	cv = calloc((size_t)ncpu, sizeof(*cv));
+	if (!sv || !cv) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (__u32 i = 0; i < HYP_STATS_ENTRIES && !err; i++) {
+		err = bpf_map_lookup_elem(dp->fd_stats, &i, sv);
+		for (int c = 0; c < ncpu && !err; c++) {
+			t->reason[i].packets += sv[c].packets;
+			t->reason[i].bytes += sv[c].bytes;
+		}
+	}
+	for (__u32 i = 0; i < HYP_C_MAX && !err; i++) {
+		err = bpf_map_lookup_elem(dp->fd_counters, &i, cv);
+		for (int c = 0; c < ncpu && !err; c++)
+			t->counter[i] += cv[c];
+	}
+out:
+	if (err)
+		hyp_log(LOG_ERR, "stats read: %s", strerror(-err));
+	free(sv);
+	free(cv);
+	return err;
+}

@@ -1,0 +1,250 @@
+/* Ban and allow lists through the real XDP program: CIDR coverage, expiry on the datapath clock,
+ * allowlist precedence, hit counting, BLOCK events, and what bans do not touch. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/bpf.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <time.h>
+#include "tap.h"
+#include "pkt.h"
+#include "dptest.h"
+
+#define NS_PER_S 1000000000ULL
+
+enum {
+	FLOWS_TEST_MAX = 4096,
+	SPORT_BASE = 20000,
+	BAN_REASON = 7,
+};
+
+static uint16_t sport_next = SPORT_BASE;
+
+static int syn_from(const char *src, const char *dst, uint16_t dport, uint8_t *b, uint16_t *sport)
+{
+	struct pkt_opts o = { .family = strchr(src, ':') ? 6 : 4, .src = src, .dst = dst, .proto = IPPROTO_TCP,
+			      .sport = sport_next++, .dport = dport, .tcp_flags = TH_SYN, .seq = 1 };
+
+	if (sport)
+		*sport = o.sport;
+	return pkt_build(&o, b, PKT_MAX);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * NS_PER_S + ts.tv_nsec;
+}
+
+static bool open_fresh(struct dpt *t)
+{
+	int err = dpt_open(t, FLOWS_TEST_MAX, FLOWS_TEST_MAX);
+
+	if (err)
+		TAP_SKIP("dpt_open failed (%s): cannot load BPF here", strerror(-err));
+	return !err;
+}
+
+static void test_v4_cidr_ban_covers_prefix_only(void)
+{
+	uint8_t b[PKT_MAX];
+	struct hyp_ban ban;
+	struct dpt t;
+	int len;
+
+	if (!open_fresh(&t))
+		return;
+	TAP_EQ(dpt_ban(&t, "203.0.113.0/24", 0, BAN_REASON), 0, "ban 203.0.113.0/24");
+	len = syn_from("203.0.113.5", "198.51.100.1", 80, b, NULL);
+	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "v4 /24: first host dropped");
+	len = syn_from("203.0.113.250", "198.51.100.1", 22, b, NULL);
+	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "v4 /24: another host dropped");
+	len = syn_from("203.0.114.5", "198.51.100.1", 80, b, NULL);
+	dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_NEW, "v4 /24: next prefix untouched");
+	len = syn_from("198.51.100.1", "203.0.113.5", 80, b, NULL);
+	dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_NEW, "v4: a banned destination is not a banned source");
+	{
+		struct pkt_opts o = { .family = 4, .src = "203.0.113.9", .proto = IPPROTO_UDP, .sport = 53,
+				      .dport = 53 };
+
+		len = pkt_build(&o, b, sizeof(b));
+		dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "v4 ban covers UDP");
+		o.proto = IPPROTO_ICMP;
+		o.icmp_type = 8;
+		len = pkt_build(&o, b, sizeof(b));
+		dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "v4 ban covers ICMP echo");
+		o.proto = IPPROTO_TCP;
+		o.frag_offset = 100;
+		len = pkt_build(&o, b, sizeof(b));
+		dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "v4 ban is checked before the fragment policy");
+	}
+	TAP_EQ(dpt_ban_get(&t, "203.0.113.0/24", &ban), 0, "ban entry readable");
+	TAP_EQ(ban.hits, 5, "ban hits count the five dropped packets");
+	TAP_EQ(ban.reason, BAN_REASON, "ban reason untouched by the datapath");
+	TAP_EQ(dpt_counter(&t, HYP_C_SEEN), dpt_stats_total(&t), "books: seen == sum(stats)");
+	dpt_close(&t);
+}
+
+static void test_v6_cidr_ban_and_longest_prefix(void)
+{
+	uint8_t b[PKT_MAX];
+	struct dpt t;
+	int len;
+
+	if (!open_fresh(&t))
+		return;
+	TAP_EQ(dpt_ban(&t, "2001:db8:bad::/48", 0, 1), 0, "ban 2001:db8:bad::/48");
+	TAP_EQ(dpt_ban(&t, "2001:db8:cafe::7", 0, 2), 0, "ban 2001:db8:cafe::7/128");
+	len = syn_from("2001:db8:bad:1::5", "2001:db8::2", 80, b, NULL);
+	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "v6 /48: host inside dropped");
+	len = syn_from("2001:db8:bae::5", "2001:db8::2", 80, b, NULL);
+	dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_NEW, "v6 /48: neighbouring /48 untouched");
+	len = syn_from("2001:db8:cafe::7", "2001:db8::2", 80, b, NULL);
+	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "v6 /128: exact host dropped");
+	len = syn_from("2001:db8:cafe::8", "2001:db8::2", 80, b, NULL);
+	dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_NEW, "v6 /128: next host untouched");
+	/* the v4 trie must not answer for v6 sources or the other way round */
+	TAP_EQ(dpt_ban(&t, "192.0.2.0/24", 0, 3), 0, "ban 192.0.2.0/24");
+	len = syn_from("2001:db8::1", "2001:db8::2", 80, b, NULL);
+	dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_NEW, "v4 ban does not leak into v6 lookups");
+	dpt_close(&t);
+}
+
+/* Expiry is judged on the datapath clock (ktime + clock_offset_ns), so moving the offset ages bans. */
+static void test_ban_expiry_follows_datapath_clock(void)
+{
+	uint8_t b[PKT_MAX];
+	struct dpt t;
+	int len;
+
+	if (!open_fresh(&t))
+		return;
+	TAP_EQ(dpt_ban(&t, "203.0.113.0/25", 60 * NS_PER_S, BAN_REASON), 0, "ban /25 for 60 s");
+	TAP_EQ(dpt_ban(&t, "203.0.113.128/25", 0, BAN_REASON), 0, "ban /25 permanently");
+	len = syn_from("203.0.113.5", "198.51.100.1", 80, b, NULL);
+	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "timed ban active at once");
+	t.cfg.clock_offset_ns = 50 * NS_PER_S;
+	dpt_config_push(&t);
+	len = syn_from("203.0.113.5", "198.51.100.1", 80, b, NULL);
+	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "timed ban still active 50 s later");
+	t.cfg.clock_offset_ns = 61 * NS_PER_S;
+	dpt_config_push(&t);
+	len = syn_from("203.0.113.5", "198.51.100.1", 80, b, NULL);
+	dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_NEW, "timed ban expired 61 s later");
+	t.cfg.clock_offset_ns = 365 * 24 * 3600 * NS_PER_S;
+	dpt_config_push(&t);
+	len = syn_from("203.0.113.200", "198.51.100.1", 80, b, NULL);
+	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "permanent ban (expires 0) still active a year later");
+	dpt_close(&t);
+}
+
+static void test_allowlist_beats_ban(void)
+{
+	uint8_t b[PKT_MAX];
+	struct hyp_ban ban;
+	struct dpt t;
+	int len;
+
+	if (!open_fresh(&t))
+		return;
+	dpt_ban(&t, "203.0.113.0/24", 0, BAN_REASON);
+	dpt_ban(&t, "2001:db8:bad::/48", 0, BAN_REASON);
+	TAP_EQ(dpt_allow(&t, "203.0.113.5/32"), 0, "allow 203.0.113.5 inside the banned /24");
+	TAP_EQ(dpt_allow(&t, "2001:db8:bad:1::/64"), 0, "allow a /64 inside the banned /48");
+	/* no port open: the allowlist must also bypass the port policy */
+	t.cfg.tcp_all_open = 0;
+	t.cfg.udp_all_open = 0;
+	dpt_config_push(&t);
+	len = syn_from("203.0.113.5", "198.51.100.1", 80, b, NULL);
+	dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_ALLOW, "allowlisted v4 host passes despite ban and closed port");
+	len = syn_from("203.0.113.6", "198.51.100.1", 80, b, NULL);
+	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "its banned neighbour is dropped");
+	len = syn_from("2001:db8:bad:1::99", "2001:db8::2", 80, b, NULL);
+	dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_ALLOW, "allowlisted v6 /64 passes despite the /48 ban");
+	len = syn_from("2001:db8:bad:2::99", "2001:db8::2", 80, b, NULL);
+	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "the rest of the v6 /48 is dropped");
+	dpt_ban_get(&t, "203.0.113.0/24", &ban);
+	TAP_EQ(ban.hits, 1, "allowlisted packets do not count as ban hits");
+	dpt_close(&t);
+}
+
+static void test_block_event_and_scope(void)
+{
+	uint8_t b[PKT_MAX], want[16];
+	const struct hyp_event *e;
+	uint64_t t0, t1;
+	uint16_t sport;
+	struct dpt t;
+	int len, n;
+
+	if (!open_fresh(&t))
+		return;
+	dpt_ban(&t, "203.0.113.0/24", 0, BAN_REASON);
+	dpt_ban(&t, "2001:db8:bad::/48", 0, BAN_REASON);
+	dpt_events(&t);
+	len = syn_from("203.0.113.5", "198.51.100.1", 443, b, &sport);
+	t0 = mono_ns();
+	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "v4 banned SYN");
+	t1 = mono_ns();
+	dpt_events(&t);
+	e = dpt_event_find(&t, HYP_EV_BLOCK, &n);
+	TAP_EQ(n, 1, "one BLOCK event for one banned packet");
+	if (e) {
+		inet_pton(AF_INET, "203.0.113.5", want);
+		TAP_CHECK(!memcmp(e->saddr, want, 4) && !e->saddr[4] && !e->saddr[15], "block: saddr, v4 zero-padded");
+		inet_pton(AF_INET, "198.51.100.1", want);
+		TAP_CHECK(!memcmp(e->daddr, want, 4), "block: daddr");
+		TAP_EQ(e->sport, htons(sport), "block: sport in network order");
+		TAP_EQ(e->dport, htons(443), "block: dport in network order");
+		TAP_EQ(e->proto, IPPROTO_TCP, "block: proto");
+		TAP_EQ(e->family, HYP_AF_INET, "block: family");
+		TAP_EQ(e->verdict, HYP_V_DROP, "block: verdict DROP");
+		TAP_EQ(e->reason, HYP_R_DROP_BANNED, "block: reason");
+		TAP_EQ(e->dir, 0, "block: ingress");
+		TAP_EQ(e->pkt_len, len, "block: pkt_len is the frame length");
+		TAP_EQ(e->ifindex, if_nametoindex("lo"), "block: ifindex of the test-run device (lo)");
+		TAP_CHECK(e->ts_ns >= t0 && e->ts_ns <= t1, "block: ts_ns taken during the run");
+		TAP_EQ(e->suppressed, 0, "block: nothing suppressed");
+		TAP_EQ(e->sig, 0xffffffffu, "block: no signature");
+		TAP_EQ(e->state, HYP_CT_NONE, "block: no flow");
+	}
+	len = syn_from("2001:db8:bad::5", "2001:db8::2", 22, b, &sport);
+	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "v6 banned SYN");
+	dpt_events(&t);
+	e = dpt_event_find(&t, HYP_EV_BLOCK, &n);
+	TAP_EQ(n, 1, "one BLOCK event for the v6 packet");
+	if (e) {
+		inet_pton(AF_INET6, "2001:db8:bad::5", want);
+		TAP_CHECK(!memcmp(e->saddr, want, 16), "block v6: saddr");
+		TAP_EQ(e->family, HYP_AF_INET6, "block v6: family");
+		TAP_EQ(e->dport, htons(22), "block v6: dport");
+	}
+
+	/* bans judge ingress only: the tc program never drops and never counts a ban */
+	len = syn_from("203.0.113.5", "198.51.100.1", 80, b, NULL);
+	TAP_EQ(dpt_tc(&t, b, len), 0, "tc egress passes a packet from a banned address");
+	TAP_EQ(dpt_stat(&t, HYP_R_DROP_BANNED), 2, "tc egress did not count a ban drop");
+
+	/* monitor mode: the ban is reported, the packet passes */
+	t.cfg.mode = HYP_MODE_MONITOR;
+	dpt_config_push(&t);
+	len = syn_from("203.0.113.5", "198.51.100.1", 80, b, NULL);
+	dpt_expect(&t, b, len, XDP_PASS, HYP_STATS_MONITOR + HYP_R_DROP_BANNED, "monitor mode: banned source passes");
+	dpt_events(&t);
+	e = dpt_event_find(&t, HYP_EV_BLOCK, &n);
+	TAP_CHECK(n == 1 && e->verdict == HYP_V_MONITOR && e->reason == HYP_R_DROP_BANNED,
+		  "monitor mode: BLOCK event with verdict MONITOR");
+	dpt_close(&t);
+}
+
+int main(void)
+{
+	test_v4_cidr_ban_covers_prefix_only();
+	test_v6_cidr_ban_and_longest_prefix();
+	test_ban_expiry_follows_datapath_clock();
+	test_allowlist_beats_ban();
+	test_block_event_and_scope();
+	return tap_done();
+}

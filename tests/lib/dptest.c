@@ -1,0 +1,453 @@
+/* Datapath test harness: a private, unattached skeleton per test, driven through BPF_PROG_TEST_RUN. */
+#include "dptest.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "hyperion.skel.h"
+#include "tap.h"
+
+#define NSEC_PER_SEC 1000000000ULL
+
+/* Production-like conntrack timeouts (seconds), indexed by enum hyp_ct_state. */
+static const uint64_t dpt_timeouts_s[HYP_CT_STATE_MAX] = {
+	[HYP_CT_SYN_SENT] = 120,
+	[HYP_CT_SYN_RECV] = 60,
+	[HYP_CT_ESTABLISHED] = 5 * 24 * 3600,
+	[HYP_CT_FIN_WAIT] = 120,
+	[HYP_CT_CLOSE_WAIT] = 60,
+	[HYP_CT_TIME_WAIT] = 120,
+	[HYP_CT_CLOSED] = 10,
+	[HYP_CT_UDP] = 30,
+	[HYP_CT_UDP_REPLIED] = 180,
+	[HYP_CT_ICMP] = 30,
+};
+
+static uint64_t dpt_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + ts.tv_nsec;
+}
+
+void dpt_config_defaults(struct hyp_config *cfg)
+{
+	int s;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->mode = HYP_MODE_ENFORCE;
+	cfg->pickup = HYP_PICKUP_SOCKET;
+	cfg->frag_policy = HYP_FRAG_PASS;
+	cfg->scan_depth = HYP_SCAN_DEPTH_DEFAULT;
+	cfg->capture_len = HYP_EV_PAYLOAD;
+	cfg->rl_v6_prefix = 64;
+	cfg->tcp_all_open = 1;
+	cfg->udp_all_open = 1;
+	for (s = 0; s < HYP_CT_STATE_MAX; s++)
+		cfg->timeout_ns[s] = dpt_timeouts_s[s] * NSEC_PER_SEC;
+	cfg->start_ns = dpt_mono_ns();
+}
+
+static int dpt_event_cb(void *ctx, void *data, size_t size)
+{
+	struct dpt *t = ctx;
+
+	/* events past the array are consumed and forgotten: tests that need them drain more often */
+	if (t->nev >= (int)(sizeof(t->ev) / sizeof(t->ev[0])))
+		return 0;
+	memset(&t->ev[t->nev], 0, sizeof(t->ev[0]));
+	memcpy(&t->ev[t->nev], data, size < sizeof(t->ev[0]) ? size : sizeof(t->ev[0]));
+	t->nev++;
+	return 0;
+}
+
+int dpt_open_opts(struct dpt *t, const struct dpt_opts *o)
+{
+	struct hyperion_bpf *skel;
+	int err;
+
+	memset(t, 0, sizeof(*t));
+	t->xdp_fd = t->tc_fd = -1;
+	skel = hyperion_bpf__open();
+	if (!skel)
+		return errno ? -errno : -EINVAL;
+	/* sizes can only change before load */
+	if (o && o->flows_max)
+		bpf_map__set_max_entries(skel->maps.flows, o->flows_max);
+	if (o && o->flows_new_max)
+		bpf_map__set_max_entries(skel->maps.flows_new, o->flows_new_max);
+	if (o && o->ringbuf_bytes)
+		bpf_map__set_max_entries(skel->maps.events, o->ringbuf_bytes);
+	err = hyperion_bpf__load(skel);
+	if (err) {
+		hyperion_bpf__destroy(skel);
+		return err < 0 ? err : -err;
+	}
+	t->skel = skel;
+	t->xdp_fd = bpf_program__fd(skel->progs.hyp_xdp);
+	t->tc_fd = bpf_program__fd(skel->progs.hyp_tc_egress);
+	t->rb = ring_buffer__new(bpf_map__fd(skel->maps.events), dpt_event_cb, t, NULL);
+	if (!t->rb) {
+		err = errno ? -errno : -EINVAL;
+		dpt_close(t);
+		return err;
+	}
+	dpt_config_defaults(&t->cfg);
+	err = dpt_config_push(t);
+	if (err) {
+		dpt_close(t);
+		return err;
+	}
+	return 0;
+}
+
+int dpt_open(struct dpt *t, uint32_t flows_max, uint32_t flows_new_max)
+{
+	struct dpt_opts o = { .flows_max = flows_max, .flows_new_max = flows_new_max };
+
+	return dpt_open_opts(t, &o);
+}
+
+void dpt_close(struct dpt *t)
+{
+	ring_buffer__free(t->rb);
+	hyperion_bpf__destroy(t->skel);
+	t->rb = NULL;
+	t->skel = NULL;
+	t->xdp_fd = t->tc_fd = -1;
+}
+
+int dpt_config_push(struct dpt *t)
+{
+	int gen_fd = bpf_map__fd(t->skel->maps.gen);
+	int pol_fd = bpf_map__fd(t->skel->maps.policy);
+	uint32_t zero = 0, cur = 0, next;
+
+	if (bpf_map_lookup_elem(gen_fd, &zero, &cur))
+		return -errno;
+	next = (cur + 1) % HYP_GENERATIONS;
+	/* the datapath reads gen once per packet, so the inactive slot can be rewritten freely */
+	if (bpf_map_update_elem(pol_fd, &next, &t->cfg, BPF_ANY))
+		return -errno;
+	if (bpf_map_update_elem(gen_fd, &zero, &next, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+static int dpt_run(int prog_fd, const void *frame, uint32_t len, void *ctx, uint32_t ctx_len)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, opts,
+		.data_in = frame,
+		.data_size_in = len,
+		.ctx_in = ctx,
+		.ctx_size_in = ctx_len,
+		.repeat = 1,
+	);
+	int err;
+
+	err = bpf_prog_test_run_opts(prog_fd, &opts);
+	if (err)
+		return err < 0 ? err : -err;
+	return (int)opts.retval;
+}
+
+int dpt_xdp(struct dpt *t, const void *frame, uint32_t len)
+{
+	return dpt_run(t->xdp_fd, frame, len, NULL, 0);
+}
+
+int dpt_tc(struct dpt *t, const void *frame, uint32_t len)
+{
+	return dpt_run(t->tc_fd, frame, len, NULL, 0);
+}
+
+uint64_t dpt_stat(struct dpt *t, unsigned idx)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	struct hyp_stat v[ncpu > 0 ? ncpu : 1];
+	uint64_t sum = 0;
+	int i;
+
+	if (ncpu <= 0 || bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.stats), &idx, v))
+		return 0;
+	for (i = 0; i < ncpu; i++)
+		sum += v[i].packets;
+	return sum;
+}
+
+uint64_t dpt_counter(struct dpt *t, unsigned idx)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t v[ncpu > 0 ? ncpu : 1];
+	uint64_t sum = 0;
+	int i;
+
+	if (ncpu <= 0 || bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.counters), &idx, v))
+		return 0;
+	for (i = 0; i < ncpu; i++)
+		sum += v[i];
+	return sum;
+}
+
+uint64_t dpt_stats_total(struct dpt *t)
+{
+	uint64_t sum = 0;
+	unsigned i;
+
+	for (i = 0; i < HYP_STATS_ENTRIES; i++)
+		sum += dpt_stat(t, i);
+	return sum;
+}
+
+static int dpt_parse_addr(int family, const char *s, uint8_t addr[16])
+{
+	memset(addr, 0, 16);
+	return inet_pton(family == 6 ? AF_INET6 : AF_INET, s, addr) == 1 ? 0 : -EINVAL;
+}
+
+int dpt_flow_key(int family, uint8_t proto, const char *src, uint16_t sport, const char *dst, uint16_t dport,
+		 struct hyp_flow_key *k)
+{
+	uint8_t s[16], d[16];
+	int c;
+
+	if (dpt_parse_addr(family, src, s) || dpt_parse_addr(family, dst, d))
+		return -EINVAL;
+	memset(k, 0, sizeof(*k));
+	k->proto = proto;
+	k->family = family == 6 ? HYP_AF_INET6 : HYP_AF_INET;
+	/* endpoint a is the lower (addr, port): port compared numerically, i.e. memcmp of its wire bytes */
+	c = memcmp(s, d, 16);
+	if (c < 0 || (c == 0 && sport <= dport)) {
+		memcpy(k->addr_a, s, 16);
+		memcpy(k->addr_b, d, 16);
+		k->port_a = htons(sport);
+		k->port_b = htons(dport);
+	} else {
+		memcpy(k->addr_a, d, 16);
+		memcpy(k->addr_b, s, 16);
+		k->port_a = htons(dport);
+		k->port_b = htons(sport);
+	}
+	return 0;
+}
+
+int dpt_flow(struct dpt *t, int family, uint8_t proto, const char *src, uint16_t sport, const char *dst,
+	     uint16_t dport, struct hyp_flow *f, bool *established)
+{
+	struct hyp_flow_key k;
+
+	if (dpt_flow_key(family, proto, src, sport, dst, dport, &k))
+		return -EINVAL;
+	if (!bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.flows), &k, f)) {
+		if (established)
+			*established = true;
+		return 0;
+	}
+	if (!bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.flows_new), &k, f)) {
+		if (established)
+			*established = false;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/* Parses "addr[/len]" into an LPM key (host bits cleared); returns the family (4/6) or -EINVAL. */
+static int dpt_parse_cidr(const char *cidr, uint32_t *plen, uint8_t addr[16])
+{
+	char buf[64];
+	char *slash, *end;
+	int family, max, i;
+	long n;
+
+	if (strlen(cidr) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, cidr);
+	slash = strchr(buf, '/');
+	if (slash)
+		*slash = '\0';
+	family = strchr(buf, ':') ? 6 : 4;
+	max = family == 6 ? 128 : 32;
+	if (dpt_parse_addr(family, buf, addr))
+		return -EINVAL;
+	n = max;
+	if (slash) {
+		n = strtol(slash + 1, &end, 10);
+		if (*end || n < 0 || n > max)
+			return -EINVAL;
+	}
+	*plen = n;
+	for (i = 0; i < max / 8; i++) {
+		int keep = n - i * 8;
+
+		if (keep <= 0)
+			addr[i] = 0;
+		else if (keep < 8)
+			addr[i] &= (uint8_t)(0xff << (8 - keep));
+	}
+	return family;
+}
+
+/* The datapath's clock: bpf_ktime_get_ns() is CLOCK_MONOTONIC, shifted by the pushed offset. */
+static uint64_t dpt_now(struct dpt *t)
+{
+	return dpt_mono_ns() + t->cfg.clock_offset_ns;
+}
+
+int dpt_ban(struct dpt *t, const char *cidr, uint64_t ttl_ns, uint32_t reason)
+{
+	struct hyp_ban b = { .created_ns = dpt_now(t), .reason = reason };
+	uint8_t addr[16];
+	uint32_t plen;
+	int family = dpt_parse_cidr(cidr, &plen, addr);
+	int err;
+
+	if (family < 0)
+		return family;
+	b.expires_ns = ttl_ns ? b.created_ns + ttl_ns : 0;
+	if (family == 4) {
+		struct hyp_lpm4_key k = { .prefixlen = plen };
+
+		memcpy(k.addr, addr, 4);
+		err = bpf_map_update_elem(bpf_map__fd(t->skel->maps.bans4), &k, &b, BPF_ANY);
+	} else {
+		struct hyp_lpm6_key k = { .prefixlen = plen };
+
+		memcpy(k.addr, addr, 16);
+		err = bpf_map_update_elem(bpf_map__fd(t->skel->maps.bans6), &k, &b, BPF_ANY);
+	}
+	return err ? -errno : 0;
+}
+
+int dpt_allow(struct dpt *t, const char *cidr)
+{
+	struct hyp_allow a = { .created_ns = dpt_now(t) };
+	uint8_t addr[16];
+	uint32_t plen;
+	int family = dpt_parse_cidr(cidr, &plen, addr);
+	int err;
+
+	if (family < 0)
+		return family;
+	if (family == 4) {
+		struct hyp_lpm4_key k = { .prefixlen = plen };
+
+		memcpy(k.addr, addr, 4);
+		err = bpf_map_update_elem(bpf_map__fd(t->skel->maps.allow4), &k, &a, BPF_ANY);
+	} else {
+		struct hyp_lpm6_key k = { .prefixlen = plen };
+
+		memcpy(k.addr, addr, 16);
+		err = bpf_map_update_elem(bpf_map__fd(t->skel->maps.allow6), &k, &a, BPF_ANY);
+	}
+	return err ? -errno : 0;
+}
+
+int dpt_ban_get(struct dpt *t, const char *cidr, struct hyp_ban *b)
+{
+	uint8_t addr[16];
+	uint32_t plen;
+	int family = dpt_parse_cidr(cidr, &plen, addr);
+	int err;
+
+	if (family < 0)
+		return family;
+	if (family == 4) {
+		struct hyp_lpm4_key k = { .prefixlen = plen };
+
+		memcpy(k.addr, addr, 4);
+		err = bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.bans4), &k, b);
+	} else {
+		struct hyp_lpm6_key k = { .prefixlen = plen };
+
+		memcpy(k.addr, addr, 16);
+		err = bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.bans6), &k, b);
+	}
+	return err ? -errno : 0;
+}
+
+int dpt_events(struct dpt *t)
+{
+	t->nev = 0;
+	if (ring_buffer__consume(t->rb) < 0)
+		return -1;
+	return t->nev;
+}
+
+static const char *const dpt_reason_names[HYP_R_MAX] = {
+	"PASS_FLOW", "PASS_NEW", "PASS_ALLOW", "PASS_NONIP", "PASS_OTHER", "PASS_FRAG", "PASS_ICMP",
+	"PASS_ALERT", "PASS_EGRESS", "DROP_BANNED", "DROP_MALFORMED_L2", "DROP_VLAN_DEPTH",
+	"DROP_MALFORMED_L3", "DROP_EXT_CHAIN", "DROP_MALFORMED_L4", "DROP_FRAG", "DROP_INVALID",
+	"DROP_PORT", "DROP_RATE_SYN", "DROP_RATE_PPS", "DROP_SIG", "ABORTED",
+};
+
+const char *dpt_stat_name(int idx)
+{
+	static char buf[48];
+
+	if (idx == -1)
+		return "(no stats entry)";
+	if (idx < -1 || idx >= HYP_STATS_ENTRIES)
+		return "(several stats entries)";
+	if (idx < HYP_STATS_MONITOR)
+		return dpt_reason_names[idx];
+	snprintf(buf, sizeof(buf), "MONITOR+%s", dpt_reason_names[idx - HYP_STATS_MONITOR]);
+	return buf;
+}
+
+int dpt_xdp_reason(struct dpt *t, const void *frame, uint32_t len, int *rc)
+{
+	uint64_t before[HYP_STATS_ENTRIES];
+	int i, found = -1;
+
+	for (i = 0; i < HYP_STATS_ENTRIES; i++)
+		before[i] = dpt_stat(t, i);
+	*rc = dpt_xdp(t, frame, len);
+	for (i = 0; i < HYP_STATS_ENTRIES; i++) {
+		uint64_t d = dpt_stat(t, i) - before[i];
+
+		if (!d)
+			continue;
+		if (d != 1 || found != -1)
+			return -2;
+		found = i;
+	}
+	return found;
+}
+
+bool dpt_expect(struct dpt *t, const void *frame, uint32_t len, int want_rc, unsigned want_stat,
+		const char *what)
+{
+	int rc, idx = dpt_xdp_reason(t, frame, len, &rc);
+	bool ok = rc == want_rc && idx == (int)want_stat;
+	char got[64];
+
+	snprintf(got, sizeof(got), "%s", dpt_stat_name(idx));
+	TAP_CHECK(ok, "%s: verdict %d, stats %s", what, want_rc, dpt_stat_name(want_stat));
+	if (!ok)
+		printf("#   got verdict %d, stats %s\n", rc, got);
+	return ok;
+}
+
+const struct hyp_event *dpt_event_find(struct dpt *t, uint8_t kind, int *n)
+{
+	const struct hyp_event *first = NULL;
+	int i, c = 0;
+
+	for (i = 0; i < t->nev; i++) {
+		if (t->ev[i].kind != kind)
+			continue;
+		if (!first)
+			first = &t->ev[i];
+		c++;
+	}
+	if (n)
+		*n = c;
+	return first;
+}

@@ -1,0 +1,62 @@
+-- Tests for hyperion.cidr: parsing, canonical text, containment and prefixes for IPv4 and IPv6.
+local t = require("tap")
+local cidr = require("hyperion.cidr")
+
+t.eq(cidr.normalise("192.0.2.7"), "192.0.2.7", "v4 address stays as is")
+t.eq(cidr.normalise("192.0.2.7/24"), "192.0.2.0/24", "v4 host bits cleared")
+t.eq(cidr.normalise("10.255.1.2/8"), "10.0.0.0/8", "v4 /8")
+t.eq(cidr.normalise("192.0.2.7/32"), "192.0.2.7", "v4 /32 prints bare")
+t.eq(cidr.normalise("0.0.0.0/0"), "0.0.0.0/0", "v4 default route")
+t.eq(cidr.normalise("203.0.113.130/25"), "203.0.113.128/25", "v4 partial byte mask")
+t.eq(cidr.normalise("2001:DB8:0:0:0:0:0:1"), "2001:db8::1", "v6 lowercase and compressed")
+t.eq(cidr.normalise("2001:db8::1/64"), "2001:db8::/64", "v6 host bits cleared")
+t.eq(cidr.normalise("::1"), "::1", "v6 loopback")
+t.eq(cidr.normalise("::"), "::", "v6 unspecified")
+t.eq(cidr.normalise("2001:db8:0:0:1:0:0:1"), "2001:db8::1:0:0:1", "v6 first of equal zero runs")
+t.eq(cidr.normalise("2001:db8:0:1:1:1:1:1"), "2001:db8:0:1:1:1:1:1", "v6 single zero group not compressed")
+t.eq(cidr.normalise("1:0:0:2:0:0:0:3"), "1:0:0:2::3", "v6 longest zero run compressed")
+t.eq(cidr.normalise("::ffff:192.0.2.1"), "::ffff:c000:201", "v6 with embedded IPv4")
+t.eq(cidr.normalise("2001:db8::/32"), "2001:db8::/32", "v6 /32")
+t.eq(cidr.normalise(" 192.0.2.1 "), "192.0.2.1", "surrounding blanks ignored")
+
+for _, junk in ipairs({ "", "1.2.3", "1.2.3.4.5", "256.1.1.1", "01.2.3.4", "1.2.3.4/33", "1.2.3.4/",
+	"2001:db8::1::2", "2001:db8:1:2:3:4:5:6:7", "12345::", "g::1", "::1/129", "1.2.3.4/08", "host" }) do
+	t.raises(function() cidr.normalise(junk) end, "cidr:", "rejects '" .. junk .. "'")
+end
+t.raises(function() cidr.parse(nil) end, "not an address", "rejects nil")
+
+t.ok(cidr.contains("192.0.2.0/24", "192.0.2.200"), "v4 /24 contains member")
+t.ok(not cidr.contains("192.0.2.0/24", "192.0.3.1"), "v4 /24 excludes neighbour")
+t.ok(cidr.contains("127.0.0.0/8", "127.1.2.3"), "loopback /8")
+t.ok(cidr.contains("0.0.0.0/0", "203.0.113.1"), "v4 /0 contains everything v4")
+t.ok(not cidr.contains("0.0.0.0/0", "::1"), "v4 never contains v6")
+t.ok(cidr.contains("2001:db8::/64", "2001:db8::66"), "v6 /64 contains member")
+t.ok(not cidr.contains("2001:db8::/64", "2001:db8:0:1::66"), "v6 /64 excludes next /64")
+t.ok(cidr.contains("192.0.2.0/24", "192.0.2.128/25"), "network contains narrower network")
+t.ok(not cidr.contains("192.0.2.128/25", "192.0.2.0/24"), "network does not contain wider one")
+t.ok(cidr.contains("192.0.2.7", "192.0.2.7"), "address contains itself")
+
+t.eq(cidr.prefix_of("192.0.2.77", 24), "192.0.2.0/24", "prefix_of v4 /24")
+t.eq(cidr.prefix_of("2001:db8:1:2:3:4:5:6", 64), "2001:db8:1:2::/64", "prefix_of v6 /64")
+t.eq(cidr.prefix_of("2001:db8::1", 48), "2001:db8::/48", "prefix_of v6 /48")
+t.eq(cidr.prefix_of("192.0.2.77", 32), "192.0.2.77/32", "prefix_of full length keeps /32")
+t.raises(function() cidr.prefix_of("192.0.2.1", 40) end, "bad length", "prefix_of length beyond family")
+
+t.ok(cidr.overlaps("192.0.2.0/24", "192.0.2.5"), "overlap: member")
+t.ok(cidr.overlaps("192.0.2.5", "192.0.2.0/24"), "overlap is symmetric")
+t.ok(not cidr.overlaps("192.0.2.0/24", "198.51.100.0/24"), "no overlap between disjoint nets")
+t.eq(cidr.family("2001:db8::1"), 6, "family v6")
+t.eq(cidr.family("192.0.2.1"), 4, "family v4")
+t.eq(cidr.family("nope"), nil, "family of junk is nil")
+
+local s = cidr.set({ "127.0.0.0/8", "::1", "10.0.0.0/8" })
+t.ok(s:contains("127.0.0.1"), "set contains loopback")
+t.ok(s:contains("::1"), "set contains v6 loopback")
+t.ok(not s:contains("192.0.2.1"), "set excludes other addresses")
+t.ok(not s:contains("garbage"), "set treats junk as not contained")
+t.ok(s:overlaps("10.1.0.0/16"), "set overlap with narrower prefix")
+t.ok(s:overlaps("0.0.0.0/0"), "set overlap with wider prefix")
+t.raises(function() cidr.set({ "127.0.0.0/8", "bad" }) end, "entry 2", "set names its bad entry")
+t.raises(function() cidr.set({ "1.1.1.1", "2.2.2.2" }, 1) end, "cap", "set enforces its cap")
+
+t.done()
