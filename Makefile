@@ -135,7 +135,9 @@ install: $(PROGS)
 	install -m 0755 $(BUILD)/hyperiond $(BUILD)/hyperionctl $(DESTDIR)$(PREFIX)/sbin/
 	install -m 0644 lib/hyperion_abi.h $(wildcard lib/*.lua) $(DESTDIR)$(PREFIX)/share/hyperion/lib/
 	install -m 0644 $(wildcard lib/hyperion/*.lua) $(DESTDIR)$(PREFIX)/share/hyperion/lib/hyperion/
-	install -m 0644 $(wildcard scripts/*.lua) $(DESTDIR)$(PREFIX)/share/hyperion/scripts/
+	install -d $(DESTDIR)$(PREFIX)/share/hyperion/lib/hyperion/reactions
+	install -m 0644 $(wildcard lib/hyperion/reactions/*.lua) $(DESTDIR)$(PREFIX)/share/hyperion/lib/hyperion/reactions/
+	install -m 0644 $(wildcard scripts/*.lua scripts/*.rules) $(DESTDIR)$(PREFIX)/share/hyperion/scripts/
 	sed 's|@PREFIX@|$(PREFIX)|g' runtime/hyperiond.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/hyperiond.service
 
 clean:
@@ -144,7 +146,8 @@ clean:
 # --- bench ---
 # Owned by the benchmarks (bench/). The bench programs' own XDP object (generator transmit step, receiver
 # baselines) and its skeleton; trafficgen and xdprx need only libbpf, so they get explicit rules and
-# build even while libhyperion.a is mid-work. `make bench` also installs ipset (iptables ban sets).
+# build even while libhyperion.a is mid-work. `make bench` also installs ipset (iptables ban sets) and
+# conntrack (flushing state between systems).
 BENCH_BPF_OBJ := $(BUILD)/bench/benchxdp.bpf.o
 BENCH_SKEL    := $(BUILD)/bench/benchxdp.skel.h
 BENCH_LIBBPF  := $(shell pkg-config --libs libbpf libelf zlib 2>/dev/null)
@@ -165,8 +168,14 @@ $(BUILD)/bench/trafficgen $(BUILD)/bench/xdprx: $(BUILD)/bench/%: bench/%.c benc
 $(BUILD)/bench/micro $(BUILD)/bench/hyprx: $(BENCH_SKEL)
 
 .PHONY: bench-deps bench-tools
+BENCH_DEB := ipset conntrack
 bench-deps:
-	$(Q)command -v ipset >/dev/null || { [ "$$(id -u)" = 0 ] && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ipset >/dev/null; }
+	$(Q)missing=$$(for p in $(BENCH_DEB); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+	    grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "  DEPS     installing:" $$missing; \
+	    [ "$$(id -u)" = 0 ] || { echo "make bench-deps: need root to install: $$missing" >&2; exit 1; }; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 bench-tools: $(BUILD)/bench/trafficgen $(BUILD)/bench/xdprx
 bench: bench-deps

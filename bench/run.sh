@@ -36,9 +36,11 @@ BANNED4=203.0.113.7 BAN4_NET=203.0.113.0/24
 FLOOD4=198.51.100.0 FLOOD4_NET=198.51.100.0/24         # SYN flood sources: low byte varied per frame
 FLOOD6=2001:db8:f::0 FLOOD6_NET=2001:db8:f::/64          # low 32 bits varied per frame
 PORT_TCP=80 PORT_UDP=53
+NFT_RAW_MAX=16                                           # bytes: nftables raw payload matches stop at 128 bits
 SIG_HIT=HYPSIG-ATTACK                                    # the signature every "dropped by payload" frame carries
 WORK=$(mktemp -d /tmp/hyp-bench.XXXXXX)
 RAW=$WORK/raw.txt                                        # one line per measured run
+DESC=$WORK/desc.txt                                      # scenario descriptions for the report
 RESULTS_MD=${RESULTS_MD:-bench/results.md}
 RESULTS_PNG=${RESULTS_PNG:-bench/results.png}
 SYS_PID=
@@ -60,7 +62,7 @@ tx() { ip netns exec "$NS_TX" "$@"; }
 
 cleanup() {
 	sys_down >/dev/null 2>&1
-	[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null
+	[ -n "$SERVER_PID" ] && kill $SERVER_PID 2>/dev/null
 	ip netns del "$NS_TX" 2>/dev/null
 	ip netns del "$NS_RX" 2>/dev/null
 	[ -n "${CT_MAX_SAVED:-}" ] && echo "$CT_MAX_SAVED" >/proc/sys/net/netfilter/nf_conntrack_max
@@ -72,7 +74,7 @@ trap 'exit 130' INT TERM
 need() {
 	[ "$(id -u)" = 0 ] || { log "bench: needs root"; exit 1; }
 	local t
-	for t in ip iptables-restore ip6tables-restore nft ipset taskset ncat; do
+	for t in ip iptables-restore ip6tables-restore nft ipset conntrack taskset ncat gnuplot; do
 		command -v "$t" >/dev/null || { log "bench: missing $t (make deps bench-deps)"; exit 1; }
 	done
 	for t in trafficgen xdprx; do
@@ -104,11 +106,10 @@ net_up() {
 	ip -n "$NS_RX" route add blackhole "$FLOOD4_NET"
 	ip -n "$NS_RX" route add blackhole "$BAN4_NET"
 	ip -n "$NS_RX" -6 route add blackhole "$FLOOD6_NET"
-	rx sh -c "echo 1 > /sys/class/net/$IF_RX/threaded" 2>/dev/null || log "bench: threaded NAPI unavailable"
 	# Established-flow scenario: a listener that accepts and discards.
-	rx ncat -lk "$RX4" "$PORT_TCP" --recv-only >/dev/null 2>&1 &
+	ip netns exec "$NS_RX" ncat -lk "$RX4" "$PORT_TCP" --recv-only >/dev/null 2>&1 &
 	SERVER_PID=$!
-	rx ncat -lk "$RX6" "$PORT_TCP" --recv-only >/dev/null 2>&1 &
+	ip netns exec "$NS_RX" ncat -lk "$RX6" "$PORT_TCP" --recv-only >/dev/null 2>&1 &
 	SERVER_PID="$SERVER_PID $!"
 	# Conntrack must hold scenario (e)'s flows: the limit is global, restored on exit.
 	CT_MAX_SAVED=$(cat /proc/sys/net/netfilter/nf_conntrack_max 2>/dev/null)
@@ -117,9 +118,14 @@ net_up() {
 	sleep 0.3
 }
 
-# The receiver's NAPI kthread is created when an XDP program attaches: pin it away from the generator.
+# The receiver's NAPI exists once an XDP program is attached: make it threaded and pin its kthread away
+# from the generator, so that sender and receiver each have a CPU.
 pin_napi() {
 	local pid
+	# Smoke runs count, never time: NAPI stays in softirq on the generator's CPU, where it drains each
+	# batch right after it is sent, so no frame can be refused by a ring whose reader was not scheduled.
+	[ "$MODE" = smoke ] && return 0
+	rx sh -c "echo 1 > /sys/class/net/$IF_RX/threaded" 2>/dev/null || log "bench: threaded NAPI unavailable"
 	for pid in $(ps -eo pid=,comm= | awk -v p="napi/$IF_RX" 'index($2, p) == 1 {print $1}'); do
 		taskset -pc "$RX_CPU" "$pid" >/dev/null 2>&1
 	done
@@ -132,7 +138,7 @@ make_policy_files() {   # nsigs nbans
 	local nsigs=$1 nbans=$2
 	# Signatures: distinct literals; the one the attack frames carry is last, so a linear rule list
 	# (iptables) walks all of them, as a DFA (Hyperion) does in one pass.
-	awk -v n="$nsigs" -v hit="$SIG_HIT" 'BEGIN { for (i = 1; i < n; i++) printf "hypbench-sig-%04d-%x\n", i, i * 7919; print hit }' >"$WORK/sigs.txt"
+	awk -v n="$nsigs" -v hit="$SIG_HIT" 'BEGIN { for (i = 1; i < n; i++) printf "s%04d-hypbench-%x\n", i, i * 7919; print hit }' >"$WORK/sigs.txt"
 	# Bans: the banned TEST-NET /24 plus filler prefixes of mixed length. The filler lives in 240.0.0.0/4
 	# (reserved, never routed): it is only set/map content inside our own namespace, never an address.
 	awk -v n="$nbans" -v b="$BAN4_NET" 'BEGIN { print b; for (i = 1; i < n; i++) {
@@ -161,8 +167,9 @@ ipt_ruleset() {   # family(4|6) -> iptables-restore input
 	echo "COMMIT"
 }
 
-# nftables has no substring search: signatures become a match of the literal at the start of the L4
-# payload (UDP: byte 8, TCP without options: byte 20). That is strictly less work than a search.
+# nftables has no substring search: signatures become a match of the literal's first bytes (a raw
+# payload match is at most 128 bits) at the start of the L4 payload (UDP: byte 8, TCP without options:
+# byte 20). That is strictly less work than a search.
 nft_ruleset() {
 	echo "table inet hypbench {"
 	echo "  set ban4 { type ipv4_addr; flags interval; auto-merge; elements = {"
@@ -175,9 +182,10 @@ nft_ruleset() {
 	echo "    ct state invalid counter drop"
 	local s hex bits
 	while IFS= read -r s; do
+		s=${s:0:$NFT_RAW_MAX}
 		hex=$(printf '%s' "$s" | od -An -tx1 | tr -d ' \n')
 		bits=$((${#s} * 8))
-		echo "    udp length > $((8 + ${#s})) @th,64,$bits 0x$hex counter drop"
+		echo "    udp length >= $((8 + ${#s})) @th,64,$bits 0x$hex counter drop"
 		echo "    meta l4proto tcp @th,160,$bits 0x$hex counter drop"
 	done <"$WORK/sigs.txt"
 	echo "    ct state established,related accept"
@@ -198,7 +206,8 @@ start_rx_prog() {   # command...
 	SYS_OUT=$WORK/sys.out
 	: >"$SYS_OUT"
 	rm -f "$WORK/ready"
-	rx "$@" >"$SYS_OUT" 2>"$WORK/sys.err" &
+	# ip netns exec execs the command, so $! is the program itself (a function here would be a subshell)
+	ip netns exec "$NS_RX" "$@" >"$SYS_OUT" 2>"$WORK/sys.err" &
 	SYS_PID=$!
 	local i
 	for i in $(seq 1 200); do   # bounded: 20 s, loading 1M-entry maps takes a while
@@ -243,8 +252,8 @@ sys_up() {   # name family
 		start_rx_prog "$B/xdprx" "$IF_RX" pass "$WORK/ready" ;;
 	hyperion)
 		start_rx_prog "$B/hyprx" -i "$IF_RX" --tcp-port "$PORT_TCP" --udp-port "$PORT_UDP" \
-			--sigs "$WORK/sigs.txt" --bans "$WORK/bans4.txt" --flows-new-max $((E_FLOWS + E_FLOWS / 4)) \
-			--ready "$WORK/ready" ;;
+			--sigs "$WORK/sigs.txt" --bans "$WORK/bans4.txt" \
+			$([ "$SCEN_POP" -gt 0 ] && echo --flows-new-max $((SCEN_POP + SCEN_POP / 4))) --ready "$WORK/ready" ;;
 	*) return 1 ;;
 	esac
 }
@@ -300,8 +309,8 @@ sys_down() {
 		rx ipset destroy 2>/dev/null ;;
 	nft) rx nft delete table inet hypbench 2>/dev/null ;;
 	esac
-	# Conntrack entries of this system must not help the next one.
-	rx sh -c 'echo f > /proc/net/nf_conntrack 2>/dev/null' 2>/dev/null
+	# Conntrack entries left by this system must not weigh on the next one.
+	rx conntrack -F >/dev/null 2>&1
 	SYS_NAME=
 	return 0
 }
@@ -333,7 +342,8 @@ scenario() {   # id -> sets SCEN_*
 	   SCEN_FAM=6 SCEN_EXPECT=pass SCEN_SRC=$FLOOD6_NET SCEN_SYSTEMS="xdp_drop xdp_pass iptables nft hyperion"
 	   SCEN_GEN="--proto syn --src $FLOOD6 --dst $RX6 --sport 1024 --dport $PORT_TCP --vary-src 65536 --vary-port 64000" ;;
 	esac
-	[ "$1" = e ] && make_policy_files "$E_SIGS" "$E_BANS" || make_policy_files 1 1
+	if [ "$1" = e ]; then make_policy_files "$E_SIGS" "$E_BANS"; else make_policy_files 1 1; fi
+	grep -q "^$1	" "$DESC" 2>/dev/null || printf '%s\t%s\n' "$1" "$SCEN_DESC" >>"$DESC"
 }
 SCENARIOS=${BENCH_SCENARIOS:-"a b c d e f6a f6d"}
 
@@ -355,12 +365,13 @@ measure() {
 	local b0 b1 out sent ns f0 f1 d0 d1
 	b0=$(sys_books)
 	if [ "$MODE" = smoke ]; then
-		out=$(gen $SCEN_GEN --count "$SMOKE_COUNT" --chunk 64 --gap-us 2000)
+		out=$(gen $SCEN_GEN --count "$SMOKE_COUNT" --chunk 256 --gap-us 1000)
 	else
 		out=$(gen $SCEN_GEN --duration "$DUR")
 	fi
 	sleep 0.2   # the ring drains; frames still queued count as seen
 	b1=$(sys_books)
+	[ -n "${BENCH_DEBUG:-}" ] && log "debug: $SYS_NAME b0=[$b0] b1=[$b1] gen=[$out] tx: $(ip -n "$NS_TX" -s link show "$IF_TX" | sed -n 6p)"
 	sent=$(sed -nE 's/.*frames=([0-9]+).*/\1/p' <<<"$out")
 	ns=$(sed -nE 's/.*ns=([0-9]+).*/\1/p' <<<"$out")
 	f0=$(sed -nE 's/frames=([0-9]+).*/\1/p' <<<"$b0"); f1=$(sed -nE 's/frames=([0-9]+).*/\1/p' <<<"$b1")
@@ -407,4 +418,13 @@ net_up
 log "bench: mode $MODE, $REPS repetitions, ${DUR}s per run, generator CPU $TX_CPU, receiver NAPI CPU $RX_CPU"
 run_matrix
 [ "$MODE" = smoke ] && exit 0
-bench/report.sh "$RAW" "$MODE" "$REPS" "$DUR" "$RESULTS_MD" "$RESULTS_PNG"
+# Microbenchmarks (BPF_PROG_TEST_RUN ns/packet ladder) and runtime figures, when their parts exist.
+if [ -x "$B/micro" ]; then
+	log "bench: microbenchmarks"
+	"$B/micro" $([ "$MODE" = quick ] && echo --quick) >"$WORK/micro.md" 2>"$WORK/micro.err" ||
+		{ log "bench: micro failed: $(tail -n 3 "$WORK/micro.err")"; printf '## Microbenchmarks\n\nfailed: %s\n' "$(tail -n 1 "$WORK/micro.err")" >"$WORK/micro.md"; }
+else
+	printf '## Microbenchmarks\n\nnot run: build/bench/micro not built (needs libhyperion.a)\n' >"$WORK/micro.md"
+fi
+bench/runtime.sh "$MODE" >"$WORK/runtime.md" 2>"$WORK/runtime.err" || log "bench: runtime figures: $(tail -n 1 "$WORK/runtime.err")"
+bench/report.sh "$RAW" "$DESC" "$MODE" "$REPS" "$DUR" "$RESULTS_MD" "$RESULTS_PNG" "$WORK/micro.md" "$WORK/runtime.md"

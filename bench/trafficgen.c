@@ -303,7 +303,12 @@ int main(int argc, char **argv)
 	printf("frames=%llu ns=%llu mpps=%.3f len=%d\n", sent, (unsigned long long)ns,
 	       ns ? (double)sent * 1e3 / (double)ns : 0.0, len);
 	benchxdp__destroy(skel);
-	if (sock >= 0)
+	if (sock >= 0) {
+		/* Abort with one RST instead of a FIN exchange whose retransmissions would trickle into the
+		 * next measurement (the receiver's socket never saw our crafted segments' bytes as new). */
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+		setsockopt(sock, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		close(sock);
+	}
 	return err ? 1 : 0;
 }

@@ -83,11 +83,15 @@ static __always_inline void xdp_ev_payload(struct xdp_md *ctx, const struct hyp_
 
 	if (n > p->pay_len)
 		n = p->pay_len;
-	/* the helper's length must be a non-zero constant-bounded value */
 	if (n > HYP_EV_PAYLOAD)
 		n = HYP_EV_PAYLOAD;
 	if (n == 0)
 		return;
+	/* The helper's length must be provably in [1, HYP_EV_PAYLOAD] in the register itself; clang folds
+	 * the comparisons above into forms the verifier cannot follow, so restate the range with a mask
+	 * it tracks (exact for n in 1..64), behind a barrier that keeps clang from dropping it. */
+	asm volatile("" : "+r"(n));
+	n = ((n - 1) & (HYP_EV_PAYLOAD - 1)) + 1;
 	if (!bpf_xdp_load_bytes(ctx, p->pay_off, e->payload, n))
 		e->payload_len = n;
 }
@@ -122,7 +126,10 @@ static __always_inline int xdp_finish(struct xdp_md *ctx, struct hyp_pkt *p, int
 		ev_flow(p, p->ev_flow, reason, verdict);
 	kind = ev_kind_of(reason);
 	if (kind) {
-		struct hyp_event *e = ev_begin(p, kind, reason, verdict);
+		struct hyp_event *e;
+
+		parse_ports((void *)(long)ctx->data, (void *)(long)ctx->data_end, p);
+		e = ev_begin(p, kind, reason, verdict);
 
 		if (e) {
 			if (kind == HYP_EV_MATCH) {

@@ -1,11 +1,161 @@
-/* Payload inspection: step the signature automaton over the payload (STUB until the scanner lands). */
+/* Payload inspection: step the signature DFA over the payload with bpf_loop, state carried per TCP flow. */
 #ifndef HYP_INSPECT_H
 #define HYP_INSPECT_H
+
+/*
+ * Cost model (kernel 6.18, JIT): one bpf_loop iteration costs ~10 ns, one DFA step (inlined array
+ * lookup of the row, one byte load, one u16 load) a few. So each callback steps a block of
+ * HYP_SCAN_BLOCK bytes, unrolled, and leaves the block early only on an accepting transition, which
+ * is where the (rare, bulky) scope check runs, once per callback instead of once per unrolled byte.
+ */
+#define HYP_SCAN_BLOCK 32
+/* Scratch buffer: a power of two >= HYP_SCAN_DEPTH_MAX so a byte index can be masked into bounds
+ * (one AND) instead of proving pos < len to the verifier across the callback boundary. */
+#define HYP_SCRATCH_SIZE 2048
+#define HYP_SCRATCH_MASK (HYP_SCRATCH_SIZE - 1)
+
+_Static_assert(HYP_SCRATCH_SIZE >= HYP_SCAN_DEPTH_MAX, "scratch smaller than the scan depth ceiling");
+_Static_assert((HYP_SCRATCH_SIZE & HYP_SCRATCH_MASK) == 0, "scratch size must be a power of two");
+
+struct hyp_scratch {
+	__u8 b[HYP_SCRATCH_SIZE];
+};
+
+/* The payload copy: per CPU, since XDP runs one packet at a time per CPU and never sleeps. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hyp_scratch);
+} scratch SEC(".maps");
 
 struct hyp_match {
 	__u32 sig;
 	__u8 action;    /* enum hyp_sig_action */
 };
+
+/* The scan in progress, on the caller's stack, shared with the bpf_loop callback. */
+struct hyp_scan {
+	__u8 *buf;                  /* scratch copy of the payload */
+	__u32 len;                  /* bytes to step, <= HYP_SCAN_DEPTH_MAX */
+	__u32 pos;                  /* next byte */
+	__u32 state;                /* current state (HYP_DFA_ACCEPT stripped) */
+	__u32 base;                 /* gen * HYP_DFA_STATES_MAX: the generation's first row */
+	__u32 sig_base;             /* gen * HYP_SIG_MAX */
+	__u32 sig;                  /* drop/ban match */
+	__u32 alert_sig;            /* first alert match */
+	__u16 dport;                /* host order */
+	__u8 proto;
+	__u8 action;
+	__u8 found;                 /* a drop/ban signature matched: scan stopped */
+	__u8 has_alert;
+	__u8 err;                   /* a row lookup failed: tables inconsistent, result void */
+	__u8 pad;
+};
+
+static __always_inline void inspect_count_add(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+
+	if (v)
+		*v += n;
+}
+
+/* Scope: protocol (0 = any) and destination port list (nports 0 = any). The loop bounds are the ABI
+ * constants so the verifier sees a fixed trip count. */
+static __always_inline bool inspect_in_scope(const struct hyp_sig *sig, __u8 proto, __u16 dport)
+{
+	__u32 i, n = sig->nports;
+
+	if (sig->proto && sig->proto != proto)
+		return false;
+	if (!n)
+		return true;
+#pragma unroll
+	for (i = 0; i < HYP_SIG_PORTS_MAX; i++) {
+		if (i >= n)
+			break;
+		if (sig->ports[i] == dport)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * An accepting state was entered: its dfa_out list is ordered strongest action first (the compiler
+ * also drops entries whose scope a stronger entry covers), so the first signature in scope is the
+ * answer for this byte. A drop/ban stops the scan (returns 1); an alert is remembered and the scan
+ * goes on, so an alert pattern cannot shield a drop pattern later in the payload.
+ */
+static __always_inline int inspect_accept(struct hyp_scan *s, __u32 st)
+{
+	__u32 key = s->base + st, k;
+	struct hyp_dfa_out *o = bpf_map_lookup_elem(&dfa_out, &key);
+
+	if (!o)
+		return 0;
+#pragma unroll
+	for (k = 0; k < HYP_STATE_OUT_MAX; k++) {
+		__u32 id = o->sig[k];
+		struct hyp_sig *sig;
+
+		if (id >= HYP_SIG_MAX)      /* 0xffff: end of the list */
+			break;
+		key = s->sig_base + id;
+		sig = bpf_map_lookup_elem(&sigs, &key);
+		if (!sig || !sig->active || !inspect_in_scope(sig, s->proto, s->dport))
+			continue;
+		if (sig->action != HYP_ACT_ALERT) {
+			s->sig = id;
+			s->action = sig->action;
+			s->found = 1;
+			return 1;
+		}
+		if (!s->has_alert) {
+			s->alert_sig = id;
+			s->has_alert = 1;
+		}
+		return 0;
+	}
+	return 0;
+}
+
+/* bpf_loop callback: step up to HYP_SCAN_BLOCK bytes. Returns 1 to stop the loop. */
+static long inspect_block_cb(__u32 idx, void *arg)
+{
+	struct hyp_scan *s = arg;
+	__u8 *buf = s->buf;
+	__u32 pos = s->pos, st = s->state, key, j;
+	struct hyp_dfa_row *row;
+	__u16 nx = 0;
+
+#pragma unroll
+	for (j = 0; j < HYP_SCAN_BLOCK; j++) {
+		if (pos >= s->len)
+			break;
+		/* an inlined array lookup: the index is checked against max_entries at run time, so a
+		 * state id past the generation's rows cannot read out of the map */
+		key = s->base + st;
+		row = bpf_map_lookup_elem(&dfa, &key);
+		if (!row) {
+			s->err = 1;
+			break;
+		}
+		/* masked index: always inside the scratch value; the byte value bounds next[] */
+		nx = row->next[buf[pos & HYP_SCRATCH_MASK]];
+		pos++;
+		st = nx & HYP_DFA_STATE_MASK;
+		if (nx & HYP_DFA_ACCEPT)
+			break;
+	}
+	s->pos = pos;
+	s->state = st;
+	if (s->err)
+		return 1;
+	if ((nx & HYP_DFA_ACCEPT) && inspect_accept(s, st))
+		return 1;
+	return pos >= s->len ? 1 : 0;
+}
 
 /*
  * Scan the L4 payload [pay_off, pay_off + pay_len) of an ingress packet.
@@ -14,12 +164,104 @@ struct hyp_match {
  *  tcp_seq: the segment's sequence number (host order, TCP only) for the in-order check.
  *  The function owns flow->dfa_state/next_seq/scanned/dfa_gen and the SCAN_DONE flags.
  * Returns 1 and fills m when a signature in scope matched, 0 otherwise.
+ *
+ * TCP with a flow: an in-order segment (seq == next_seq[dir]) continues from dfa_state[dir], any other
+ * restarts at state 0; either way next_seq becomes seq + pay_len. A segment scanned only in part
+ * (scan_depth) leaves state 0 behind, since the next segment does not follow the bytes stepped.
+ * A segment dropped by a signature leaves the flow untouched: the receiver never saw it, and its
+ * retransmission must be judged from the same state (else splitting a pattern and retransmitting the
+ * second half would evade). In monitor mode the segment does reach the receiver, so it counts.
+ * UDP datagrams (and packets without a flow) always start at state 0 and have no stream depth.
  */
 static __always_inline int inspect_payload(struct xdp_md *ctx, __u32 pay_off, __u32 pay_len, __u8 proto,
 					   __u16 dport, struct hyp_flow *flow, __u32 dir, __u32 tcp_seq,
 					   const struct hyp_config *cfg, __u32 gen, struct hyp_match *m)
 {
+	bool stream = flow && proto == IPPROTO_TCP;
+	__u32 d = dir & 1;
+	__u8 done = d ? HYP_FF_SCAN_DONE_1 : HYP_FF_SCAN_DONE_0;
+	/* 64-bit on purpose: a __u32 is compared through a zero-extended copy and then passed in the
+	 * original register, whose bounds the verifier never learned */
+	__u64 n;
+	__u32 start = 0, zero = 0;
+	struct hyp_scan s = {};
+	struct hyp_scratch *sb;
+
+	/* fast path first: a flow direction past its stream depth costs one flag test */
+	if (stream && (flow->flags & done)) {
+		hyp_count(HYP_C_SCAN_SKIPPED);
+		return 0;
+	}
+	if (!pay_len || !cfg->scan_depth || !cfg->dfa_states || gen >= HYP_GENERATIONS)
+		return 0;
+	n = pay_len < cfg->scan_depth ? pay_len : cfg->scan_depth;
+	if (stream) {
+		if (flow->dfa_gen != gen) {
+			/* both directions' states belong to the old automaton */
+			flow->dfa_state[0] = 0;
+			flow->dfa_state[1] = 0;
+			flow->dfa_gen = gen;
+			hyp_count(HYP_C_GEN_MISMATCH);
+		} else if (tcp_seq == flow->next_seq[d]) {
+			start = flow->dfa_state[d];
+		}
+		if (cfg->stream_depth) {
+			__u32 used = flow->scanned[d];
+
+			if (used >= cfg->stream_depth) {    /* stream_depth lowered by a reload */
+				flow->flags |= done;
+				hyp_count(HYP_C_SCAN_SKIPPED);
+				return 0;
+			}
+			if (n > cfg->stream_depth - used)
+				n = cfg->stream_depth - used;
+		}
+	}
+	/* bpf_xdp_load_bytes wants a length the verifier can bound by the buffer: [1, SCAN_DEPTH_MAX] */
+	if (n > HYP_SCAN_DEPTH_MAX)
+		n = HYP_SCAN_DEPTH_MAX;
+	if (n == 0)
+		return 0;
+	sb = bpf_map_lookup_elem(&scratch, &zero);
+	if (!sb)
+		return 0;
+	if (bpf_xdp_load_bytes(ctx, pay_off, sb->b, n))
+		return 0;
+	s.buf = sb->b;
+	s.len = n;
+	s.state = start < cfg->dfa_states ? start : 0;
+	s.base = gen * HYP_DFA_STATES_MAX;
+	s.sig_base = gen * HYP_SIG_MAX;
+	s.proto = proto;
+	s.dport = dport;
+	/* every callback consumes at least one byte, so n iterations always suffice */
+	bpf_loop(n, inspect_block_cb, &s, 0);
+	inspect_count_add(HYP_C_SCAN_BYTES, s.pos);
+	if (s.err)
+		s.state = 0;
+	if (s.found && cfg->mode != HYP_MODE_MONITOR) {
+		m->sig = s.sig;
+		m->action = s.action;
+		return 1;
+	}
+	if (stream) {
+		flow->next_seq[d] = tcp_seq + pay_len;
+		flow->dfa_state[d] = s.pos == pay_len ? s.state : 0;
+		flow->scanned[d] += s.pos;
+		if (cfg->stream_depth && flow->scanned[d] >= cfg->stream_depth)
+			flow->flags |= done;
+	}
+	if (s.found) {
+		m->sig = s.sig;
+		m->action = s.action;
+		return 1;
+	}
+	if (s.has_alert) {
+		m->sig = s.alert_sig;
+		m->action = HYP_ACT_ALERT;
+		return 1;
+	}
 	return 0;
 }
 
-#endif
+#endif /* HYP_INSPECT_H */

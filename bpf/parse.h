@@ -197,6 +197,7 @@ static __always_inline int parse_l4(void *data, void *data_end, struct hyp_pkt *
 {
 	__u32 off = p->l4_off;
 
+	p->l4_parsed = 1;
 	if (p->proto == IPPROTO_TCP) {
 		__u8 *th = parse_ptr(data, data_end, off, sizeof(struct tcphdr));
 		__u32 hlen;
@@ -235,6 +236,21 @@ static __always_inline int parse_l4(void *data, void *data_end, struct hyp_pkt *
 		}
 	}
 	return HYP_CONTINUE;
+}
+
+/* Ports only, for the event of a packet judged before its L4 header was parsed (a banned source):
+ * the ban fast path does not pay for them, the event still names them. */
+static __always_inline void parse_ports(void *data, void *data_end, struct hyp_pkt *p)
+{
+	__u16 *ports;
+
+	if (p->l4_parsed || p->nonfirst_frag || (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP))
+		return;
+	ports = parse_ptr(data, data_end, p->l4_off, 4);
+	if (!ports)
+		return;
+	p->sport = ports[0];
+	p->dport = ports[1];
 }
 
 #endif /* HYP_PARSE_H */

@@ -67,4 +67,13 @@ int daemon_allow_del(struct hyp_daemon *d, const struct hyp_cidr *c, char *err, 
 int daemon_reload(struct hyp_daemon *d, char *err, size_t errlen);
 void daemon_state_dirty(struct hyp_daemon *d);  /* schedule a snapshot write */
 
+/* Appended (daemon.c): the lifecycle hyperiond.c drives. daemon_start runs every step up to the
+ * attached datapath and returns 0 or -errno (logged once); daemon_run loops until SIGTERM/SIGINT and
+ * returns 0; daemon_stop saves state, detaches (if detach) or just closes (keeps pins), frees. */
+int daemon_start(struct hyp_daemon *d);
+int daemon_run(struct hyp_daemon *d);
+void daemon_stop(struct hyp_daemon *d, bool detach);
+/* Write the snapshot now (ctl, exit). 0 or -errno with a message in err. */
+int daemon_state_save(struct hyp_daemon *d, char *err, size_t errlen);
+
 #endif

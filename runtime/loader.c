@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <net/if.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -28,6 +29,8 @@
 /* Legacy clsact filter identity, used only when tcx is unavailable: fixed so a restart replaces it. */
 #define LOADER_TC_HANDLE 0x4859 /* "HY" */
 #define LOADER_TC_PRIORITY 1
+/* Environment variable that forces the clsact egress path when set to "1". */
+#define LOADER_TC_LEGACY_ENV "HYP_TC_LEGACY"
 /* libbpf 1.1 passes the kernel's internal ENOTSUPP (524) through. */
 #define LOADER_ENOTSUPP 524
 
@@ -458,7 +461,8 @@ static int attach_tc_legacy(struct hyp_dp *dp, int slot)
 		return err;
 	}
 	dp->tc_legacy_mask |= 1u << slot;
-	hyp_log(LOG_INFO, "tcx unavailable: tc egress on %s attached as clsact filter", ifc->name);
+	hyp_log(LOG_INFO, "tc egress on %s attached as clsact filter (tcx unavailable or %s=1)", ifc->name,
+		LOADER_TC_LEGACY_ENV);
 	return 0;
 }
 
@@ -488,6 +492,10 @@ static int attach_tc(struct hyp_dp *dp, int slot)
 			return fd;
 		}
 	}
+	/* HYP_TC_LEGACY=1 forces the clsact path: the test for it, and an escape hatch for tcx trouble. */
+	const char *force = getenv(LOADER_TC_LEGACY_ENV);
+	if (force && !strcmp(force, "1"))
+		return attach_tc_legacy(dp, slot);
 	fd = bpf_link_create(dp->prog_tc_fd, ifc->ifindex, (enum bpf_attach_type)LOADER_BPF_TCX_EGRESS, NULL);
 	if (fd == -EINVAL || fd == -EOPNOTSUPP || fd == -LOADER_ENOTSUPP)
 		return attach_tc_legacy(dp, slot);
@@ -500,6 +508,13 @@ static int attach_tc(struct hyp_dp *dp, int slot)
 		return err;
 	}
 	ifc->tc_link_fd = fd;
+	/* A clsact filter left by an earlier run on the legacy path would run the egress program twice. */
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifc->ifindex, .attach_point = BPF_TC_EGRESS);
+	LIBBPF_OPTS(bpf_tc_opts, to, .handle = LOADER_TC_HANDLE, .priority = LOADER_TC_PRIORITY);
+	if (!bpf_tc_query(&hook, &to)) {
+		LIBBPF_OPTS(bpf_tc_opts, del, .handle = LOADER_TC_HANDLE, .priority = LOADER_TC_PRIORITY);
+		bpf_tc_detach(&hook, &del);
+	}
 	return 0;
 }
 

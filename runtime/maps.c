@@ -629,40 +629,79 @@ int ban_foreach(struct hyp_dp *dp, ban_iter_fn fn, void *arg)
 }
 
 struct ban_expiry {
-	struct hyp_dp *dp;
 	__u64 now;
-	int count;
-	int err;
+	char *keys;             /* expired keys of one family, collected before deleting */
+	size_t n, cap, ksz;
 };
 
 static int ban_expire_cb(__u8 family, const void *key, const void *val, void *arg)
 {
 	struct ban_expiry *e = arg;
 
+	(void)family;
 	if (!ban_expired(val, e->now))
 		return 0;
-	int err = bpf_map_delete_elem(ban_fd(e->dp, family), key);
-	if (!err)
-		e->count++;
-	else if (err != -ENOENT)
-		e->err = err;
+	if (e->n == e->cap) {
+		size_t cap = e->cap ? e->cap * 2 : 1024;
+		char *k = realloc(e->keys, cap * e->ksz);
+		if (!k)
+			return -ENOMEM;
+		e->keys = k;
+		e->cap = cap;
+	}
+	memcpy(e->keys + e->n++ * e->ksz, key, e->ksz);
 	return 0;
+}
+
+/* Deletes the collected keys: one BPF_MAP_DELETE_BATCH, per element where the kernel lacks it or a
+ * key vanished meanwhile (the batch stops at the first missing key). Returns the count deleted. */
+static int ban_delete_keys(int fd, const struct ban_expiry *e)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, bo);
+	__u32 count = (__u32)e->n;
+	int err, done = 0;
+
+	if (!e->n)
+		return 0;
+	err = bpf_map_delete_batch(fd, e->keys, &count, &bo);
+	if (!err)
+		return (int)e->n;
+	if (err != -ENOENT && err != -EINVAL && err != -EOPNOTSUPP && err != -MAPS_ENOTSUPP)
+		return err;
+	done = err == -ENOENT ? (int)count : 0;
+	for (size_t i = (size_t)done; i < e->n; i++) {
+		err = bpf_map_delete_elem(fd, e->keys + i * e->ksz);
+		if (!err)
+			done++;
+		else if (err != -ENOENT)
+			return err;
+	}
+	return done;
+}
+
+static int ban_expire_family(struct hyp_dp *dp, __u8 family, __u64 now)
+{
+	struct ban_expiry e = { .now = now };
+	int fd = ban_fd(dp, family), rc;
+
+	e.ksz = family == HYP_AF_INET ? sizeof(struct hyp_lpm4_key) : sizeof(struct hyp_lpm6_key);
+	rc = lpm_foreach(fd, family, sizeof(struct hyp_ban), ban_expire_cb, &e);
+	if (!rc)
+		rc = ban_delete_keys(fd, &e);
+	free(e.keys);
+	return rc;
 }
 
 int ban_expire(struct hyp_dp *dp, __u64 now_ns)
 {
-	struct ban_expiry e = { dp, now_ns, 0, 0 };
-	int rc = lpm_foreach(dp->fd_bans4, HYP_AF_INET, sizeof(struct hyp_ban), ban_expire_cb, &e);
+	int n4 = ban_expire_family(dp, HYP_AF_INET, now_ns);
+	int n6 = n4 < 0 ? 0 : ban_expire_family(dp, HYP_AF_INET6, now_ns);
 
-	if (!rc)
-		rc = lpm_foreach(dp->fd_bans6, HYP_AF_INET6, sizeof(struct hyp_ban), ban_expire_cb, &e);
-	if (!rc)
-		rc = e.err;
-	if (rc < 0) {
-		hyp_log(LOG_ERR, "ban expire: %s (%d expired before the error)", strerror(-rc), e.count);
-		return rc;
+	if (n4 < 0 || n6 < 0) {
+		hyp_log(LOG_ERR, "ban expire: %s", strerror(n4 < 0 ? -n4 : -n6));
+		return n4 < 0 ? n4 : n6;
 	}
-	return e.count;
+	return n4 + n6;
 }
 
 int allow_add(struct hyp_dp *dp, const struct hyp_cidr *c)

@@ -5,7 +5,7 @@
 local OPTIONS = {
 	threshold = 5,                  -- weighted events within window that ban
 	window = "10m",
-	weights = { match = 1, invalid = 1, policy = 1 },
+	weights = { match = 1, invalid = 1, policy = 0.25 },  -- 20 refused flows = 5 points
 	ban_actions = { ban = true },   -- signatures with action=ban ban on the first hit
 	count_alerts = false,           -- alert-only signatures are not evidence
 	allow = { "127.0.0.0/8", "::1" },

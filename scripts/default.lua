@@ -21,8 +21,7 @@ hx.config{
 for _, net in ipairs(ALLOW) do hx.allow(net) end
 
 -- Signatures from signatures.rules beside this file; bad lines are logged and skipped.
-local here = (debug.getinfo(1, "S").source:match("^@(.*/)[^/]*$")) or "./"
-local nsigs, errors = sigfile.load(here .. "signatures.rules")
+local nsigs, errors = sigfile.load("signatures.rules")
 hx.log("info", string.format("default: %d signatures loaded, %d lines skipped", nsigs, #errors))
 
 local shared = {

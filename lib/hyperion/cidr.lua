@@ -7,7 +7,8 @@ local bit = require("bit")
 
 local M = {}
 
-M.SET_MAX = 4096  -- default cap on networks in one cidr.set (allowlists are small; lookups scan)
+M.SET_MAX = 4096          -- default cap on networks in one cidr.set (allowlists are small; lookups scan)
+M.SET_CACHE_MAX = 4096    -- answers a cidr.set remembers; the cache is dropped whole when full
 
 local function fail(what, s, level)
 	error(string.format("cidr: %s: '%s'", what, tostring(s)), (level or 2) + 1)
@@ -71,8 +72,12 @@ local function parse_v6(s)
 	return table.concat(bytes)
 end
 
--- Zero every bit past len.
+-- Zero every bit past len. Whole-byte lengths (every bare address, /24, /64) avoid the byte loop:
+-- this runs for each event's source, so it is on the hot path.
 local function mask(addr, len)
+	local nbytes = #addr
+	if len >= nbytes * 8 then return addr end
+	if len % 8 == 0 then return addr:sub(1, len / 8) .. string.rep("\0", nbytes - len / 8) end
 	local out = {}
 	for i = 1, #addr do
 		local keep = len - (i - 1) * 8
@@ -200,13 +205,26 @@ function M.set(list, max)
 		nets[i] = n
 	end
 	local set = { nets = nets }
-	function set.contains(_, ip)
+	-- Every event asks about its source, and parsing dominates the cost, so answers are cached per
+	-- address string; dropping the whole cache when full keeps it bounded without LRU bookkeeping.
+	local cache, ncache = {}, 0
+	local function lookup(ip)
 		local oki, a = pcall(M.parse, ip)
 		if not oki then return false end
 		for _, n in ipairs(nets) do
 			if n.family == a.family and a.len >= n.len and mask(a.addr, n.len) == n.addr then return true end
 		end
 		return false
+	end
+	function set.contains(_, ip)
+		local hit = cache[ip]
+		if hit ~= nil then return hit end
+		hit = lookup(ip)
+		if type(ip) == "string" then
+			if ncache >= M.SET_CACHE_MAX then cache, ncache = {}, 0 end
+			cache[ip], ncache = hit, ncache + 1
+		end
+		return hit
 	end
 	-- Does any listed network share an address with x (a prefix about to be banned)?
 	function set.overlaps(_, x)

@@ -2,8 +2,9 @@
 -- previous, up to max, remembered in hx.store so reloads and restarts do not reset an offender.
 --
 -- The n-th ban of a key lasts min(base * factor^(n-1), max). A key whose last ban ended more than
--- `forget` ago starts again at base. Records are plain tables under hx.store[namespace] (hx.store only
--- holds plain data); at most `cap` keys are remembered, the ones whose bans ended longest ago go first.
+-- `forget` ago starts again at base. Records are plain data under hx.store[namespace] (all hx.store
+-- may hold): { n = <count>, offenders = { [key] = { n = bans, at = last ban start, ends = its end } } };
+-- at most `cap` keys are remembered, the ones whose bans ended longest ago go first.
 --
 -- Times come from the monotonic clock (hx.now), which restarts at boot: a record stamped later than
 -- "now" was written before a reboot, so it keeps its count and its forget period starts over.
@@ -75,11 +76,18 @@ function Esc:record(key)
 	local r = self:root()
 	local rec = r.offenders[key]
 	if not rec then return nil end
+	if type(rec) ~= "table" or type(rec.n) ~= "number" or type(rec.at) ~= "number"
+		or type(rec.ends) ~= "number" then
+		-- Not ours (or from an older format): dropping it only costs that key its history.
+		r.offenders[key] = nil
+		r.n = r.n - 1
+		return nil
+	end
 	local t = self.now()
 	if rec.at > t then
-		rec.at, rec["until"] = t, t
+		rec.at, rec.ends = t, t
 	end
-	if self.forget > 0 and t > rec["until"] + self.forget then
+	if self.forget > 0 and t > rec.ends + self.forget then
 		r.offenders[key] = nil
 		r.n = r.n - 1
 		return nil
@@ -106,7 +114,7 @@ function Esc:trim(r)
 	for key in pairs(r.offenders) do self:record(key) end
 	if r.n < self.cap then return end
 	local keys = {}
-	for key, rec in pairs(r.offenders) do keys[#keys + 1] = { key, rec["until"] } end
+	for key, rec in pairs(r.offenders) do keys[#keys + 1] = { key, rec.ends } end
 	table.sort(keys, function(a, b) return a[2] < b[2] end)
 	local target = math.floor(self.cap * 0.9)
 	for i = 1, #keys - target do
@@ -128,7 +136,7 @@ function Esc:next(key)
 		r.n = r.n + 1
 	end
 	local t = self.now()
-	rec.n, rec.at, rec["until"] = n, t, t + ttl
+	rec.n, rec.at, rec.ends = n, t, t + ttl
 	return ttl, n
 end
 

@@ -147,13 +147,43 @@ function M.parse(text, source, defaults)
 	return rules, errors
 end
 
--- Reads path and declares every good rule with hx.signature. Returns the number loaded and the list of
+-- Where a relative rules file is: beside the script calling load() first (a policy names its own
+-- rules file without caring about the daemon's working directory; not through a tail call, which
+-- leaves no caller frame), then as given, then in each directory of package.path (the runtime adds
+-- the policy's directory there). level is as for error().
+function M.resolve(name, level)
+	if type(name) ~= "string" or name == "" then error("sigfile.resolve: name must be a string", 2) end
+	if name:sub(1, 1) == "/" then return name end
+	local cands = {}
+	local info = debug and debug.getinfo and debug.getinfo((level or 1) + 1, "S")
+	local dir = info and info.source and info.source:match("^@(.*/)[^/]*$")
+	if dir then cands[#cands + 1] = dir .. name end
+	cands[#cands + 1] = name
+	for tmpl in package.path:gmatch("[^;]+") do
+		local d = tmpl:match("^(.*/)%?%.lua$")
+		if d then cands[#cands + 1] = d .. name end
+	end
+	for _, c in ipairs(cands) do
+		local f = io.open(c, "rb")
+		if f then
+			f:close()
+			return c
+		end
+	end
+	return nil, "no " .. name .. " in " .. table.concat(cands, ", ")
+end
+
+-- Reads path (found as resolve() says) and declares every good rule with hx.signature. Returns the
+-- number loaded and the list of
 -- errors (each also logged at "warning"). An unreadable file is an error: a policy that names a rules
 -- file should not start silently without it. opts: hx, defaults (action, proto, ports, nocase).
 function M.load(path, opts)
 	opts = opts or {}
 	local hx = opts.hx or require("hyperion")
 	if type(path) ~= "string" then error("sigfile.load: path must be a string", 2) end
+	local found, rerr = M.resolve(path, 2)
+	if not found then error("sigfile.load: cannot open " .. rerr, 2) end
+	path = found
 	local f, oerr = io.open(path, "rb")
 	if not f then error("sigfile.load: cannot open " .. tostring(oerr), 2) end
 	local text = f:read("*a")

@@ -360,14 +360,29 @@ static void test_books_balance(void)
 		dpt_xdp(&t, b, len);
 		xdp_runs++;
 		ev_attempted++;
-		len = tcp_from(SERVER4, 22, sport_next++, TH_SYN, 1, 0, b);     /* outbound SYN via tc */
+		len = tcp_from(SERVER4, 22, sport_next++, TH_SYN, 1, 0, b);     /* flow_new, egress */
 		dpt_tc(&t, b, len);
 		tc_runs++;
+		ev_attempted++;
 	}
 	TAP_EQ(dpt_counter(&t, HYP_C_EV_SUBMITTED) + dpt_counter(&t, HYP_C_EV_LOST), ev_attempted,
 	       "books: submitted + lost == attempted (%llu)", (unsigned long long)ev_attempted);
 	drained = dpt_events(&t);
 	TAP_EQ(drained, dpt_counter(&t, HYP_C_EV_SUBMITTED), "books: user space reads every submitted event");
+	{
+		static const uint8_t kinds[] = { HYP_EV_FLOW_END, HYP_EV_POLICY, HYP_EV_BLOCK, HYP_EV_INVALID };
+		int n, k, egress = 0;
+
+		for (k = 0; k < (int)sizeof(kinds); k++) {
+			dpt_event_find(&t, kinds[k], &n);
+			TAP_EQ(n, 10, "books: ten events of kind %u", kinds[k]);
+		}
+		dpt_event_find(&t, HYP_EV_FLOW_NEW, &n);
+		for (k = 0; k < t.nev; k++)
+			egress += t.ev[k].kind == HYP_EV_FLOW_NEW && t.ev[k].dir == 1;
+		TAP_CHECK(n == 20 && egress == 10, "books: flow_new from ten inbound and ten outbound SYNs (dir 1: %d)",
+			  egress);
+	}
 
 	/* packets that end without an event: non-IP, fragments, bad headers */
 	for (i = 0; i < 5; i++) {

@@ -70,6 +70,10 @@ function fake.new(opts)
 	end
 
 	function hx.banned(ip)
+		local exact = hx.bans[ip]
+		if exact and not (exact.expires and exact.expires <= hx.t) then
+			return true, { cidr = ip, ttl = exact.ttl, reason = exact.reason, expires = exact.expires }
+		end
 		for key, b in pairs(hx.bans) do
 			if b.expires and b.expires <= hx.t then
 				hx.bans[key] = nil

@@ -56,6 +56,9 @@ t.ok(not s:contains("192.0.2.1"), "set excludes other addresses")
 t.ok(not s:contains("garbage"), "set treats junk as not contained")
 t.ok(s:overlaps("10.1.0.0/16"), "set overlap with narrower prefix")
 t.ok(s:overlaps("0.0.0.0/0"), "set overlap with wider prefix")
+t.ok(s:contains("127.0.0.1") and not s:contains("192.0.2.1"), "cached answers stay right")
+for i = 1, cidr.SET_CACHE_MAX + 10 do s:contains("198.51.100." .. (i % 256) .. "-" .. i) end
+t.ok(s:contains("127.9.9.9") and not s:contains("192.0.2.1"), "answers right after the cache was dropped")
 t.raises(function() cidr.set({ "127.0.0.0/8", "bad" }) end, "entry 2", "set names its bad entry")
 t.raises(function() cidr.set({ "1.1.1.1", "2.2.2.2" }, 1) end, "cap", "set enforces its cap")
 

@@ -36,10 +36,16 @@ t.eq(e:count("b"), 0, "forgotten a day after the ban ended")
 t.eq((e:next("b")), 600, "forgotten key starts again at base")
 
 -- A record from before a reboot (stamped in the future) keeps its count.
-local s3 = { escalate = { n = 1, offenders = { x = { n = 3, at = 99999, ["until"] = 100000 } } } }
+local s3 = { escalate = { n = 1, offenders = { x = { n = 3, at = 99999, ends = 100000 } } } }
 local e3 = escalate.new{ base = 60, max = "1d", store = s3, clock = function() return 5 end }
 t.eq(e3:count("x"), 3, "pre-reboot record keeps its count")
 t.eq((e3:next("x")), 480, "and escalates from it (fourth ban: 60 * 2^3)")
+
+-- A malformed record (hand-edited store, older format) is dropped, not a crash.
+local s5 = { escalate = { n = 2, offenders = { y = { n = "x" }, z = 7 } } }
+local e7 = escalate.new{ base = 60, store = s5, clock = clk }
+t.eq(e7:count("y"), 0, "malformed record ignored")
+t.eq((e7:next("z")), 60, "non-table record replaced")
 
 -- Cap: the oldest-ended records go first.
 now = 50000

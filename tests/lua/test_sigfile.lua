@@ -84,5 +84,24 @@ t.eq(#hx.logs, 2, "each error logged")
 t.eq(hx.logs[1].level, "warning", "logged as warning")
 os.remove(path)
 t.raises(function() sigfile.load("/nonexistent/x.rules", { hx = hx }) end, "cannot open", "missing file raises")
+t.raises(function() sigfile.load("no-such.rules", { hx = hx }) end, "no no-such.rules in", "missing relative file lists where it looked")
+
+-- Relative names: beside the calling script first, then package.path directories.
+local dir = os.tmpname()
+os.remove(dir)
+os.execute("mkdir -p " .. dir .. "/pol " .. dir .. "/lib")
+local function write(p, text) local fh = assert(io.open(p, "w")); fh:write(text); fh:close() end
+write(dir .. "/pol/local.rules", 'beside "xyz"\n')
+write(dir .. "/pol/policy.lua", 'local n = require("hyperion.sigfile").load("local.rules", { hx = ... })\nreturn n\n')
+local hx2 = fake.new()
+t.eq(loadfile(dir .. "/pol/policy.lua")(hx2), 1, "rules file found beside the policy that loads it")
+t.ok(hx2.sigs.beside ~= nil, "and its rule declared")
+write(dir .. "/lib/onpath.rules", 'onpath "abc"\n')
+local saved = package.path
+package.path = dir .. "/lib/?.lua;" .. package.path
+t.eq(sigfile.resolve("onpath.rules"), dir .. "/lib/onpath.rules", "rules file found in a package.path directory")
+package.path = saved
+t.eq(sigfile.resolve("/abs/x.rules"), "/abs/x.rules", "absolute path taken as is")
+os.execute("rm -r " .. dir)
 
 t.done()

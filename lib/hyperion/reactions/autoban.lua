@@ -13,7 +13,7 @@ local M = {}
 M.DEFAULTS = {
 	threshold = 5,              -- weighted events within window that ban
 	window = "10m",
-	weights = { match = 1, invalid = 1, policy = 1 },  -- kinds counted (block, ratelimit: 0)
+	weights = { match = 1, invalid = 1, policy = 0.25 },  -- per event; refused flows are weak evidence
 	ban_actions = { ban = true },                     -- signature actions that ban at once
 	count_alerts = false,
 	allow = {},                 -- networks never banned (loopback always)

@@ -7,6 +7,8 @@
 -- rate-limited packets in `window` become ban candidates and the worst `max_bans` of them are banned
 -- (a spoofed flood has endless sources: the cap keeps a flood from filling the ban table, and prefix
 -- aggregation takes over). A source quiet for `quiet` gets its limits back (0 = the config's).
+-- The tightened sources are also listed in hx.store.synflood, because their overrides live in the
+-- kernel: after a reload or restart the new state adopts them and still relaxes them when quiet.
 local hooks = require("hyperion.hooks")
 local window = require("hyperion.window")
 local lru = require("hyperion.lru")
@@ -61,7 +63,35 @@ function M.setup(opts)
 	return self
 end
 
+-- The persisted set of tightened sources (plain data in hx.store, looked up each time: a reload may
+-- hand over a different table).
+function Synflood:persisted()
+	local store = self.hx.store
+	local r = store.synflood
+	if type(r) ~= "table" or type(r.tightened) ~= "table" then
+		r = { tightened = {} }
+		store.synflood = r
+	end
+	return r.tightened
+end
+
+-- Takes over sources a previous state tightened, so their overrides are relaxed in due course.
+function Synflood:adopt()
+	local t, n = self.now(), 0
+	for src in pairs(self:persisted()) do
+		if not self.tracked:peek(src) then
+			self.tracked:set(src, { since = t, last = t })
+			n = n + 1
+		end
+	end
+	if n > 0 then
+		self.flooding = true
+		self.hx.log("info", string.format("synflood: %d tightened sources taken over from the last state", n))
+	end
+end
+
 function Synflood:relax(src)
+	self:persisted()[src] = nil
 	self.hx.ratelimit(src, RELAXED)
 end
 
@@ -73,6 +103,7 @@ function Synflood:event(ev)
 	if not e then
 		e = { since = t }
 		self.tracked:set(src, e)
+		self:persisted()[src] = true
 		self.hx.ratelimit(src, { syn = self.o.tighten.syn or 0, pps = self.o.tighten.pps or 0 })
 		self.hx.log("info", string.format("synflood: %s rate-limited (%s), limits tightened", src,
 			tostring(ev.reason)))
@@ -88,6 +119,11 @@ end
 
 -- Bans the worst candidates, then gives quiet sources their limits back.
 function Synflood:check()
+	-- Timers run only once the policy is active, which is also when hx.store holds the last state's data.
+	if not self.adopted then
+		self.adopted = true
+		self:adopt()
+	end
 	local t, o = self.now(), self.o
 	local list = {}
 	for src in self.candidates:pairs() do

@@ -1,0 +1,18 @@
+# Mpps processed per system per scenario, clustered bars. Called by bench/report.sh:
+#   gnuplot -e "datafile='chart.dat'; outfile='results.png'" bench/plot.gp
+# datafile: header line, then "scenario<TAB>xdp_drop<TAB>xdp_pass<TAB>ipt_raw<TAB>iptables<TAB>nft<TAB>hyperion",
+# "-" where a system did not run that scenario.
+set terminal pngcairo size 1200,600 noenhanced font ",10"
+set output outfile
+set datafile separator "\t"
+set datafile missing "-"
+set title "Frames processed by the receiver (Mpps, median) — one veth pair, generator and receiver on separate CPUs"
+set ylabel "Mpps"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set key outside right top vertical
+set grid ytics
+set yrange [0:*]
+plot for [c=2:7] datafile using c:xtic(1) title columnheader(c)

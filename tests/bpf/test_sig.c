@@ -1,0 +1,476 @@
+/* Payload signatures through the real XDP program: actions, TCP stream state, scope, depths, reloads. */
+#include <errno.h>
+#include <linux/bpf.h>
+#include <netinet/in.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "tap.h"
+#include "pkt.h"
+#include "dptest.h"
+#include "sigcompile.h"
+#include "hyperion.skel.h"
+
+#define CLIENT4 "192.0.2.10"
+#define SERVER4 "198.51.100.1"
+#define CLIENT6 "2001:db8::10"
+#define SERVER6 "2001:db8:1::1"
+#define ISN 1000000u
+#define PERF_REPEAT 20000       /* bpf_prog_test_run repetitions per measurement (information only) */
+
+static struct hyp_sigset set;   /* large: off the stack */
+static struct hyp_sigdef defs[HYP_SIG_MAX];
+static char err[256];
+
+static void def_add(size_t i, const char *name, const char *pat, uint8_t action, uint8_t flags, uint8_t proto,
+		    uint16_t port)
+{
+	struct hyp_sigdef *d = &defs[i];
+
+	memset(d, 0, sizeof(*d));
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	d->pattern_len = strlen(pat);
+	memcpy(d->pattern, pat, d->pattern_len);
+	d->action = action;
+	d->flags = flags;
+	d->proto = proto;
+	if (port) {
+		d->nports = 1;
+		d->ports[0] = port;
+	}
+}
+
+/* What the daemon's dp_config_apply does: the compiled set into the inactive generation, then flip. */
+static int sig_push(struct dpt *t)
+{
+	uint32_t zero = 0, cur = 0, g, i;
+	int fd_sigs = bpf_map__fd(t->skel->maps.sigs), fd_dfa = bpf_map__fd(t->skel->maps.dfa);
+	int fd_out = bpf_map__fd(t->skel->maps.dfa_out);
+	struct hyp_sig none = {};
+
+	if (bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.gen), &zero, &cur))
+		return -errno;
+	g = (cur + 1) % HYP_GENERATIONS;
+	for (i = 0; i < HYP_SIG_MAX; i++) {
+		uint32_t k = g * HYP_SIG_MAX + i;
+
+		if (bpf_map_update_elem(fd_sigs, &k, i < set.nsigs ? &set.sigs[i] : &none, BPF_ANY))
+			return -errno;
+	}
+	for (i = 0; i < set.nstates; i++) {
+		uint32_t k = g * HYP_DFA_STATES_MAX + i;
+
+		if (bpf_map_update_elem(fd_dfa, &k, &set.rows[i], BPF_ANY) ||
+		    bpf_map_update_elem(fd_out, &k, &set.out[i], BPF_ANY))
+			return -errno;
+	}
+	t->cfg.nsigs = set.nsigs;
+	t->cfg.dfa_states = set.nstates;
+	return dpt_config_push(t);
+}
+
+/* Compile defs[0..n) and open a fresh datapath with them loaded. */
+static bool sig_open(struct dpt *t, size_t n, const char *what)
+{
+	int rc;
+
+	sigset_free(&set);
+	rc = sigset_compile(&set, defs, n, err, sizeof(err));
+	if (rc) {
+		TAP_CHECK(0, "%s: compile: %s", what, err);
+		return false;
+	}
+	rc = dpt_open(t, 4096, 4096);
+	if (rc) {
+		TAP_CHECK(0, "%s: dpt_open: %s", what, strerror(-rc));
+		return false;
+	}
+	rc = sig_push(t);
+	if (rc) {
+		TAP_CHECK(0, "%s: load signatures: %s", what, strerror(-rc));
+		dpt_close(t);
+		return false;
+	}
+	return true;
+}
+
+struct peer {
+	int family;
+	const char *client, *server;
+	uint16_t sport, dport;
+};
+
+static int udp_pkt(const struct peer *p, const void *pay, uint32_t len, uint8_t *b)
+{
+	struct pkt_opts o = { .family = p->family, .src = p->client, .dst = p->server, .proto = IPPROTO_UDP,
+			      .sport = p->sport, .dport = p->dport, .payload = pay, .payload_len = len };
+
+	return pkt_build(&o, b, PKT_MAX);
+}
+
+static int tcp_pkt(const struct peer *p, bool out, uint8_t flags, uint32_t seq, const void *pay, uint32_t len,
+		   uint8_t *b)
+{
+	struct pkt_opts o = { .family = p->family, .src = out ? p->server : p->client,
+			      .dst = out ? p->client : p->server, .proto = IPPROTO_TCP,
+			      .sport = out ? p->dport : p->sport, .dport = out ? p->sport : p->dport,
+			      .tcp_flags = flags, .seq = seq, .ack = 1, .payload = pay, .payload_len = len };
+
+	return pkt_build(&o, b, PKT_MAX);
+}
+
+/* SYN in through XDP, SYN-ACK out through tc, ACK in: an established flow. Returns the client's next seq. */
+static uint32_t tcp_open(struct dpt *t, const struct peer *p)
+{
+	uint8_t b[PKT_MAX];
+	int len;
+
+	len = tcp_pkt(p, false, TH_SYN, ISN, NULL, 0, b);
+	dpt_xdp(t, b, len);
+	len = tcp_pkt(p, true, TH_SYN | TH_ACK, 5000, NULL, 0, b);
+	dpt_tc(t, b, len);
+	len = tcp_pkt(p, false, TH_ACK, ISN + 1, NULL, 0, b);
+	dpt_xdp(t, b, len);
+	return ISN + 1;
+}
+
+/* Send one data segment from the client; returns the XDP verdict and the stats entry that grew. */
+static bool tcp_send(struct dpt *t, const struct peer *p, uint32_t seq, const char *pay, int want_rc,
+		     unsigned want_stat, const char *what)
+{
+	uint8_t b[PKT_MAX];
+	int len = tcp_pkt(p, false, TH_ACK | TH_PSH, seq, pay, strlen(pay), b);
+
+	return dpt_expect(t, b, len, want_rc, want_stat, what);
+}
+
+static bool udp_send(struct dpt *t, const struct peer *p, const void *pay, uint32_t plen, int want_rc,
+		     unsigned want_stat, const char *what)
+{
+	uint8_t b[PKT_MAX];
+	int len = udp_pkt(p, pay, plen, b);
+
+	return dpt_expect(t, b, len, want_rc, want_stat, what);
+}
+
+/* Each action through a UDP datagram: verdict, stats entry, match event with id, action, payload. */
+static void test_actions(void)
+{
+	static const struct { const char *pay; uint8_t action; int rc; unsigned stat; } c[] = {
+		{ "hello EVIL-ALERT there", HYP_ACT_ALERT, XDP_PASS, HYP_R_PASS_ALERT },
+		{ "hello EVIL-DROP there", HYP_ACT_DROP, XDP_DROP, HYP_R_DROP_SIG },
+		{ "hello EVIL-BAN there", HYP_ACT_BAN, XDP_DROP, HYP_R_DROP_SIG },
+	};
+	struct peer p = { 4, CLIENT4, SERVER4, 40000, 53 };
+	struct dpt t;
+	unsigned i;
+
+	def_add(0, "alert", "EVIL-ALERT", HYP_ACT_ALERT, 0, 0, 0);
+	def_add(1, "drop", "EVIL-DROP", HYP_ACT_DROP, 0, 0, 0);
+	def_add(2, "ban", "EVIL-BAN", HYP_ACT_BAN, 0, 0, 0);
+	if (!sig_open(&t, 3, "actions"))
+		return;
+	udp_send(&t, &p, "harmless", 8, XDP_PASS, HYP_R_PASS_NEW, "clean datagram passes");
+	for (i = 0; i < 3; i++) {
+		const struct hyp_event *ev;
+		char what[64];
+		int n;
+
+		snprintf(what, sizeof(what), "action %u", c[i].action);
+		dpt_events(&t);
+		udp_send(&t, &p, c[i].pay, strlen(c[i].pay), c[i].rc, c[i].stat, what);
+		dpt_events(&t);
+		ev = dpt_event_find(&t, HYP_EV_MATCH, &n);
+		TAP_CHECK(ev && n == 1, "%s: one match event", what);
+		if (!ev)
+			continue;
+		TAP_EQ(ev->sig, i, "%s: event names the signature", what);
+		TAP_EQ(ev->action, c[i].action, "%s: event carries the action", what);
+		TAP_EQ(ev->verdict, c[i].rc == XDP_DROP ? HYP_V_DROP : HYP_V_PASS, "%s: event verdict", what);
+		TAP_CHECK(ev->payload_len == strlen(c[i].pay) &&
+			  !memcmp(ev->payload, c[i].pay, strlen(c[i].pay)), "%s: event carries the payload", what);
+	}
+	/* an alert early in a payload does not hide a drop later in it */
+	udp_send(&t, &p, "EVIL-ALERT then EVIL-DROP", 25, XDP_DROP, HYP_R_DROP_SIG, "alert then drop: drop wins");
+	TAP_CHECK(dpt_counter(&t, HYP_C_SCAN_BYTES) > 0, "scanned bytes counted");
+	dpt_close(&t);
+}
+
+static void test_tcp_stream(int family)
+{
+	struct peer p = { family, family == 6 ? CLIENT6 : CLIENT4, family == 6 ? SERVER6 : SERVER4, 40001, 80 };
+	struct hyp_flow f;
+	struct dpt t;
+	uint32_t seq;
+	char what[96];
+
+	def_add(0, "split", "ATTACK-PATTERN", HYP_ACT_DROP, 0, 0, 0);
+	if (!sig_open(&t, 1, "tcp stream"))
+		return;
+	seq = tcp_open(&t, &p);
+	TAP_CHECK(dpt_flow(&t, family, IPPROTO_TCP, p.client, p.sport, p.server, p.dport, &f, NULL) == 0 &&
+		  f.state == HYP_CT_ESTABLISHED, "v%d: handshake established the flow", family);
+	snprintf(what, sizeof(what), "v%d: first half passes", family);
+	tcp_send(&t, &p, seq, "GET /?q=ATTACK-", XDP_PASS, HYP_R_PASS_FLOW, what);
+	seq += strlen("GET /?q=ATTACK-");
+	snprintf(what, sizeof(what), "v%d: pattern split across in-order segments matches", family);
+	tcp_send(&t, &p, seq, "PATTERN HTTP/1.1", XDP_DROP, HYP_R_DROP_SIG, what);
+	/* the dropped segment never reached the receiver: its retransmission is judged the same way */
+	snprintf(what, sizeof(what), "v%d: retransmission of the dropped segment is dropped too", family);
+	tcp_send(&t, &p, seq, "PATTERN HTTP/1.1", XDP_DROP, HYP_R_DROP_SIG, what);
+	snprintf(what, sizeof(what), "v%d: whole pattern in one segment", family);
+	tcp_send(&t, &p, seq, "xxATTACK-PATTERNxx", XDP_DROP, HYP_R_DROP_SIG, what);
+
+	/* out of order: a segment that does not start at next_seq restarts at state 0 */
+	p.sport = 40002;
+	seq = tcp_open(&t, &p);
+	tcp_send(&t, &p, seq, "GET /?q=ATTACK-", XDP_PASS, HYP_R_PASS_FLOW, "ooo: first half passes");
+	seq += strlen("GET /?q=ATTACK-");
+	snprintf(what, sizeof(what), "v%d: segment with a gap does not continue the state", family);
+	tcp_send(&t, &p, seq + 100, "PATTERN HTTP/1.1", XDP_PASS, HYP_R_PASS_FLOW, what);
+	snprintf(what, sizeof(what), "v%d: ...nor does a retransmission overlapping the old one", family);
+	tcp_send(&t, &p, seq - 3, "PATTERN HTTP/1.1", XDP_PASS, HYP_R_PASS_FLOW, what);
+	dpt_close(&t);
+}
+
+static void test_nocase_and_scope(void)
+{
+	struct peer u = { 4, CLIENT4, SERVER4, 40010, 8080 };
+	struct peer tcp80 = { 4, CLIENT4, SERVER4, 40011, 80 };
+	struct peer tcp8080 = { 4, CLIENT4, SERVER4, 40012, 8080 };
+	struct dpt t;
+	uint32_t seq;
+
+	def_add(0, "sqli", "select * from", HYP_ACT_DROP, HYP_SIGF_NOCASE, 0, 0);
+	def_add(1, "exact", "Exact", HYP_ACT_DROP, 0, 0, 0);
+	def_add(2, "tcp8080", "ADMIN-CMD", HYP_ACT_DROP, 0, IPPROTO_TCP, 8080);
+	def_add(3, "udponly", "UDP-ONLY", HYP_ACT_DROP, 0, IPPROTO_UDP, 0);
+	if (!sig_open(&t, 4, "nocase/scope"))
+		return;
+	udp_send(&t, &u, "q=SeLeCt * FROM users", 21, XDP_DROP, HYP_R_DROP_SIG, "nocase: mixed case matches");
+	udp_send(&t, &u, "q=select * fro", 14, XDP_PASS, HYP_R_PASS_NEW, "nocase: prefix does not");
+	udp_send(&t, &u, "EXACT exact", 11, XDP_PASS, HYP_R_PASS_FLOW, "exact: other case does not match");
+	udp_send(&t, &u, "so Exact", 8, XDP_DROP, HYP_R_DROP_SIG, "exact: same case matches");
+	udp_send(&t, &u, "ADMIN-CMD", 9, XDP_PASS, HYP_R_PASS_FLOW, "scope: tcp-only sig ignores udp/8080");
+	udp_send(&t, &u, "UDP-ONLY", 8, XDP_DROP, HYP_R_DROP_SIG, "scope: udp sig matches udp");
+	seq = tcp_open(&t, &tcp80);
+	tcp_send(&t, &tcp80, seq, "ADMIN-CMD", XDP_PASS, HYP_R_PASS_FLOW, "scope: tcp/8080 sig ignores tcp/80");
+	tcp_send(&t, &tcp80, seq + 9, "UDP-ONLY", XDP_PASS, HYP_R_PASS_FLOW, "scope: udp sig ignores tcp");
+	seq = tcp_open(&t, &tcp8080);
+	tcp_send(&t, &tcp8080, seq, "ADMIN-CMD", XDP_DROP, HYP_R_DROP_SIG, "scope: tcp/8080 sig matches tcp/8080");
+	dpt_close(&t);
+}
+
+static void test_scan_depth(void)
+{
+	struct peer u = { 4, CLIENT4, SERVER4, 40020, 53 };
+	uint8_t pay[400];
+	struct dpt t;
+
+	def_add(0, "deep", "NEEDLE", HYP_ACT_DROP, 0, 0, 0);
+	if (!sig_open(&t, 1, "scan depth"))
+		return;
+	t.cfg.scan_depth = 64;
+	sig_push(&t);
+	memset(pay, '.', sizeof(pay));
+	memcpy(pay + 100, "NEEDLE", 6);
+	udp_send(&t, &u, pay, sizeof(pay), XDP_PASS, HYP_R_PASS_NEW, "scan_depth 64: pattern at 100 not seen");
+	memset(pay, '.', sizeof(pay));
+	memcpy(pay + 60, "NEEDLE", 6);
+	udp_send(&t, &u, pay, sizeof(pay), XDP_PASS, HYP_R_PASS_FLOW, "scan_depth 64: pattern across 64 not seen");
+	memset(pay, '.', sizeof(pay));
+	memcpy(pay + 58, "NEEDLE", 6);
+	udp_send(&t, &u, pay, sizeof(pay), XDP_DROP, HYP_R_DROP_SIG, "scan_depth 64: pattern ending at 64 seen");
+	TAP_EQ(dpt_counter(&t, HYP_C_SCAN_BYTES), 3 * 64, "scan_depth 64: 64 bytes stepped per datagram");
+
+	/* the ceiling: a 1500-byte payload with scan_depth HYP_SCAN_DEPTH_MAX finds a pattern at the end */
+	{
+		uint8_t big[1450];
+
+		t.cfg.scan_depth = HYP_SCAN_DEPTH_MAX;
+		sig_push(&t);
+		memset(big, 'x', sizeof(big));
+		memcpy(big + sizeof(big) - 6, "NEEDLE", 6);
+		udp_send(&t, &u, big, sizeof(big), XDP_DROP, HYP_R_DROP_SIG, "max scan_depth: pattern at the end");
+	}
+	dpt_close(&t);
+}
+
+static void test_stream_depth(void)
+{
+	struct peer p = { 4, CLIENT4, SERVER4, 40030, 80 };
+	char seg[61];
+	struct hyp_flow f;
+	struct dpt t;
+	uint32_t seq;
+	uint64_t skipped;
+
+	def_add(0, "late", "NEEDLE", HYP_ACT_DROP, 0, 0, 0);
+	if (!sig_open(&t, 1, "stream depth"))
+		return;
+	t.cfg.stream_depth = 100;
+	sig_push(&t);
+	memset(seg, '.', 60);
+	seg[60] = '\0';
+
+	/* control: within the first 100 bytes of the stream the pattern is found */
+	seq = tcp_open(&t, &p);
+	tcp_send(&t, &p, seq, seg, XDP_PASS, HYP_R_PASS_FLOW, "stream_depth: first 60 bytes pass");
+	memcpy(seg + 10, "NEEDLE", 6);
+	tcp_send(&t, &p, seq + 60, seg, XDP_DROP, HYP_R_DROP_SIG, "stream_depth: pattern at 70..76 dropped");
+
+	/* past 100 bytes: not inspected, then the fast path */
+	p.sport = 40031;
+	seq = tcp_open(&t, &p);
+	memset(seg, '.', 60);
+	tcp_send(&t, &p, seq, seg, XDP_PASS, HYP_R_PASS_FLOW, "stream_depth: 60 bytes");
+	memcpy(seg + 45, "NEEDLE", 6);
+	tcp_send(&t, &p, seq + 60, seg, XDP_PASS, HYP_R_PASS_FLOW, "stream_depth: pattern at 105 not seen");
+	TAP_CHECK(dpt_flow(&t, 4, IPPROTO_TCP, p.client, p.sport, p.server, p.dport, &f, NULL) == 0 &&
+		  (f.flags & (HYP_FF_SCAN_DONE_0 | HYP_FF_SCAN_DONE_1)) && f.scanned[0] + f.scanned[1] == 100,
+		  "stream_depth: flow marked done after exactly 100 bytes");
+	skipped = dpt_counter(&t, HYP_C_SCAN_SKIPPED);
+	memcpy(seg, "NEEDLE", 6);
+	tcp_send(&t, &p, seq + 120, seg, XDP_PASS, HYP_R_PASS_FLOW, "stream_depth: later segment not scanned");
+	TAP_EQ(dpt_counter(&t, HYP_C_SCAN_SKIPPED), skipped + 1, "stream_depth: skipped packet counted");
+	/* the other direction of the flow has its own budget */
+	{
+		uint8_t b[PKT_MAX];
+		int len = tcp_pkt(&p, true, TH_ACK, 5001, "NEEDLE", 6, b);
+
+		dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_SIG, "stream_depth: reverse direction still scanned");
+	}
+	dpt_close(&t);
+}
+
+static void test_generation_flip(void)
+{
+	struct peer p = { 4, CLIENT4, SERVER4, 40040, 80 };
+	struct hyp_flow f;
+	struct dpt t;
+	uint32_t seq;
+
+	def_add(0, "split", "ATTACK-PATTERN", HYP_ACT_DROP, 0, 0, 0);
+	if (!sig_open(&t, 1, "generation flip"))
+		return;
+	seq = tcp_open(&t, &p);
+	tcp_send(&t, &p, seq, "GET /?q=ATTACK-", XDP_PASS, HYP_R_PASS_FLOW, "gen: first half passes");
+	TAP_CHECK(dpt_flow(&t, 4, IPPROTO_TCP, p.client, p.sport, p.server, p.dport, &f, NULL) == 0 &&
+		  (f.dfa_state[0] | f.dfa_state[1]) != 0, "gen: the flow carries a non-start state");
+	/* reload (same signatures): the flow's state belongs to the old generation's automaton */
+	sig_push(&t);
+	seq += strlen("GET /?q=ATTACK-");
+	tcp_send(&t, &p, seq, "PATTERN HTTP/1.1", XDP_PASS, HYP_R_PASS_FLOW, "gen: state reset after a reload");
+	TAP_EQ(dpt_counter(&t, HYP_C_GEN_MISMATCH), 1, "gen: mismatch counted once");
+	tcp_send(&t, &p, seq + 16, "ATTACK-PATTERN", XDP_DROP, HYP_R_DROP_SIG, "gen: new generation matches");
+	dpt_close(&t);
+}
+
+static void test_full_set(void)
+{
+	struct peer u6 = { 6, CLIENT6, SERVER6, 40050, 53 };
+	struct peer u4 = { 4, CLIENT4, SERVER4, 40051, 53 };
+	const struct hyp_event *ev;
+	char pay[128];
+	struct dpt t;
+	size_t i;
+
+	for (i = 0; i < HYP_SIG_MAX; i++) {
+		char name[32], pat[HYP_PATTERN_MAX + 1];
+
+		snprintf(name, sizeof(name), "s%zu", i);
+		/* 64 bytes: a shared prefix makes the automaton work for it */
+		snprintf(pat, sizeof(pat), "common-prefix-%03zu-%046zu", i, i * 7919);
+		def_add(i, name, pat, HYP_ACT_DROP, i % 2 ? HYP_SIGF_NOCASE : 0, 0, 0);
+	}
+	if (!sig_open(&t, HYP_SIG_MAX, "256 sigs"))
+		return;
+	TAP_EQ(defs[HYP_SIG_MAX - 1].pattern_len, HYP_PATTERN_MAX, "256 sigs: patterns are 64 bytes");
+	snprintf(pay, sizeof(pay), "xx%.*syy", HYP_PATTERN_MAX, (const char *)defs[HYP_SIG_MAX - 1].pattern);
+	dpt_events(&t);
+	udp_send(&t, &u4, pay, strlen(pay), XDP_DROP, HYP_R_DROP_SIG, "256 sigs: the last one matches (v4)");
+	dpt_events(&t);
+	ev = dpt_event_find(&t, HYP_EV_MATCH, NULL);
+	TAP_CHECK(ev && ev->sig == HYP_SIG_MAX - 1, "256 sigs: event names signature 255");
+	udp_send(&t, &u6, pay, strlen(pay), XDP_DROP, HYP_R_DROP_SIG, "256 sigs: the last one matches (v6)");
+	dpt_events(&t);
+	ev = dpt_event_find(&t, HYP_EV_MATCH, NULL);
+	TAP_CHECK(ev && ev->sig == HYP_SIG_MAX - 1 && ev->family == HYP_AF_INET6, "256 sigs: v6 event");
+	pay[10] ^= 1;
+	udp_send(&t, &u6, pay, strlen(pay), XDP_PASS, HYP_R_PASS_FLOW, "256 sigs: one byte off passes");
+	dpt_close(&t);
+}
+
+/* ns per packet the kernel measures for one UDP frame (information, not asserted). */
+static double perf_run(struct dpt *t, const uint8_t *frame, int len)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = len, .repeat = PERF_REPEAT);
+
+	if (bpf_prog_test_run_opts(t->xdp_fd, &opts))
+		return -1;
+	return opts.duration;
+}
+
+static void perf_report(void)
+{
+	static const int sizes[] = { 16, 256, 1500 };
+	static const size_t nsigs[] = { 1, HYP_SIG_MAX };
+	struct peer u = { 4, CLIENT4, SERVER4, 40060, 53 };
+	uint8_t pay[1500], b[PKT_MAX];
+	unsigned si, ni;
+
+	for (si = 0; si < sizeof(pay); si++)
+		pay[si] = "abcdefghijklmnopqrstuvwxyz0123456789 /=&?"[(si * 7 + si / 13) % 41];
+	for (ni = 0; ni < 2; ni++) {
+		struct dpt t;
+		size_t i;
+
+		for (i = 0; i < nsigs[ni]; i++) {
+			char name[32], pat[HYP_PATTERN_MAX + 1];
+
+			snprintf(name, sizeof(name), "p%zu", i);
+			snprintf(pat, sizeof(pat), "attack-%03zu-%zx", i, i * 2654435761u);
+			def_add(i, name, pat, HYP_ACT_DROP, i % 2 ? HYP_SIGF_NOCASE : 0, 0, 0);
+		}
+		if (!sig_open(&t, nsigs[ni], "perf"))
+			return;
+		t.cfg.scan_depth = HYP_SCAN_DEPTH_MAX;
+		sig_push(&t);
+		for (si = 0; si < 3; si++) {
+			int len = udp_pkt(&u, pay, sizes[si], b);
+			double scan, noscan;
+
+			scan = perf_run(&t, b, len);
+			t.cfg.scan_depth = 0;
+			sig_push(&t);
+			noscan = perf_run(&t, b, len);
+			t.cfg.scan_depth = HYP_SCAN_DEPTH_MAX;
+			sig_push(&t);
+			printf("# perf: %4d payload bytes, %3zu sigs (%u states): %.0f ns/packet scanning, "
+			       "%.0f ns without scanning\n", sizes[si], nsigs[ni], set.nstates, scan, noscan);
+		}
+		dpt_close(&t);
+	}
+}
+
+int main(void)
+{
+	struct dpt probe;
+	int rc = dpt_open(&probe, 0, 0);
+
+	if (rc) {
+		TAP_SKIP("cannot load the datapath (%s): need root and BPF", strerror(-rc));
+		return tap_done();
+	}
+	dpt_close(&probe);
+	test_actions();
+	test_tcp_stream(4);
+	test_tcp_stream(6);
+	test_nocase_and_scope();
+	test_scan_depth();
+	test_stream_depth();
+	test_generation_flip();
+	test_full_set();
+	perf_report();
+	sigset_free(&set);
+	return tap_done();
+}
