@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/if_link.h>
@@ -21,7 +22,6 @@
 #include "bench/benchxdp.skel.h"
 
 #define TG_BATCH_DEFAULT 64      /* the kernel's default (NAPI weight); max 256 (TEST_XDP_MAX_BATCH) */
-#define TG_CHUNK_DEFAULT 262144  /* frames per test_run call: bounds the duration overshoot */
 #define TG_FRAME_MAX 1600
 #define TG_FILLER '.'            /* payload padding: never part of a bench signature */
 #define TG_CONNECT_TIMEOUT_S 3
@@ -56,7 +56,9 @@ static void usage(void)
 		"  --payload TEXT --size N   payload text, padded with '.' to a frame of N bytes (no FCS)\n"
 		"  --vary-src N --vary-port N  a new (source, port) per frame from a counter (new flows)\n"
 		"  --connect             open a real TCP connection src->dst:dport first and send on its tuple\n"
-		"  --count N --duration S --batch N --chunk N --gap-us N --cpu N\n"
+		"  --count N | --duration S   stop after N frames / S seconds\n"
+		"  --chunk N --gap-us N  count mode: N frames per test_run call, then a pause (pacing)\n"
+		"  --batch N --cpu N     frames per kernel batch (1..256, default 64); CPU to run on\n"
 		"prints: frames=N ns=N mpps=X\n");
 	exit(2);
 }
@@ -86,6 +88,11 @@ static int if_mac(const char *ifname, uint8_t *mac)
 		memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
 	close(fd);
 	return err;
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
 }
 
 static uint64_t now_ns(void)
@@ -168,7 +175,7 @@ static void parse_args(int argc, char **argv, struct tg_opts *o)
 	int c;
 
 	*o = (struct tg_opts){ .proto = IPPROTO_UDP, .sport = 40000, .dport = 53, .batch = TG_BATCH_DEFAULT,
-			       .chunk = TG_CHUNK_DEFAULT, .cpu = -1, .payload = "" };
+			       .cpu = -1, .payload = "" };
 	while ((c = getopt_long(argc, argv, "i:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'i': o->ifname = optarg; break;
@@ -280,26 +287,42 @@ int main(int argc, char **argv)
 	LIBBPF_OPTS(bpf_test_run_opts, ro, .data_in = frame, .data_size_in = (uint32_t)len, .ctx_in = &ctx,
 		    .ctx_size_in = sizeof(ctx), .flags = BPF_F_TEST_XDP_LIVE_FRAMES, .batch_size = o.batch);
 	int prog = bpf_program__fd(skel->progs.tg_tx);
-	unsigned long long sent = 0;
-	uint64_t t0 = now_ns(), end = o.duration > 0 ? t0 + (uint64_t)(o.duration * NS_PER_S) : UINT64_MAX;
+	uint64_t t0 = now_ns();
 	int err = 0;
 
-	/* Bounded: stops at count frames or at the deadline, whichever comes first. */
-	while ((!o.count || sent < o.count) && now_ns() < end) {
-		unsigned long long n = o.chunk;
-		if (o.count && o.count - sent < n)
-			n = o.count - sent;
-		ro.repeat = (uint32_t)n;
+	if (!o.count) {
+		/* Duration mode: one test_run call (each call sets up and tears down a page pool, ~25 ms here),
+		 * cut short by SIGALRM; the kernel checks for signals between batches and returns EINTR. */
+		struct sigaction sa = { .sa_handler = on_alarm };  /* no SA_RESTART */
+		struct itimerval it = { .it_value = { .tv_sec = (time_t)o.duration,
+						      .tv_usec = (suseconds_t)((o.duration - (time_t)o.duration) * 1e6) } };
+		sigaction(SIGALRM, &sa, NULL);
+		setitimer(ITIMER_REAL, &it, NULL);
+		ro.repeat = UINT32_MAX;
 		err = bpf_prog_test_run_opts(prog, &ro);
-		if (err) {
-			fprintf(stderr, "trafficgen: test_run: %s\n", strerror(errno));
-			break;
+		if (err && errno == EINTR)
+			err = 0;
+	} else {
+		unsigned long long done = 0;
+		/* Bounded: count frames, in chunks (with a gap when pacing). */
+		while (done < o.count) {
+			unsigned long long n = o.chunk ? o.chunk : o.count;
+			if (o.count - done < n)
+				n = o.count - done;
+			ro.repeat = (uint32_t)n;
+			err = bpf_prog_test_run_opts(prog, &ro);
+			if (err)
+				break;
+			done += n;
+			if (o.gap_us && done < o.count)
+				usleep(o.gap_us);
 		}
-		sent += n;
-		if (o.gap_us)
-			usleep(o.gap_us);
 	}
+	if (err)
+		fprintf(stderr, "trafficgen: test_run: %s\n", strerror(errno));
 	uint64_t ns = now_ns() - t0;
+	/* The transmit program's own counter: exact even when a run was interrupted. */
+	unsigned long long sent = skel->bss->tg_frames;
 	printf("frames=%llu ns=%llu mpps=%.3f len=%d\n", sent, (unsigned long long)ns,
 	       ns ? (double)sent * 1e3 / (double)ns : 0.0, len);
 	benchxdp__destroy(skel);

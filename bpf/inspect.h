@@ -7,51 +7,58 @@
  * lookup of the row, one byte load, one u16 load) a few. So each callback steps a block of
  * HYP_SCAN_BLOCK bytes, unrolled, and leaves the block early only on an accepting transition, which
  * is where the (rare, bulky) scope check runs, once per callback instead of once per unrolled byte.
+ *
+ * Verifier cost: the verifier re-checks a bpf_loop callback for every distinct state of its caller,
+ * and the datapath reaches the scan along many paths (v4/v6, TCP/UDP, new/known flow, ...). So the
+ * loop lives in a global function, inspect_scan(), which the verifier checks once, on its own,
+ * with nothing but scalars and the context as arguments. Everything the scan reads and writes lives
+ * in the per-CPU scratch map value, not on a stack: the callback gets no context pointer and the
+ * state entering each iteration is the same "unknown map contents", so the loop converges at once.
  */
 #define HYP_SCAN_BLOCK 32
 /* Scratch buffer: a power of two >= HYP_SCAN_DEPTH_MAX so a byte index can be masked into bounds
- * (one AND) instead of proving pos < len to the verifier across the callback boundary. */
+ * (one AND) instead of proving pos < len to the verifier. */
 #define HYP_SCRATCH_SIZE 2048
 #define HYP_SCRATCH_MASK (HYP_SCRATCH_SIZE - 1)
 
 _Static_assert(HYP_SCRATCH_SIZE >= HYP_SCAN_DEPTH_MAX, "scratch smaller than the scan depth ceiling");
 _Static_assert((HYP_SCRATCH_SIZE & HYP_SCRATCH_MASK) == 0, "scratch size must be a power of two");
 
-struct hyp_scratch {
-	__u8 b[HYP_SCRATCH_SIZE];
+struct hyp_match {
+	__u32 sig;
+	__u8 action;    /* enum hyp_sig_action */
 };
 
-/* The payload copy: per CPU, since XDP runs one packet at a time per CPU and never sleeps. */
+/* One scan: inputs written by inspect_payload, outputs by the callback. */
+struct hyp_scan {
+	__u32 len;                  /* in: bytes to step, <= HYP_SCAN_DEPTH_MAX */
+	__u32 state;                /* in: start state; out: state after the last byte stepped */
+	__u32 base;                 /* in: gen * HYP_DFA_STATES_MAX, the generation's first row */
+	__u32 sig_base;             /* in: gen * HYP_SIG_MAX */
+	__u16 dport;                /* in: host order */
+	__u8 proto;                 /* in */
+	__u8 action;                /* out: action of sig */
+	__u32 pos;                  /* out: bytes stepped */
+	__u32 sig;                  /* out: drop/ban match */
+	__u32 alert_sig;            /* out: first alert match */
+	__u8 found;                 /* out: a drop/ban signature matched, scan stopped */
+	__u8 has_alert;             /* out */
+	__u8 err;                   /* out: a row lookup failed: tables inconsistent, result void */
+	__u8 pad;
+};
+
+struct hyp_scratch {
+	struct hyp_scan s;
+	__u8 b[HYP_SCRATCH_SIZE];   /* the payload copy */
+};
+
+/* Per CPU: XDP runs one packet at a time per CPU and never sleeps, so one slot per CPU suffices. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct hyp_scratch);
 } scratch SEC(".maps");
-
-struct hyp_match {
-	__u32 sig;
-	__u8 action;    /* enum hyp_sig_action */
-};
-
-/* The scan in progress, on the caller's stack, shared with the bpf_loop callback. */
-struct hyp_scan {
-	__u8 *buf;                  /* scratch copy of the payload */
-	__u32 len;                  /* bytes to step, <= HYP_SCAN_DEPTH_MAX */
-	__u32 pos;                  /* next byte */
-	__u32 state;                /* current state (HYP_DFA_ACCEPT stripped) */
-	__u32 base;                 /* gen * HYP_DFA_STATES_MAX: the generation's first row */
-	__u32 sig_base;             /* gen * HYP_SIG_MAX */
-	__u32 sig;                  /* drop/ban match */
-	__u32 alert_sig;            /* first alert match */
-	__u16 dport;                /* host order */
-	__u8 proto;
-	__u8 action;
-	__u8 found;                 /* a drop/ban signature matched: scan stopped */
-	__u8 has_alert;
-	__u8 err;                   /* a row lookup failed: tables inconsistent, result void */
-	__u8 pad;
-};
 
 static __always_inline void inspect_count_add(__u32 idx, __u64 n)
 {
@@ -121,28 +128,40 @@ static __always_inline int inspect_accept(struct hyp_scan *s, __u32 st)
 }
 
 /* bpf_loop callback: step up to HYP_SCAN_BLOCK bytes. Returns 1 to stop the loop. */
-static long inspect_block_cb(__u32 idx, void *arg)
+static long inspect_block_cb(__u32 idx, void *unused)
 {
-	struct hyp_scan *s = arg;
-	__u8 *buf = s->buf;
-	__u32 pos = s->pos, st = s->state, key, j;
+	__u32 zero = 0, pos, st, key, j, len, base;
+	struct hyp_scratch *sc = bpf_map_lookup_elem(&scratch, &zero);
+	struct hyp_scan *s;
 	struct hyp_dfa_row *row;
 	__u16 nx = 0;
 
+	if (!sc)
+		return 1;
+	s = &sc->s;
+	/* locals: clang cannot know the (inlined) lookups leave the map value alone, and would
+	 * reload fields after each one */
+	pos = s->pos;
+	st = s->state;
+	len = s->len;
+	base = s->base;
 #pragma unroll
 	for (j = 0; j < HYP_SCAN_BLOCK; j++) {
-		if (pos >= s->len)
+		/* opaque to clang: otherwise it folds this exit into a computed trip count and then
+		 * cannot unroll the loop fully */
+		asm volatile("" : "+r"(len));
+		if (pos >= len)
 			break;
 		/* an inlined array lookup: the index is checked against max_entries at run time, so a
 		 * state id past the generation's rows cannot read out of the map */
-		key = s->base + st;
+		key = base + st;
 		row = bpf_map_lookup_elem(&dfa, &key);
 		if (!row) {
 			s->err = 1;
 			break;
 		}
 		/* masked index: always inside the scratch value; the byte value bounds next[] */
-		nx = row->next[buf[pos & HYP_SCRATCH_MASK]];
+		nx = row->next[sc->b[pos & HYP_SCRATCH_MASK]];
 		pos++;
 		st = nx & HYP_DFA_STATE_MASK;
 		if (nx & HYP_DFA_ACCEPT)
@@ -154,7 +173,39 @@ static long inspect_block_cb(__u32 idx, void *arg)
 		return 1;
 	if ((nx & HYP_DFA_ACCEPT) && inspect_accept(s, st))
 		return 1;
-	return pos >= s->len ? 1 : 0;
+	return pos >= len ? 1 : 0;
+}
+
+/*
+ * Copy n payload bytes from pay_off into the scratch buffer and step them; scratch.s holds the
+ * inputs and receives the results. Global (not static, not inlined): verified once, independently of
+ * its callers' states, so every argument is re-checked here. Returns 0, or -1 if nothing was scanned.
+ */
+__attribute__((noinline)) int inspect_scan(struct xdp_md *ctx, __u32 pay_off, __u32 len)
+{
+	/* 64-bit on purpose: a __u32 is compared through a zero-extended copy and then passed in the
+	 * original register, whose bounds the verifier never learned */
+	__u64 n = len;
+	__u32 zero = 0;
+	struct hyp_scratch *sc = bpf_map_lookup_elem(&scratch, &zero);
+
+	if (!sc)
+		return -1;
+	/* bpf_xdp_load_bytes wants a length the verifier can bound by the buffer: [1, SCAN_DEPTH_MAX] */
+	if (n > HYP_SCAN_DEPTH_MAX)
+		n = HYP_SCAN_DEPTH_MAX;
+	if (n == 0)
+		return -1;
+	if (bpf_xdp_load_bytes(ctx, pay_off, sc->b, n))
+		return -1;
+	sc->s.len = n;
+	sc->s.pos = 0;
+	sc->s.found = 0;
+	sc->s.has_alert = 0;
+	sc->s.err = 0;
+	/* every callback consumes at least one byte, so n iterations always suffice */
+	bpf_loop(n, inspect_block_cb, NULL, 0);
+	return 0;
 }
 
 /*
@@ -180,12 +231,9 @@ static __always_inline int inspect_payload(struct xdp_md *ctx, __u32 pay_off, __
 	bool stream = flow && proto == IPPROTO_TCP;
 	__u32 d = dir & 1;
 	__u8 done = d ? HYP_FF_SCAN_DONE_1 : HYP_FF_SCAN_DONE_0;
-	/* 64-bit on purpose: a __u32 is compared through a zero-extended copy and then passed in the
-	 * original register, whose bounds the verifier never learned */
-	__u64 n;
-	__u32 start = 0, zero = 0;
-	struct hyp_scan s = {};
-	struct hyp_scratch *sb;
+	__u32 n, start = 0, zero = 0;
+	struct hyp_scratch *sc;
+	struct hyp_scan *s;
 
 	/* fast path first: a flow direction past its stream depth costs one flag test */
 	if (stream && (flow->flags & done)) {
@@ -217,47 +265,39 @@ static __always_inline int inspect_payload(struct xdp_md *ctx, __u32 pay_off, __
 				n = cfg->stream_depth - used;
 		}
 	}
-	/* bpf_xdp_load_bytes wants a length the verifier can bound by the buffer: [1, SCAN_DEPTH_MAX] */
-	if (n > HYP_SCAN_DEPTH_MAX)
-		n = HYP_SCAN_DEPTH_MAX;
-	if (n == 0)
+	sc = bpf_map_lookup_elem(&scratch, &zero);
+	if (!sc)
 		return 0;
-	sb = bpf_map_lookup_elem(&scratch, &zero);
-	if (!sb)
+	s = &sc->s;
+	s->state = start < cfg->dfa_states ? start : 0;
+	s->base = gen * HYP_DFA_STATES_MAX;
+	s->sig_base = gen * HYP_SIG_MAX;
+	s->proto = proto;
+	s->dport = dport;
+	if (inspect_scan(ctx, pay_off, n))
 		return 0;
-	if (bpf_xdp_load_bytes(ctx, pay_off, sb->b, n))
-		return 0;
-	s.buf = sb->b;
-	s.len = n;
-	s.state = start < cfg->dfa_states ? start : 0;
-	s.base = gen * HYP_DFA_STATES_MAX;
-	s.sig_base = gen * HYP_SIG_MAX;
-	s.proto = proto;
-	s.dport = dport;
-	/* every callback consumes at least one byte, so n iterations always suffice */
-	bpf_loop(n, inspect_block_cb, &s, 0);
-	inspect_count_add(HYP_C_SCAN_BYTES, s.pos);
-	if (s.err)
-		s.state = 0;
-	if (s.found && cfg->mode != HYP_MODE_MONITOR) {
-		m->sig = s.sig;
-		m->action = s.action;
+	inspect_count_add(HYP_C_SCAN_BYTES, s->pos);
+	if (s->err)
+		s->state = 0;
+	if (s->found && cfg->mode != HYP_MODE_MONITOR) {
+		m->sig = s->sig;
+		m->action = s->action;
 		return 1;
 	}
 	if (stream) {
 		flow->next_seq[d] = tcp_seq + pay_len;
-		flow->dfa_state[d] = s.pos == pay_len ? s.state : 0;
-		flow->scanned[d] += s.pos;
+		flow->dfa_state[d] = s->pos == pay_len ? s->state : 0;
+		flow->scanned[d] += s->pos;
 		if (cfg->stream_depth && flow->scanned[d] >= cfg->stream_depth)
 			flow->flags |= done;
 	}
-	if (s.found) {
-		m->sig = s.sig;
-		m->action = s.action;
+	if (s->found) {
+		m->sig = s->sig;
+		m->action = s->action;
 		return 1;
 	}
-	if (s.has_alert) {
-		m->sig = s.alert_sig;
+	if (s->has_alert) {
+		m->sig = s->alert_sig;
 		m->action = HYP_ACT_ALERT;
 		return 1;
 	}

@@ -52,9 +52,14 @@ static bool path_on_bpffs(const char *path)
 	return !statfs(path, &st) && (unsigned long)st.f_type == (unsigned long)BPF_FS_MAGIC;
 }
 
-/* Mount bpffs at /sys/fs/bpf when nothing is there: without it nothing survives a restart. */
-static int bpffs_ensure(void)
+/* Mount bpffs at /sys/fs/bpf when nothing is there and the pin dir lives below it: without it nothing
+ * survives a restart. A pin dir on another bpffs mount leaves /sys alone (read-only in containers). */
+static int bpffs_ensure(const char *dir)
 {
+	size_t n = strlen(LOADER_BPFFS);
+
+	if (strncmp(dir, LOADER_BPFFS, n) || (dir[n] != '/' && dir[n] != '\0'))
+		return 0;
 	if (path_on_bpffs(LOADER_BPFFS))
 		return 0;
 	if (mount("bpf", LOADER_BPFFS, "bpf", 0, "mode=0700")) {
@@ -107,7 +112,7 @@ static int pin_dir_prepare(const char *dir)
 
 /* A pinned map is re-adopted only if it is exactly what this object would create: anything else means
  * a different datapath version, and silently replacing it would drop its bans and flows. */
-static int map_check_compat(struct bpf_map *map, int fd, const char *path)
+static int map_check_compat(struct bpf_map *map, int fd, const char *path, const char *dir)
 {
 	struct bpf_map_info info = {};
 	__u32 len = sizeof(info);
@@ -121,10 +126,10 @@ static int map_check_compat(struct bpf_map *map, int fd, const char *path)
 	    info.value_size != bpf_map__value_size(map) || info.max_entries != bpf_map__max_entries(map) ||
 	    info.map_flags != bpf_map__map_flags(map)) {
 		hyp_log(LOG_ERR, "pinned map %s is incompatible: type %u/%u key %u/%u value %u/%u max_entries "
-			"%u/%u flags %#x/%#x (pinned/wanted); stop the old datapath (hyperiond --clean-stop or "
-			"rm the pins) or start with the old sizes", path, info.type, bpf_map__type(map),
+			"%u/%u flags %#x/%#x (pinned/wanted); start with the old sizes, or stop the old datapath "
+			"cleanly (or rm its pins in %s) to start a new layout", path, info.type, bpf_map__type(map),
 			info.key_size, bpf_map__key_size(map), info.value_size, bpf_map__value_size(map),
-			info.max_entries, bpf_map__max_entries(map), info.map_flags, bpf_map__map_flags(map));
+			info.max_entries, bpf_map__max_entries(map), info.map_flags, bpf_map__map_flags(map), dir);
 		return -EEXIST;
 	}
 	return 0;
@@ -140,8 +145,10 @@ static int maps_adopt(struct hyperion_bpf *skel, const char *dir, bool *adopted,
 		char path[PATH_MAX];
 		int fd, err;
 
-		if (i >= LOADER_MAPS_MAX)
+		if (i >= LOADER_MAPS_MAX) {
+			hyp_log(LOG_ERR, "datapath object has more than %d maps (LOADER_MAPS_MAX)", LOADER_MAPS_MAX);
 			return -E2BIG;
+		}
 		adopted[i] = false;
 		if (bpf_map__is_internal(map)) {
 			i++;
@@ -158,7 +165,7 @@ static int maps_adopt(struct hyperion_bpf *skel, const char *dir, bool *adopted,
 			hyp_log(LOG_ERR, "open pinned map %s: %s", path, strerror(-fd));
 			return fd;
 		}
-		err = map_check_compat(map, fd, path);
+		err = map_check_compat(map, fd, path, dir);
 		if (!err)
 			err = bpf_map__reuse_fd(map, fd);
 		close(fd);      /* reuse_fd keeps its own dup */
@@ -259,6 +266,39 @@ static int dp_sizes_apply(struct hyperion_bpf *s, const struct hyp_loader_opts *
 	return err;
 }
 
+static bool map_adopted(struct hyperion_bpf *s, const struct bpf_map *want, const bool *adopted)
+{
+	struct bpf_map *map;
+	int i = 0;
+
+	bpf_object__for_each_map(map, s->obj) {
+		if (map == want)
+			return i < LOADER_MAPS_MAX && adopted[i];
+		i++;
+	}
+	return false;
+}
+
+/* A fresh policy map is all zeros: every port closed, no timeouts. Give it the documented defaults so
+ * the datapath is sane even if it gets attached before the first policy is applied. A re-adopted one
+ * is read instead, to pick up the running generation's clock offset for dp_now_ns(). */
+static int dp_config_init(struct hyp_dp *dp, bool policy_adopted)
+{
+	struct hyp_config *cfg = malloc(sizeof(*cfg));
+	int err;
+
+	if (!cfg)
+		return -ENOMEM;
+	if (policy_adopted) {
+		err = dp_config_read(dp, cfg, NULL);
+	} else {
+		config_defaults(cfg);
+		err = dp_config_apply(dp, cfg, NULL);
+	}
+	free(cfg);
+	return err;
+}
+
 int dp_open(struct hyp_dp *dp, const struct hyp_loader_opts *opts)
 {
 	static const struct hyp_loader_opts no_opts;
@@ -274,7 +314,7 @@ int dp_open(struct hyp_dp *dp, const struct hyp_loader_opts *opts)
 	}
 	strcpy(dp->pin_dir, dir);
 	if (*dir) {
-		err = bpffs_ensure();
+		err = bpffs_ensure(dir);
 		if (!err)
 			err = pin_dir_prepare(dir);
 		if (err)
@@ -308,13 +348,9 @@ int dp_open(struct hyp_dp *dp, const struct hyp_loader_opts *opts)
 	}
 	dp_fds_fill(dp);
 	dp->adopted = nadopted > 0;
-	if (dp->adopted) {
-		/* Picks up the running generation's clock offset for dp_now_ns(). */
-		struct hyp_config *cfg = malloc(sizeof(*cfg));
-		if (cfg)
-			dp_config_read(dp, cfg, NULL);
-		free(cfg);
-	}
+	err = dp_config_init(dp, map_adopted(dp->skel, dp->skel->maps.policy, adopted));
+	if (err)
+		goto fail;
 	if (*dir)
 		hyp_log(LOG_INFO, "datapath loaded: %d maps re-adopted from %s, %d newly pinned", nadopted, dir,
 			npinned);

@@ -1,4 +1,4 @@
-/* Logging to stderr, as text or JSON lines; libbpf's own messages are routed here too. */
+/* Logging to stderr, as text or JSON lines. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -55,9 +55,9 @@ void hyp_log(int level, const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	struct tm tm;
 	gmtime_r(&ts.tv_sec, &tm);
-	char when[40];
-	snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+	char when[64];
+	snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000));
 	if (log_json) {
 		fprintf(stderr, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"", when, level_name(level));
 		json_escape(stderr, msg);

@@ -262,6 +262,33 @@ int lua_vm_lib_path(const char *lib_dir, char *buf, size_t len)
 
 /* --- state ---------------------------------------------------------------------------------------- */
 
+/* The kill hook's error reaches an xpcall handler while LuaJIT still marks the hook as active, so a
+ * Lua handler would run with hooks off and could loop forever. Past the deadline the script's handler
+ * is therefore skipped (the message passes through); before it, it runs as usual. */
+static int vm_xpcall_handler(lua_State *L)
+{
+	if (lua_vm_expired()) {
+		lua_settop(L, 1);
+		return 1;
+	}
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, 1);
+	return 1;
+}
+
+static int vm_xpcall(lua_State *L)
+{
+	luaL_checkany(L, 2);
+	lua_pushvalue(L, 2);
+	lua_pushcclosure(L, vm_xpcall_handler, 1);
+	lua_replace(L, 2);
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+	return lua_gettop(L);
+}
+
 static int vm_setup(lua_State *L)
 {
 	const char *path = lua_tostring(L, 1);
@@ -275,6 +302,9 @@ static int vm_setup(lua_State *L)
 	lua_pushnil(L);
 	lua_setfield(L, -2, "jit.profile");
 	lua_pop(L, 2);
+	lua_getglobal(L, "xpcall");
+	lua_pushcclosure(L, vm_xpcall, 1);
+	lua_setglobal(L, "xpcall");
 	lua_getglobal(L, "debug");      /* debug.sethook(nil) would disarm the watchdog's hook */
 	lua_pushnil(L);
 	lua_setfield(L, -2, "sethook");
@@ -426,6 +456,10 @@ static int vm_call(struct hyp_lua_vm *vm, int nargs, int nresults, const char *w
 	}
 	lua_remove(L, fn);
 	vm_account(vm->st, t1 - t0);
+	/* LuaJIT has no emergency collection: garbage left by a call that ran into the cap (even one the
+	 * script caught) would make the next allocation outside any call fail. */
+	if (outer && vm->used > vm->limit - vm->limit / 4)
+		lua_gc(L, LUA_GCCOLLECT, 0);
 	if (rc == 0)
 		return 0;
 
@@ -459,8 +493,6 @@ static int vm_call(struct hyp_lua_vm *vm, int nargs, int nresults, const char *w
 			hyp_log(LOG_ERR, "lua: %s: %s", what, msg);
 	}
 	lua_pop(L, 1);
-	if (err == -ENOMEM)
-		lua_gc(L, LUA_GCCOLLECT, 0);    /* what the failed call built is garbage now */
 	return err;
 }
 

@@ -142,7 +142,14 @@ static __always_inline void rx_count(struct xdp_md *ctx)
 		*v += ctx->data_end - ctx->data;
 }
 
-/* Ceiling: the cheapest thing a receiver can do with a frame. */
+/* Microbenchmark floor: nothing but the verdict. */
+SEC("xdp")
+int bare_drop(struct xdp_md *ctx)
+{
+	return XDP_DROP;
+}
+
+/* Ceiling: the cheapest thing a receiver can do with a frame (and count it). */
 SEC("xdp")
 int rx_drop(struct xdp_md *ctx)
 {

@@ -40,11 +40,9 @@ static uint64_t mono_ns(void)
 
 static bool open_fresh(struct dpt *t)
 {
-	int err = dpt_open(t, FLOWS_TEST_MAX, FLOWS_TEST_MAX);
+	struct dpt_opts o = { .flows_max = FLOWS_TEST_MAX, .flows_new_max = FLOWS_TEST_MAX };
 
-	if (err)
-		TAP_SKIP("dpt_open failed (%s): cannot load BPF here", strerror(-err));
-	return !err;
+	return dpt_open_or_report(t, &o);
 }
 
 static void test_v4_cidr_ban_covers_prefix_only(void)

@@ -38,11 +38,7 @@ static uint64_t mono_ns(void)
 static bool open_with(struct dpt *t, uint32_t ring)
 {
 	struct dpt_opts o = { .flows_max = FLOWS_TEST_MAX, .flows_new_max = FLOWS_TEST_MAX, .ringbuf_bytes = ring };
-	int err = dpt_open_opts(t, &o);
-
-	if (err)
-		TAP_SKIP("dpt_open failed (%s): cannot load BPF here", strerror(-err));
-	return !err;
+	return dpt_open_or_report(t, &o);
 }
 
 static int tcp_from(const char *src, uint16_t sport, uint16_t dport, uint8_t flags, uint32_t seq, uint32_t ack,

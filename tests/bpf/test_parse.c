@@ -486,12 +486,10 @@ static void test_nonip_and_icmp(struct dpt *t)
 int main(void)
 {
 	struct dpt t;
-	int err = dpt_open(&t, FLOWS_TEST_MAX, FLOWS_TEST_MAX);
+	struct dpt_opts o = { .flows_max = FLOWS_TEST_MAX, .flows_new_max = FLOWS_TEST_MAX };
 
-	if (err) {
-		TAP_SKIP("dpt_open failed (%s): cannot load BPF here", strerror(-err));
+	if (!dpt_open_or_report(&t, &o))
 		return tap_done();
-	}
 	test_truncation_every_offset(&t);
 	test_ipv4_header_fields(&t);
 	test_ipv4_options(&t);

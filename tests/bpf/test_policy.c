@@ -43,11 +43,9 @@ static void port_open(__u64 *bitmap, uint16_t port)
 
 static bool open_fresh(struct dpt *t)
 {
-	int err = dpt_open(t, FLOWS_TEST_MAX, FLOWS_TEST_MAX);
+	struct dpt_opts o = { .flows_max = FLOWS_TEST_MAX, .flows_new_max = FLOWS_TEST_MAX };
 
-	if (err)
-		TAP_SKIP("dpt_open failed (%s): cannot load BPF here", strerror(-err));
-	return !err;
+	return dpt_open_or_report(t, &o);
 }
 
 static void test_closed_tcp_port_drops_new_flow(void)

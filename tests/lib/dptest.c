@@ -451,3 +451,15 @@ const struct hyp_event *dpt_event_find(struct dpt *t, uint8_t kind, int *n)
 		*n = c;
 	return first;
 }
+
+bool dpt_open_or_report(struct dpt *t, const struct dpt_opts *o)
+{
+	int err = dpt_open_opts(t, o);
+
+	if (err == -EPERM) {
+		TAP_SKIP("cannot load BPF here (EPERM): needs root or CAP_BPF+CAP_NET_ADMIN");
+		return false;
+	}
+	TAP_CHECK(!err, "the datapath loads (%s)", err ? strerror(-err) : "ok");
+	return !err;
+}

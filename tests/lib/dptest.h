@@ -70,5 +70,8 @@ bool dpt_expect(struct dpt *t, const void *frame, uint32_t len, int want_rc, uns
 const char *dpt_stat_name(int idx);
 /* Events of one kind in t->ev (after dpt_events); returns the first or NULL, count in *n if non-NULL. */
 const struct hyp_event *dpt_event_find(struct dpt *t, uint8_t kind, int *n);
+/* dpt_open_opts for tests: no permission to load BPF (EPERM) is a TAP skip; any other failure
+ * (verifier rejection, missing map) is a TAP failure, never a skip. Returns true when loaded. */
+bool dpt_open_or_report(struct dpt *t, const struct dpt_opts *o);
 
 #endif

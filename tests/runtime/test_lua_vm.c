@@ -157,6 +157,10 @@ static void test_runaway(bool jit)
 		TAP_EQ(rc, 0, "[%s] %s: next call runs", mode, runaways[i].name);
 	}
 	TAP_EQ(global_num(vm, "after"), sizeof(runaways) / sizeof(runaways[0]), "[%s] every follow-up call ran", mode);
+	if (jit) {
+		rc = run(vm, "assert(require('jit.util').traceinfo(1))", NULL);
+		TAP_EQ(rc, 0, "[%s] the loops were compiled to traces", mode);
+	}
 	rc = run(vm, "assert(hx_store.kept == 'yes')", NULL);
 	TAP_EQ(rc, 0, "[%s] state from before the runaways survives", mode);
 	lua_vm_free(vm);

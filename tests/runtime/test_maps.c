@@ -346,6 +346,9 @@ static void test_config(struct hyp_dp *dp)
 	TAP_CHECK(d->start_ns > 0 && d->pickup_grace_ns == 0, "config_defaults: start_ns now, no grace");
 
 	TAP_EQ(dp_config_read(dp, cur, &g0), 0, "dp_config_read");
+	TAP_CHECK(cur->tcp_all_open == 1 && cur->scan_depth == HYP_SCAN_DEPTH_DEFAULT &&
+		  cur->timeout_ns[HYP_CT_ESTABLISHED] == d->timeout_ns[HYP_CT_ESTABLISHED],
+		  "a fresh datapath starts with the defaults, not an all-zero config");
 	d->mode = HYP_MODE_MONITOR;
 	d->scan_depth = 512;
 	d->clock_offset_ns = cur->clock_offset_ns;
