@@ -161,7 +161,7 @@ $(BENCH_SKEL): $(BENCH_BPF_OBJ)
 	$(call msg,SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name benchxdp > $@
 
-$(BUILD)/bench/trafficgen $(BUILD)/bench/xdprx: $(BUILD)/bench/%: bench/%.c bench/frame.h $(BENCH_SKEL)
+$(BUILD)/bench/trafficgen $(BUILD)/bench/xdprx $(BUILD)/bench/reactlat: $(BUILD)/bench/%: bench/%.c bench/frame.h $(BENCH_SKEL)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(BENCH_LIBBPF)
 
@@ -177,5 +177,5 @@ bench-deps:
 	    [ "$$(id -u)" = 0 ] || { echo "make bench-deps: need root to install: $$missing" >&2; exit 1; }; \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-bench-tools: $(BUILD)/bench/trafficgen $(BUILD)/bench/xdprx
+bench-tools: $(BUILD)/bench/trafficgen $(BUILD)/bench/xdprx $(BUILD)/bench/reactlat
 bench: bench-deps

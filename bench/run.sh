@@ -39,6 +39,7 @@ BANNED4=203.0.113.7 BAN4_NET=203.0.113.0/24
 FLOOD4=198.51.100.0 FLOOD4_NET=198.51.100.0/24         # SYN flood sources: low byte varied per frame
 FLOOD6=2001:db8:f::0 FLOOD6_NET=2001:db8:f::/64          # low 32 bits varied per frame
 PORT_TCP=80 PORT_UDP=53
+FLOW_OFFSET_STEP=5000000                                 # per repetition: SYN floods never reuse a flow
 NFT_RAW_MAX=16                                           # bytes: nftables raw payload matches stop at 128 bits
 SIG_HIT=HYPSIG-ATTACK                                    # the signature every "dropped by payload" frame carries
 WORK=$(mktemp -d /tmp/hyp-bench.XXXXXX)
@@ -59,7 +60,7 @@ esac
 REPS=${BENCH_REPS:-$REPS}
 DUR=${BENCH_DURATION:-$DUR}
 
-log() { printf '%s\n' "$*" >&2; }
+log() { printf '[%3ds] %s\n' "$SECONDS" "$*" >&2; }
 rx() { ip netns exec "$NS_RX" "$@"; }
 tx() { ip netns exec "$NS_TX" "$@"; }
 
@@ -215,10 +216,10 @@ start_rx_prog() {   # command...
 	ip netns exec "$NS_RX" "$@" >"$SYS_OUT" 2>"$WORK/sys.err" &
 	SYS_PID=$!
 	local i
-	for i in $(seq 1 200); do   # bounded: 20 s, loading 1M-entry maps takes a while
+	for i in $(seq 1 1000); do   # bounded: 20 s, loading 1M-entry maps takes a while
 		[ -e "$WORK/ready" ] && break
 		kill -0 "$SYS_PID" 2>/dev/null || break
-		sleep 0.1
+		sleep 0.02
 	done
 	if [ ! -e "$WORK/ready" ]; then
 		log "bench: $SYS_NAME failed to start: $(tail -n 3 "$WORK/sys.err" | tr '\n' ' ')"
@@ -282,10 +283,10 @@ sys_books() {
 	local before after i
 	before=$(wc -l <"$SYS_OUT")
 	kill -USR1 "$SYS_PID" 2>/dev/null
-	for i in $(seq 1 50); do   # bounded: 2.5 s
+	for i in $(seq 1 100); do   # bounded: 2 s
 		after=$(wc -l <"$SYS_OUT")
 		[ "$after" -gt "$before" ] && break
-		sleep 0.05
+		sleep 0.02
 	done
 	local line frames dropped
 	line=$(tail -n 1 "$SYS_OUT")
@@ -297,7 +298,6 @@ sys_books() {
 	*) dropped=$(nf_drops) ;;
 	esac
 	echo "frames=${frames:-0} dropped=${dropped:-0}"
-	[ "$SYS_NAME" = hyperion ] && HYP_LAST="$line"
 }
 
 sys_down() {
@@ -370,15 +370,15 @@ populate_flows() {   # n
 
 # One measured run: prints "offered_mpps rx_mpps sent seen dropped".
 measure() {
-	[ "$SCEN_POP" -gt 0 ] && [ "$SYS_NAME" != xdp_drop ] && populate_flows "$SCEN_POP"
 	local b0 b1 out sent ns f0 f1 d0 d1
 	b0=$(sys_books)
 	if [ "$MODE" = smoke ]; then
 		out=$(gen $SCEN_GEN --count "$SMOKE_COUNT")
 	else
-		out=$(gen $SCEN_GEN --duration "$DUR")
+		out=$(gen $SCEN_GEN --duration "$DUR" --flow-offset $(((REP - 1) * FLOW_OFFSET_STEP)))
 	fi
-	sleep 0.2   # the ring drains; frames still queued count as seen
+	# threaded NAPI: let the ring drain (frames still queued count as seen); softirq drained in line
+	[ "$NAPI" = threaded ] && sleep 0.2
 	b1=$(sys_books)
 	[ -n "${BENCH_DEBUG:-}" ] && log "debug: $SYS_NAME b0=[$b0] b1=[$b1] gen=[$out] tx: $(ip -n "$NS_TX" -s link show "$IF_TX" | sed -n 6p)"
 	sent=$(sed -nE 's/.*frames=([0-9]+).*/\1/p' <<<"$out")
@@ -391,10 +391,44 @@ measure() {
 }
 
 # ---------------------------------------------------------------------------------------------------
+# One system on one scenario: set up, fill (e), then the given repetitions, then tear down.
+run_system() {   # scen sys reps...
+	local scen=$1 sys=$2 rep res
+	shift 2
+	HYP_LAST=
+	if ! sys_up "$sys" "$SCEN_FAM"; then
+		log "bench: $scen/$sys: setup failed"
+		sys_down; return 0
+	fi
+	[ "$SCEN_POP" -gt 0 ] && [ "$sys" != xdp_drop ] && populate_flows "$SCEN_POP"
+	for rep in "$@"; do
+		REP=$rep
+		res=$(measure) || log "bench: $scen/$sys: run failed"
+		echo "$scen $sys $rep $res" >>"$RAW"
+		set -- $res
+		if [ "$MODE" = smoke ]; then
+			echo "smoke $scen $sys expect=$SCEN_EXPECT sent=$3 seen=$4 dropped=$5"
+		else
+			log "  rep $rep  $scen  $(printf '%-9s' "$sys") offered $1 Mpps  processed $2 Mpps  (sent $3 seen $4 dropped $5)"
+		fi
+	done
+	sys_down
+	[ "$sys" = hyperion ] && { HYP_LAST=$(tail -n 1 "$SYS_OUT"); log "    hyperion books: $HYP_LAST"; }
+	[ "$MODE" = smoke ] && [ -n "$HYP_LAST" ] && echo "# hyperion books: $HYP_LAST"
+	return 0
+}
+
+# Full runs interleave the systems within each repetition (a burst of load elsewhere on the machine then
+# hits one repetition of every system, not every repetition of one); quick runs keep each system up for
+# all its repetitions, because setting a system up (Hyperion: verifier, map allocation) is most of
+# their time budget.
 run_matrix() {
-	local rep scen sys res hyp_reason
+	local rep scen sys hyp_reason
 	hyp_reason=$(hyperion_available) || log "bench: hyperion skipped: $hyp_reason"
-	for rep in $(seq 1 "$REPS"); do
+	local reps order=interleaved
+	reps=$(seq 1 "$REPS")
+	[ "$MODE" = full ] || order=grouped
+	for rep in $([ $order = interleaved ] && echo "$reps" || echo all); do
 		for scen in $SCENARIOS; do
 			scenario "$scen"
 			for sys in $SCEN_SYSTEMS; do
@@ -402,21 +436,8 @@ run_matrix() {
 					[ "$MODE" = smoke ] && echo "# SKIP smoke $scen hyperion: $hyp_reason"
 					continue
 				fi
-				HYP_LAST=
-				if ! sys_up "$sys" "$SCEN_FAM"; then
-					log "bench: $scen/$sys: setup failed"
-					sys_down; continue
-				fi
-				res=$(measure) || log "bench: $scen/$sys: run failed"
-				sys_down
-				echo "$scen $sys $rep $res" >>"$RAW"
-				set -- $res
-				if [ "$MODE" = smoke ]; then
-					echo "smoke $scen $sys expect=$SCEN_EXPECT sent=$3 seen=$4 dropped=$5"
-					[ -n "$HYP_LAST" ] && echo "# hyperion books: $HYP_LAST"
-				else
-					log "  rep $rep  $scen  $(printf '%-9s' "$sys") offered $1 Mpps  processed $2 Mpps  (sent $3 seen $4 dropped $5)"
-				fi
+				if [ "$rep" = all ]; then run_system "$scen" "$sys" $reps
+				else run_system "$scen" "$sys" "$rep"; fi
 			done
 		done
 	done
@@ -436,4 +457,6 @@ else
 	printf '## Microbenchmarks\n\nnot run: build/bench/micro not built (needs libhyperion.a)\n' >"$WORK/micro.md"
 fi
 bench/runtime.sh "$MODE" >"$WORK/runtime.md" 2>"$WORK/runtime.err" || log "bench: runtime figures: $(tail -n 1 "$WORK/runtime.err")"
+# Keep the raw lines: bench/report.sh can be re-run on them (e.g. after editing the report).
+cp "$RAW" "$B/last-raw.txt"; cp "$DESC" "$B/last-desc.txt"
 BENCH_NAPI=$NAPI bench/report.sh "$RAW" "$DESC" "$MODE" "$REPS" "$DUR" "$RESULTS_MD" "$RESULTS_PNG" "$WORK/micro.md" "$WORK/runtime.md"

@@ -42,6 +42,7 @@ struct tg_opts {
 	unsigned size;              /* total frame length (without FCS); 0 = header + payload only */
 	unsigned vary_src, vary_port;
 	unsigned long long count;   /* stop after this many frames (0 = duration only) */
+	unsigned long long offset;  /* first value of the per-frame flow counter (fresh flows per run) */
 	double duration;            /* seconds (0 = count only) */
 	unsigned batch, chunk, gap_us;
 	int cpu;
@@ -55,6 +56,7 @@ static void usage(void)
 		"  --src ADDR --sport N --dport N --seq N --ack N\n"
 		"  --payload TEXT --size N   payload text, padded with '.' to a frame of N bytes (no FCS)\n"
 		"  --vary-src N --vary-port N  a new (source, port) per frame from a counter (new flows)\n"
+		"  --flow-offset N       start that counter at N (runs that must not reuse earlier flows)\n"
 		"  --connect             open a real TCP connection src->dst:dport first and send on its tuple\n"
 		"  --count N | --duration S   stop after N frames / S seconds\n"
 		"  --chunk N --gap-us N  count mode: N frames per test_run call, then a pause (pacing)\n"
@@ -170,7 +172,7 @@ static void parse_args(int argc, char **argv, struct tg_opts *o)
 		{ "ack", 1, 0, 'a' }, { "payload", 1, 0, 'P' }, { "size", 1, 0, 'z' }, { "vary-src", 1, 0, 'V' },
 		{ "vary-port", 1, 0, 'v' }, { "count", 1, 0, 'n' }, { "duration", 1, 0, 't' },
 		{ "batch", 1, 0, 'b' }, { "chunk", 1, 0, 'c' }, { "gap-us", 1, 0, 'g' }, { "cpu", 1, 0, 'C' },
-		{ "connect", 0, 0, 'k' }, { "help", 0, 0, 'h' }, { 0 }
+		{ "connect", 0, 0, 'k' }, { "flow-offset", 1, 0, 'o' }, { "help", 0, 0, 'h' }, { 0 }
 	};
 	int c;
 
@@ -210,6 +212,7 @@ static void parse_args(int argc, char **argv, struct tg_opts *o)
 		case 'g': o->gap_us = (unsigned)atoi(optarg); break;
 		case 'C': o->cpu = atoi(optarg); break;
 		case 'k': o->connect = true; break;
+		case 'o': o->offset = strtoull(optarg, NULL, 0); break;
 		default: usage();
 		}
 	}
@@ -287,6 +290,7 @@ int main(int argc, char **argv)
 	LIBBPF_OPTS(bpf_test_run_opts, ro, .data_in = frame, .data_size_in = (uint32_t)len, .ctx_in = &ctx,
 		    .ctx_size_in = sizeof(ctx), .flags = BPF_F_TEST_XDP_LIVE_FRAMES, .batch_size = o.batch);
 	int prog = bpf_program__fd(skel->progs.tg_tx);
+	skel->bss->tg_frames = o.offset;
 	uint64_t t0 = now_ns();
 	int err = 0;
 
@@ -322,7 +326,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "trafficgen: test_run: %s\n", strerror(errno));
 	uint64_t ns = now_ns() - t0;
 	/* The transmit program's own counter: exact even when a run was interrupted. */
-	unsigned long long sent = skel->bss->tg_frames;
+	unsigned long long sent = skel->bss->tg_frames - o.offset;
 	printf("frames=%llu ns=%llu mpps=%.3f len=%d\n", sent, (unsigned long long)ns,
 	       ns ? (double)sent * 1e3 / (double)ns : 0.0, len);
 	benchxdp__destroy(skel);

@@ -48,7 +48,7 @@ static __always_inline int xdp_process(struct xdp_md *ctx, struct hyp_pkt *p)
 	p->pkt_len = data_end - data;
 	p->ifindex = ctx->ingress_ifindex;
 	p->sig = HYP_EV_NO_SIG;
-	r = parse_l3(data, data_end, p);
+	r = parse_l3(ctx, false, data, data_end, p);
 	if (r != HYP_CONTINUE)
 		return r;
 	r = policy_load(p);
@@ -170,7 +170,7 @@ static __always_inline void tc_process(struct __sk_buff *skb, struct hyp_pkt *p)
 		data = (void *)(long)skb->data;
 		data_end = (void *)(long)skb->data_end;
 	}
-	if (parse_l3(data, data_end, p) != HYP_CONTINUE || p->nonfirst_frag)
+	if (parse_l3(skb, true, data, data_end, p) != HYP_CONTINUE || p->nonfirst_frag)
 		return;
 	if (policy_load(p) != HYP_CONTINUE)
 		return;

@@ -23,6 +23,7 @@
 
 _Static_assert(HYP_SCRATCH_SIZE >= HYP_SCAN_DEPTH_MAX, "scratch smaller than the scan depth ceiling");
 _Static_assert((HYP_SCRATCH_SIZE & HYP_SCRATCH_MASK) == 0, "scratch size must be a power of two");
+_Static_assert(HYP_GENERATIONS == 2, "inspect_scan() masks the generation to one bit");
 
 struct hyp_match {
 	__u32 sig;
@@ -60,14 +61,6 @@ struct {
 	__type(value, struct hyp_scratch);
 } scratch SEC(".maps");
 
-static __always_inline void inspect_count_add(__u32 idx, __u64 n)
-{
-	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
-
-	if (v)
-		*v += n;
-}
-
 /* Scope: protocol (0 = any) and destination port list (nports 0 = any). The loop bounds are the ABI
  * constants so the verifier sees a fixed trip count. */
 static __always_inline bool inspect_in_scope(const struct hyp_sig *sig, __u8 proto, __u16 dport)
@@ -94,10 +87,13 @@ static __always_inline bool inspect_in_scope(const struct hyp_sig *sig, __u8 pro
  * answer for this byte. A drop/ban stops the scan (returns 1); an alert is remembered and the scan
  * goes on, so an alert pattern cannot shield a drop pattern later in the payload.
  */
-static __always_inline int inspect_accept(struct hyp_scan *s, __u32 st)
+static __always_inline int inspect_accept(struct hyp_scan *s, __u32 st, __u32 *key)
 {
-	__u32 key = s->base + st, k;
-	struct hyp_dfa_out *o = bpf_map_lookup_elem(&dfa_out, &key);
+	struct hyp_dfa_out *o;
+	__u32 k;
+
+	*key = s->base + st;
+	o = bpf_map_lookup_elem(&dfa_out, key);
 
 	if (!o)
 		return 0;
@@ -108,8 +104,8 @@ static __always_inline int inspect_accept(struct hyp_scan *s, __u32 st)
 
 		if (id >= HYP_SIG_MAX)      /* 0xffff: end of the list */
 			break;
-		key = s->sig_base + id;
-		sig = bpf_map_lookup_elem(&sigs, &key);
+		*key = s->sig_base + id;
+		sig = bpf_map_lookup_elem(&sigs, key);
 		if (!sig || !sig->active || !inspect_in_scope(sig, s->proto, s->dport))
 			continue;
 		if (sig->action != HYP_ACT_ALERT) {
@@ -130,26 +126,24 @@ static __always_inline int inspect_accept(struct hyp_scan *s, __u32 st)
 /* bpf_loop callback: step up to HYP_SCAN_BLOCK bytes. Returns 1 to stop the loop. */
 static long inspect_block_cb(__u32 idx, void *unused)
 {
-	__u32 zero = 0, pos, st, key, j, len, base;
-	struct hyp_scratch *sc = bpf_map_lookup_elem(&scratch, &zero);
-	struct hyp_scan *s;
+	/* 64-bit locals: with __u32 clang zero-extends at every compare. Live across the (inlined, but
+	 * to clang opaque) row lookups are exactly the four callee-saved registers' worth: sc, pos,
+	 * len, base; anything more spills to the stack on every byte (so the accepting exit jumps
+	 * out instead of keeping the last transition alive). */
+	__u64 pos, st, len, base, j;
+	__u32 key = 0;          /* one stack slot for every lookup: the stack is nearly full */
+	struct hyp_scratch *sc = bpf_map_lookup_elem(&scratch, &key);
 	struct hyp_dfa_row *row;
-	__u16 nx = 0;
+	__u16 nx;
 
 	if (!sc)
 		return 1;
-	s = &sc->s;
-	/* locals: clang cannot know the (inlined) lookups leave the map value alone, and would
-	 * reload fields after each one */
-	pos = s->pos;
-	st = s->state;
-	len = s->len;
-	base = s->base;
-#pragma unroll
+	pos = sc->s.pos;
+	st = sc->s.state;
+	len = sc->s.len;
+	base = sc->s.base;
+#pragma nounroll
 	for (j = 0; j < HYP_SCAN_BLOCK; j++) {
-		/* opaque to clang: otherwise it folds this exit into a computed trip count and then
-		 * cannot unroll the loop fully */
-		asm volatile("" : "+r"(len));
 		if (pos >= len)
 			break;
 		/* an inlined array lookup: the index is checked against max_entries at run time, so a
@@ -157,55 +151,93 @@ static long inspect_block_cb(__u32 idx, void *unused)
 		key = base + st;
 		row = bpf_map_lookup_elem(&dfa, &key);
 		if (!row) {
-			s->err = 1;
-			break;
+			sc->s.err = 1;
+			return 1;
 		}
 		/* masked index: always inside the scratch value; the byte value bounds next[] */
 		nx = row->next[sc->b[pos & HYP_SCRATCH_MASK]];
 		pos++;
 		st = nx & HYP_DFA_STATE_MASK;
 		if (nx & HYP_DFA_ACCEPT)
-			break;
+			goto accept;
 	}
-	s->pos = pos;
-	s->state = st;
-	if (s->err)
-		return 1;
-	if ((nx & HYP_DFA_ACCEPT) && inspect_accept(s, st))
+	sc->s.pos = pos;
+	sc->s.state = st;
+	return pos >= len ? 1 : 0;
+accept:
+	sc->s.pos = pos;
+	sc->s.state = st;
+	if (inspect_accept(&sc->s, st, &key))
 		return 1;
 	return pos >= len ? 1 : 0;
 }
 
+/* inspect_scan()'s result, one 64-bit scalar so the caller keeps no pointer into the scratch map
+ * (its stack frame is the datapath's, and nearly full): negative = nothing scanned, else the fields. */
+#define HYP_SCAN_R_POS(r)    ((__u32)(r) & 0xffff)                       /* bytes stepped */
+#define HYP_SCAN_R_STATE(r)  ((__u32)((r) >> 16) & HYP_DFA_STATE_MASK)   /* state after them */
+#define HYP_SCAN_R_SIG(r)    ((__u32)((r) >> 32) & 0xffff)
+#define HYP_SCAN_R_ACTION(r) ((__u8)(((r) >> 48) & 0x3))
+#define HYP_SCAN_R_HIT(r)    (((r) >> 50) & 1)                           /* sig/action valid */
+
+/* inspect_scan()'s fourth argument: start state, generation, protocol, destination port (host order).
+ * One register, so the four arguments stay in the four callee-saved registers across the helper
+ * calls instead of spilling: this frame sits on top of the datapath's nearly full 512-byte stack. */
+#define HYP_SCAN_ARG(start, gen, proto, dport) \
+	((__u64)(start) << 32 | (__u64)(gen) << 24 | (__u64)(proto) << 16 | (__u64)(dport))
+
 /*
- * Copy n payload bytes from pay_off into the scratch buffer and step them; scratch.s holds the
- * inputs and receives the results. Global (not static, not inlined): verified once, independently of
- * its callers' states, so every argument is re-checked here. Returns 0, or -1 if nothing was scanned.
+ * Copy len payload bytes from pay_off into the scratch buffer and step them (arg: HYP_SCAN_ARG).
+ * Global (not static, not inlined): verified once, independently of its callers' states, so every
+ * argument is re-checked here. Returns a packed result (HYP_SCAN_R_*): a drop/ban match, else the
+ * first alert match, else no hit; -1 if nothing was scanned.
  */
-__attribute__((noinline)) int inspect_scan(struct xdp_md *ctx, __u32 pay_off, __u32 len)
+__attribute__((noinline)) long inspect_scan(struct xdp_md *ctx, __u32 pay_off, __u32 len, __u64 arg)
 {
 	/* 64-bit on purpose: a __u32 is compared through a zero-extended copy and then passed in the
 	 * original register, whose bounds the verifier never learned */
-	__u64 n = len;
-	__u32 zero = 0;
-	struct hyp_scratch *sc = bpf_map_lookup_elem(&scratch, &zero);
+	__u64 n = len, r;
+	__u32 key = 0;
+	struct hyp_scratch *sc;
+	struct hyp_scan *s;
+	__u64 *v;
 
-	if (!sc)
-		return -1;
 	/* bpf_xdp_load_bytes wants a length the verifier can bound by the buffer: [1, SCAN_DEPTH_MAX] */
 	if (n > HYP_SCAN_DEPTH_MAX)
 		n = HYP_SCAN_DEPTH_MAX;
 	if (n == 0)
 		return -1;
+	sc = bpf_map_lookup_elem(&scratch, &key);
+	if (!sc)
+		return -1;
 	if (bpf_xdp_load_bytes(ctx, pay_off, sc->b, n))
 		return -1;
-	sc->s.len = n;
-	sc->s.pos = 0;
-	sc->s.found = 0;
-	sc->s.has_alert = 0;
-	sc->s.err = 0;
+	s = &sc->s;
+	s->len = n;
+	s->pos = 0;
+	s->state = (arg >> 32) & HYP_DFA_STATE_MASK;
+	/* the generation bit, masked rather than range-checked: one value less to keep live */
+	s->base = ((arg >> 24) & 1) * HYP_DFA_STATES_MAX;
+	s->sig_base = ((arg >> 24) & 1) * HYP_SIG_MAX;
+	s->proto = arg >> 16;
+	s->dport = arg;
+	s->found = 0;
+	s->has_alert = 0;
+	s->err = 0;
 	/* every callback consumes at least one byte, so n iterations always suffice */
 	bpf_loop(n, inspect_block_cb, NULL, 0);
-	return 0;
+	key = HYP_C_SCAN_BYTES;     /* the same stack slot again */
+	v = bpf_map_lookup_elem(&counters, &key);
+	if (v)
+		*v += s->pos;
+	r = (__u64)(s->pos & 0xffff);
+	if (!s->err)
+		r |= (__u64)(s->state & HYP_DFA_STATE_MASK) << 16;
+	if (s->found)
+		r |= (__u64)(s->sig & 0xffff) << 32 | (__u64)(s->action & 3) << 48 | 1ULL << 50;
+	else if (s->has_alert)
+		r |= (__u64)(s->alert_sig & 0xffff) << 32 | (__u64)HYP_ACT_ALERT << 48 | 1ULL << 50;
+	return r;
 }
 
 /*
@@ -231,9 +263,8 @@ static __always_inline int inspect_payload(struct xdp_md *ctx, __u32 pay_off, __
 	bool stream = flow && proto == IPPROTO_TCP;
 	__u32 d = dir & 1;
 	__u8 done = d ? HYP_FF_SCAN_DONE_1 : HYP_FF_SCAN_DONE_0;
-	__u32 n, start = 0, zero = 0;
-	struct hyp_scratch *sc;
-	struct hyp_scan *s;
+	__u32 n, start = 0, pos;
+	long r;
 
 	/* fast path first: a flow direction past its stream depth costs one flag test */
 	if (stream && (flow->flags & done)) {
@@ -265,43 +296,27 @@ static __always_inline int inspect_payload(struct xdp_md *ctx, __u32 pay_off, __
 				n = cfg->stream_depth - used;
 		}
 	}
-	sc = bpf_map_lookup_elem(&scratch, &zero);
-	if (!sc)
+	/* a stored state from a table since replaced in place (two flips) must stay inside it */
+	if (start >= cfg->dfa_states)
+		start = 0;
+	r = inspect_scan(ctx, pay_off, n, HYP_SCAN_ARG(start, gen, proto, dport));
+	if (r < 0)
 		return 0;
-	s = &sc->s;
-	s->state = start < cfg->dfa_states ? start : 0;
-	s->base = gen * HYP_DFA_STATES_MAX;
-	s->sig_base = gen * HYP_SIG_MAX;
-	s->proto = proto;
-	s->dport = dport;
-	if (inspect_scan(ctx, pay_off, n))
-		return 0;
-	inspect_count_add(HYP_C_SCAN_BYTES, s->pos);
-	if (s->err)
-		s->state = 0;
-	if (s->found && cfg->mode != HYP_MODE_MONITOR) {
-		m->sig = s->sig;
-		m->action = s->action;
-		return 1;
+	if (HYP_SCAN_R_HIT(r)) {
+		m->sig = HYP_SCAN_R_SIG(r);
+		m->action = HYP_SCAN_R_ACTION(r);
+		if (m->action != HYP_ACT_ALERT && cfg->mode != HYP_MODE_MONITOR)
+			return 1;
 	}
 	if (stream) {
+		pos = HYP_SCAN_R_POS(r);
 		flow->next_seq[d] = tcp_seq + pay_len;
-		flow->dfa_state[d] = s->pos == pay_len ? s->state : 0;
-		flow->scanned[d] += s->pos;
+		flow->dfa_state[d] = pos == pay_len ? HYP_SCAN_R_STATE(r) : 0;
+		flow->scanned[d] += pos;
 		if (cfg->stream_depth && flow->scanned[d] >= cfg->stream_depth)
 			flow->flags |= done;
 	}
-	if (s->found) {
-		m->sig = s->sig;
-		m->action = s->action;
-		return 1;
-	}
-	if (s->has_alert) {
-		m->sig = s->alert_sig;
-		m->action = HYP_ACT_ALERT;
-		return 1;
-	}
-	return 0;
+	return HYP_SCAN_R_HIT(r);
 }
 
 #endif /* HYP_INSPECT_H */

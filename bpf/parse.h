@@ -96,28 +96,20 @@ static __always_inline int parse_ipv4(void *data, void *data_end, __u32 off, str
 }
 
 /*
- * IPv6 header and its extension chain. At most HYP_IPV6_EXT_MAX extension headers are walked (the loop
- * is unrolled, so the bound is what keeps the program small and verifiable); a longer chain, or one
- * that runs past the frame, is HYP_R_DROP_EXT_CHAIN. The walk stops at a non-first fragment: what
- * follows its fragment header is data, not headers.
+ * IPv6 extension chain. At most HYP_IPV6_EXT_MAX headers are walked (unrolled: the bound is what keeps
+ * it verifiable); a longer chain, or one that runs past the frame, is HYP_R_DROP_EXT_CHAIN. The walk
+ * stops at a non-first fragment: what follows its fragment header is data, not headers.
+ * Returns the L4 offset | next header << 16 | nonfirst << 24, or -reason.
  */
-static __always_inline int parse_ipv6(void *data, void *data_end, __u32 off, struct hyp_pkt *p)
+#define HYP_EXT_NH_SHIFT   16
+#define HYP_EXT_FRAG_SHIFT 24
+
+static __always_inline int parse_ipv6_ext_walk(void *data, void *data_end, __u32 off, __u8 nh)
 {
-	struct ipv6hdr *ip6 = parse_ptr(data, data_end, off, sizeof(*ip6));
-	__u32 plen;
-	__u8 nh;
+	__u32 nonfirst = 0;
 
-	if (!ip6 || ip6->version != 6)
-		return HYP_R_DROP_MALFORMED_L3;
-	p->family = HYP_AF_INET6;
-	__builtin_memcpy(p->saddr, &ip6->saddr, 16);
-	__builtin_memcpy(p->daddr, &ip6->daddr, 16);
-	plen = bpf_ntohs(ip6->payload_len);
-	nh = ip6->nexthdr;
-	off += sizeof(*ip6);
-	/* payload_len 0 is a jumbogram (RFC 2675): the frame says where it ends */
-	parse_set_l3_end(p, plen ? off + plen : p->pkt_len);
-
+	if (off > HYP_PARSE_OFF_MAX)
+		return -HYP_R_DROP_EXT_CHAIN;
 #pragma unroll
 	for (int i = 0; i < HYP_IPV6_EXT_MAX; i++) {
 		__u8 *h;
@@ -127,13 +119,13 @@ static __always_inline int parse_ipv6(void *data, void *data_end, __u32 off, str
 			break;
 		h = parse_ptr(data, data_end, off, 8);  /* every extension header is >= 8 bytes */
 		if (!h)
-			return HYP_R_DROP_EXT_CHAIN;
+			return -HYP_R_DROP_EXT_CHAIN;
 		if (nh == IPPROTO_FRAGMENT) {
 			struct frag_hdr *fh = (void *)h;
 
 			len = 8;
 			if (bpf_ntohs(fh->frag_off) & HYP_IPV6_FRAG_OFF) {
-				p->nonfirst_frag = 1;
+				nonfirst = 1;
 				nh = h[0];
 				off += len;
 				goto done;
@@ -147,18 +139,68 @@ static __always_inline int parse_ipv6(void *data, void *data_end, __u32 off, str
 		off += len;
 		/* the whole header must be in the frame, not only its first 8 bytes */
 		if (off > HYP_PARSE_OFF_MAX || data + off > data_end)
-			return HYP_R_DROP_EXT_CHAIN;
+			return -HYP_R_DROP_EXT_CHAIN;
 	}
 	if (parse_is_ipv6_ext(nh))
-		return HYP_R_DROP_EXT_CHAIN;
+		return -HYP_R_DROP_EXT_CHAIN;
 done:
-	p->proto = nh;
-	p->l4_off = off;
+	return off | (__u32)nh << HYP_EXT_NH_SHIFT | nonfirst << HYP_EXT_FRAG_SHIFT;
+}
+
+/*
+ * The walk as separately verified global functions, one per program type (a global function's ctx
+ * argument has the type of its program). Inlined, every path through the chain (up to 6 headers of 4
+ * kinds) reached the rest of the program with a different exactly-known offset, and the verifier went
+ * through everything after it once per path; called, it is verified once and returns an offset the
+ * verifier only knows as "checked against HYP_PARSE_OFF_MAX". Only packets that have extension headers
+ * pay for the call.
+ */
+__noinline int hyp_ipv6_ext_xdp(struct xdp_md *ctx, __u32 off, __u32 nh)
+{
+	return parse_ipv6_ext_walk((void *)(long)ctx->data, (void *)(long)ctx->data_end, off, nh);
+}
+
+__noinline int hyp_ipv6_ext_tc(struct __sk_buff *skb, __u32 off, __u32 nh)
+{
+	return parse_ipv6_ext_walk((void *)(long)skb->data, (void *)(long)skb->data_end, off, nh);
+}
+
+/* IPv6 header, then the extension chain (if any) through the program type's walker. */
+static __always_inline int parse_ipv6(void *ctx, bool egress, void *data, void *data_end, __u32 off,
+				      struct hyp_pkt *p)
+{
+	struct ipv6hdr *ip6 = parse_ptr(data, data_end, off, sizeof(*ip6));
+	__u32 plen;
+	__u8 nh;
+	int r;
+
+	if (!ip6 || ip6->version != 6)
+		return HYP_R_DROP_MALFORMED_L3;
+	p->family = HYP_AF_INET6;
+	__builtin_memcpy(p->saddr, &ip6->saddr, 16);
+	__builtin_memcpy(p->daddr, &ip6->daddr, 16);
+	plen = bpf_ntohs(ip6->payload_len);
+	nh = ip6->nexthdr;
+	off += sizeof(*ip6);
+	/* payload_len 0 is a jumbogram (RFC 2675): the frame says where it ends */
+	parse_set_l3_end(p, plen ? off + plen : p->pkt_len);
+	if (!parse_is_ipv6_ext(nh)) {
+		p->proto = nh;
+		p->l4_off = off;
+		return HYP_CONTINUE;
+	}
+	/* egress is a constant at each (inlined) call site: only one walker is referenced per program */
+	r = egress ? hyp_ipv6_ext_tc(ctx, off, nh) : hyp_ipv6_ext_xdp(ctx, off, nh);
+	if (r < 0)
+		return -r;
+	p->l4_off = r & 0xffff;
+	p->proto = r >> HYP_EXT_NH_SHIFT;
+	p->nonfirst_frag = (r >> HYP_EXT_FRAG_SHIFT) & 1;
 	return HYP_CONTINUE;
 }
 
 /* L2 and L3: returns HYP_CONTINUE with addresses, proto and l4_off filled, or the verdict. */
-static __always_inline int parse_l3(void *data, void *data_end, struct hyp_pkt *p)
+static __always_inline int parse_l3(void *ctx, bool egress, void *data, void *data_end, struct hyp_pkt *p)
 {
 	__u32 off;
 	__u16 proto;
@@ -169,7 +211,7 @@ static __always_inline int parse_l3(void *data, void *data_end, struct hyp_pkt *
 	if (proto == bpf_htons(HYP_ETH_P_IP))
 		return parse_ipv4(data, data_end, off, p);
 	if (proto == bpf_htons(HYP_ETH_P_IPV6))
-		return parse_ipv6(data, data_end, off, p);
+		return parse_ipv6(ctx, egress, data, data_end, off, p);
 	return HYP_R_PASS_NONIP;
 }
 

@@ -28,6 +28,7 @@ struct ctl_conn {
 	struct bufferevent *bev;
 	bool subscriber, json, closing;
 	__u64 lost;                     /* events skipped since the last one this subscriber got */
+	size_t lingered;                /* bytes discarded after the reply */
 	unsigned uid;
 };
 
@@ -65,12 +66,34 @@ static void ctl_event_cb(struct bufferevent *bev, short what, void *arg)
 	ctl_conn_free(arg);
 }
 
+/* After the reply: discard whatever the client still sends until it closes. Closing a Unix socket
+ * with unread input makes the peer's next read fail with ECONNRESET, which would eat the reply it has
+ * not read yet (an oversized request is refused before it has all arrived). Bounded by
+ * HYP_CTL_LINGER_MAX bytes and the I/O timeout. */
+static void ctl_linger_cb(struct bufferevent *bev, void *arg)
+{
+	struct ctl_conn *cn = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t n = evbuffer_get_length(in);
+
+	evbuffer_drain(in, n);
+	cn->lingered += n;
+	if (cn->lingered > HYP_CTL_LINGER_MAX)
+		ctl_conn_free(cn);
+}
+
 /* Once the response is flushed the connection closes: one request per connection keeps the server
  * free of per-connection parsing state. */
 static void ctl_drained_cb(struct bufferevent *bev, void *arg)
 {
-	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		ctl_conn_free(arg);
+	struct ctl_conn *cn = arg;
+
+	if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+		return;
+	shutdown(bufferevent_getfd(bev), SHUT_WR);      /* the client sees EOF after our status line */
+	bufferevent_setcb(bev, ctl_linger_cb, NULL, ctl_event_cb, cn);
+	bufferevent_setwatermark(bev, EV_READ, 0, 0);
+	bufferevent_enable(bev, EV_READ);
 }
 
 static void ctl_finish(struct ctl_conn *cn)
@@ -79,7 +102,7 @@ static void ctl_finish(struct ctl_conn *cn)
 	bufferevent_disable(cn->bev, EV_READ);
 	bufferevent_setcb(cn->bev, NULL, ctl_drained_cb, ctl_event_cb, cn);
 	if (evbuffer_get_length(bufferevent_get_output(cn->bev)) == 0)
-		ctl_conn_free(cn);
+		ctl_drained_cb(cn->bev, cn);
 }
 
 /* ---- command handlers: each writes data lines then exactly one status line ---- */
@@ -463,8 +486,14 @@ static void ctl_refuse(int fd, const char *msg)
 	char line[256];
 	int n = snprintf(line, sizeof(line), "ERR %s\n", msg);
 
+	char junk[HYP_CTL_REQ_MAX];
+
 	if (send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		hyp_log(LOG_DEBUG, "ctl: refusal not delivered: %s", strerror(errno));
+	/* Discard a request that already arrived: closing with unread input would turn the peer's read of
+	 * our line into ECONNRESET. */
+	while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+		;
 	close(fd);
 }
 

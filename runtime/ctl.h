@@ -13,6 +13,7 @@ struct hyp_ctl;
 #define HYP_CTL_IO_TIMEOUT_S 10         /* a request must arrive, a response drain, within this */
 #define HYP_CTL_SUB_BUF_MAX (1u << 20)  /* a subscriber with more queued output loses events */
 #define HYP_CTL_SUB_TIMEOUT_S 60        /* a subscriber that reads nothing this long is dropped */
+#define HYP_CTL_LINGER_MAX (64u << 10)  /* bytes discarded after a reply before closing regardless */
 
 /* Listen on path (parent directory created 0755, socket 0600; chowned to allow_uid if that is not
  * (unsigned)-1). A live socket at path is an error (another daemon); a stale one is replaced. */

@@ -131,11 +131,9 @@ int main(int argc, char **argv)
 		sigaction(SIGINT, &sa, NULL);
 		sigaction(SIGTERM, &sa, NULL);
 	}
-	if (send(fd, line, (size_t)n, MSG_NOSIGNAL) != n) {
-		fprintf(stderr, "hyperionctl: send: %s\n", strerror(errno));
-		close(fd);
-		return EXIT_REFUSED;
-	}
+	/* A refused peer gets an error line and a close, possibly before our request is out: then the send
+	 * fails but the daemon's line is already queued for us, so read it before giving up. */
+	int send_err = send(fd, line, (size_t)n, MSG_NOSIGNAL) == n ? 0 : errno;
 	FILE *in = fdopen(fd, "r");
 	if (!in) {
 		close(fd);
@@ -172,8 +170,9 @@ int main(int argc, char **argv)
 		if (req.cmd == HYP_CTL_EVENTS && interrupted) {
 			rc = EXIT_OK;
 		} else {
-			fprintf(stderr, "hyperionctl: %s\n", errno == EAGAIN || errno == EWOULDBLOCK ?
-				"timed out waiting for the daemon" : "connection closed by the daemon without a reply");
+			fprintf(stderr, "hyperionctl: %s%s\n", send_err ? "send: " : "", send_err ? strerror(send_err) :
+				errno == EAGAIN || errno == EWOULDBLOCK ? "timed out waiting for the daemon" :
+				"connection closed by the daemon without a reply");
 			rc = EXIT_REFUSED;
 		}
 	}

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <bpf/libbpf.h>
 #include "log.h"
 
 static bool log_json;
@@ -66,4 +67,23 @@ void hyp_log(int level, const char *fmt, ...)
 		fprintf(stderr, "%s %s: %s\n", when, level_name(level), msg);
 	}
 	fflush(stderr);
+}
+
+/* libbpf prints through its own callback; route warnings here so they reach the same stream and format.
+ * Its debug chatter is dropped unless the level is LOG_DEBUG. */
+static int log_libbpf_cb(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	int lvl = level == LIBBPF_WARN ? LOG_WARNING : LOG_DEBUG;
+	char msg[2048];
+
+	if (lvl > log_level)
+		return 0;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	hyp_log(lvl, "libbpf: %s", msg);
+	return 0;
+}
+
+void log_route_libbpf(void)
+{
+	libbpf_set_print(log_libbpf_cb);
 }

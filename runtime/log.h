@@ -7,6 +7,8 @@
 
 void log_set_json(bool json);
 void log_set_level(int level);          /* LOG_ERR .. LOG_DEBUG; default LOG_INFO */
+/* Send libbpf's messages (warnings; debug at LOG_DEBUG) through hyp_log. */
+void log_route_libbpf(void);
 void hyp_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -999,6 +999,8 @@ static int api_core_open(lua_State *L)
 		lua_pushcclosure(L, r->func, 1);
 		lua_setfield(L, -2, r->name);
 	}
+	lua_getfield(L, LUA_REGISTRYINDEX, HYP_LUA_RAW_XPCALL);
+	lua_setfield(L, -2, "_xpcall");
 	push_names(L, "kind_names", event_kind_name, 1, HYP_EV_KIND_MAX);
 	push_names(L, "reason_names", reason_name, 0, HYP_R_MAX);
 	push_names(L, "state_names", ct_state_name, 0, HYP_CT_STATE_MAX);

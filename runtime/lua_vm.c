@@ -48,6 +48,8 @@ static struct {
 	uint64_t call_id;
 	uint64_t deadline_ns;
 	int expired;                    /* __atomic: the current call is past its deadline */
+	bool passive;                   /* only raise the flag: the state's own hook polls it */
+	char first_where[160];          /* main thread: where the kill hook first fired in this call */
 	void (*on_stuck)(const char *what);
 } wd = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
@@ -71,8 +73,15 @@ static struct timespec ns_to_ts(uint64_t ns)
 static void vm_kill_hook(lua_State *L, lua_Debug *ar)
 {
 	(void)ar;
-	if (__atomic_load_n(&wd.expired, __ATOMIC_RELAXED))
-		luaL_error(L, "hook exceeded its time limit");
+	if (!__atomic_load_n(&wd.expired, __ATOMIC_RELAXED))
+		return;
+	/* level 0 inside a hook is the interrupted function: report where the runaway was */
+	luaL_where(L, 0);
+	if (!wd.first_where[0])
+		snprintf(wd.first_where, sizeof(wd.first_where), "%s", lua_tostring(L, -1));
+	lua_pushstring(L, "exceeded the time limit");
+	lua_concat(L, 2);
+	lua_error(L);
 }
 
 bool lua_vm_expired(void)
@@ -99,7 +108,8 @@ static void *vm_watchdog(void *arg)
 		__atomic_store_n(&wd.expired, 1, __ATOMIC_RELAXED);
 		bool stuck_reported = false;
 		while (wd.vm && wd.call_id == id) {
-			lua_sethook(wd.vm->L, vm_kill_hook, LUA_MASKCOUNT, 1);
+			if (!wd.passive)
+				lua_sethook(wd.vm->L, vm_kill_hook, LUA_MASKCOUNT, 1);
 			uint64_t now = mono_ns();
 			if (!stuck_reported && now > wd.deadline_ns + (uint64_t)HYP_LUA_STUCK_MS * 1000000ull) {
 				stuck_reported = true;
@@ -120,11 +130,32 @@ static void *vm_watchdog(void *arg)
 	return NULL;
 }
 
+static bool prof_stale;            /* after fork: the profiler's timer was not inherited */
+
+/* fork() copies only the calling thread: the child must start its own watchdog and profiler timer, and
+ * must not inherit the mutex locked by the parent's watchdog. */
+static void vm_atfork_prepare(void) { pthread_mutex_lock(&wd.mu); }
+static void vm_atfork_parent(void) { pthread_mutex_unlock(&wd.mu); }
+static void vm_atfork_child(void)
+{
+	pthread_mutex_init(&wd.mu, NULL);
+	wd.started = false;
+	wd.vm = NULL;
+	__atomic_store_n(&wd.expired, 0, __ATOMIC_RELAXED);
+	call_depth = 0;
+	prof_stale = true;
+}
+
 /* Started lazily under wd.mu. Blocks every signal so SIGPROF and the daemon's signals go elsewhere. */
 static int vm_watchdog_start(void)
 {
+	static bool atfork_done;
 	if (wd.started)
 		return 0;
+	if (!atfork_done) {
+		pthread_atfork(vm_atfork_prepare, vm_atfork_parent, vm_atfork_child);
+		atfork_done = true;
+	}
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -167,12 +198,13 @@ static void vm_profile_cb(void *data, lua_State *L, int samples, int vmstate)
  * runs Lua code. Switching happens only when a different state is called (reload), not per call. */
 static void vm_profile_own(struct hyp_lua_vm *vm)
 {
-	if (prof_owner == vm)
+	if (prof_owner == vm && !prof_stale)
 		return;
 	if (prof_owner)
 		luaJIT_profile_stop(prof_owner->L);
 	luaJIT_profile_start(vm->L, "li" STR(HYP_LUA_PROF_INTERVAL_MS), vm_profile_cb, vm);
 	prof_owner = vm;
+	prof_stale = false;
 }
 
 /* --- allocator ------------------------------------------------------------------------------------ */
@@ -249,8 +281,11 @@ int lua_vm_lib_path(const char *lib_dir, char *buf, size_t len)
 	if (!len)
 		return -EINVAL;
 	buf[0] = 0;
-	if (lib_dir && *lib_dir)
-		return path_append_dir(buf, len, lib_dir);
+	if (lib_dir && *lib_dir) {
+		/* absolute, so modules that locate files next to themselves survive a chdir */
+		char abs[PATH_MAX];
+		return path_append_dir(buf, len, realpath(lib_dir, abs) ? abs : lib_dir);
+	}
 	char src[PATH_MAX];
 	int rc = 0;
 	if (exe_lib_dir(src, sizeof(src)))
@@ -261,6 +296,8 @@ int lua_vm_lib_path(const char *lib_dir, char *buf, size_t len)
 }
 
 /* --- state ---------------------------------------------------------------------------------------- */
+
+static void vm_deadline_arm(struct hyp_lua_vm *vm, const char *what, bool passive);
 
 /* The kill hook's error reaches an xpcall handler while LuaJIT still marks the hook as active, so a
  * Lua handler would run with hooks off and could loop forever. Past the deadline the script's handler
@@ -280,9 +317,12 @@ static int vm_xpcall_handler(lua_State *L)
 static int vm_xpcall(lua_State *L)
 {
 	luaL_checkany(L, 2);
+	if (lua_iscfunction(L, 2))      /* e.g. debug.traceback: cannot loop in Lua, no closure needed */
+		goto call;
 	lua_pushvalue(L, 2);
 	lua_pushcclosure(L, vm_xpcall_handler, 1);
 	lua_replace(L, 2);
+call:
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_insert(L, 1);
 	lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
@@ -303,6 +343,8 @@ static int vm_setup(lua_State *L)
 	lua_setfield(L, -2, "jit.profile");
 	lua_pop(L, 2);
 	lua_getglobal(L, "xpcall");
+	lua_pushvalue(L, -1);           /* the original, for trusted callers with a C handler (hot path) */
+	lua_setfield(L, LUA_REGISTRYINDEX, HYP_LUA_RAW_XPCALL);
 	lua_pushcclosure(L, vm_xpcall, 1);
 	lua_setglobal(L, "xpcall");
 	lua_getglobal(L, "debug");      /* debug.sethook(nil) would disarm the watchdog's hook */
@@ -356,7 +398,7 @@ int lua_vm_new(struct hyp_lua_vm **out, const struct hyp_lua_vm_opts *o)
 	}
 	lua_pushcfunction(vm->L, vm_setup);
 	lua_pushstring(vm->L, path);
-	rc = lua_vm_call(vm, 1, 0, "setup");
+	rc = lua_vm_call_quiet(vm, 1, 0, "setup");
 	if (rc) {
 		lua_vm_free(vm);
 		return rc;
@@ -369,11 +411,27 @@ void lua_vm_free(struct hyp_lua_vm *vm)
 {
 	if (!vm)
 		return;
+	lua_State *L = vm->L;
 	if (prof_owner == vm) {
-		luaJIT_profile_stop(vm->L);
+		luaJIT_profile_stop(L);
 		prof_owner = NULL;
 	}
-	lua_close(vm->L);
+	/* lua_close runs __gc finalizers (ffi.gc, newproxy), Lua code, but with hooks disabled, so no
+	 * deadline can stop one that loops. It is still timed (passive: the watchdog only raises the flag
+	 * and never touches a state being freed) so that such a loop ends in the stuck report and the
+	 * lua_vm_on_stuck action instead of a silent hang. */
+	bool outer = call_depth == 0;
+	if (outer)
+		vm_deadline_arm(vm, "lua_close", true);
+	lua_close(L);
+	if (outer) {
+		pthread_mutex_lock(&wd.mu);
+		wd.vm = NULL;
+		wd.passive = false;
+		__atomic_store_n(&wd.expired, 0, __ATOMIC_RELAXED);
+		pthread_cond_signal(&wd.cv);
+		pthread_mutex_unlock(&wd.mu);
+	}
 	free(vm);
 }
 
@@ -385,6 +443,38 @@ void *lua_vm_userdata(struct hyp_lua_vm *vm) { return vm->ud; }
 void lua_vm_set_userdata(struct hyp_lua_vm *vm, void *ud) { vm->ud = ud; }
 
 /* --- the call boundary ---------------------------------------------------------------------------- */
+
+static void vm_deadline_arm(struct hyp_lua_vm *vm, const char *what, bool passive)
+{
+	if (!passive)
+		vm_profile_own(vm);
+	pthread_mutex_lock(&wd.mu);
+	if (vm_watchdog_start())
+		hyp_log(LOG_ERR, "lua: %s runs without a deadline", what);
+	wd.vm = vm;
+	wd.passive = passive;
+	wd.what = what;
+	wd.call_id++;
+	wd.deadline_ns = mono_ns() + (uint64_t)vm->timeout_ms * 1000000ull;
+	__atomic_store_n(&wd.expired, 0, __ATOMIC_RELAXED);
+	wd.first_where[0] = 0;
+	pthread_cond_signal(&wd.cv);
+	pthread_mutex_unlock(&wd.mu);
+}
+
+/* Returns whether the deadline had passed. The hook is cleared under the lock so the watchdog cannot
+ * re-arm it after the call is over. */
+static bool vm_deadline_disarm(struct hyp_lua_vm *vm)
+{
+	pthread_mutex_lock(&wd.mu);
+	bool expired = __atomic_load_n(&wd.expired, __ATOMIC_RELAXED) != 0;
+	wd.vm = NULL;
+	__atomic_store_n(&wd.expired, 0, __ATOMIC_RELAXED);
+	lua_sethook(vm->L, NULL, 0, 0);
+	pthread_cond_signal(&wd.cv);
+	pthread_mutex_unlock(&wd.mu);
+	return expired;
+}
 
 static struct hyp_lua_vm *handler_vm;  /* main thread: the state whose handler may use the reserve */
 
@@ -424,17 +514,8 @@ static int vm_call(struct hyp_lua_vm *vm, int nargs, int nresults, const char *w
 
 	lua_pushcfunction(L, vm_traceback);
 	lua_insert(L, fn);
-	if (outer) {
-		vm_profile_own(vm);
-		pthread_mutex_lock(&wd.mu);
-		wd.vm = vm;
-		wd.what = what;
-		wd.call_id++;
-		wd.deadline_ns = mono_ns() + (uint64_t)vm->timeout_ms * 1000000ull;
-		__atomic_store_n(&wd.expired, 0, __ATOMIC_RELAXED);
-		pthread_cond_signal(&wd.cv);
-		pthread_mutex_unlock(&wd.mu);
-	}
+	if (outer)
+		vm_deadline_arm(vm, what, false);
 	struct hyp_lua_vm *prev_handler_vm = handler_vm;
 	handler_vm = vm;
 	call_depth++;
@@ -445,17 +526,11 @@ static int vm_call(struct hyp_lua_vm *vm, int nargs, int nresults, const char *w
 	handler_vm = prev_handler_vm;
 	vm->in_handler = false;
 	bool timed_out = false;
-	if (outer) {
-		pthread_mutex_lock(&wd.mu);
-		timed_out = __atomic_load_n(&wd.expired, __ATOMIC_RELAXED) != 0;
-		wd.vm = NULL;
-		__atomic_store_n(&wd.expired, 0, __ATOMIC_RELAXED);
-		lua_sethook(L, NULL, 0, 0);
-		pthread_cond_signal(&wd.cv);
-		pthread_mutex_unlock(&wd.mu);
-	}
+	if (outer)
+		timed_out = vm_deadline_disarm(vm);
 	lua_remove(L, fn);
-	vm_account(vm->st, t1 - t0);
+	if (!quiet)
+		vm_account(vm->st, t1 - t0);
 	/* LuaJIT has no emergency collection: garbage left by a call that ran into the cap (even one the
 	 * script caught) would make the next allocation outside any call fail. */
 	if (outer && vm->used > vm->limit - vm->limit / 4)
@@ -472,22 +547,25 @@ static int vm_call(struct hyp_lua_vm *vm, int nargs, int nresults, const char *w
 	memcpy(vm->last_err, msg, first);
 	vm->last_err[first] = 0;
 
+	/* quiet calls (state setup, a policy file's top level) are reported by their caller instead */
+	struct hyp_rt_stats scratch = { 0 }, *st = quiet ? &scratch : vm->st;
 	int err;
 	if (timed_out && outer) {
-		vm->st->hook_timeouts++;
+		st->hook_timeouts++;
 		err = -ETIMEDOUT;
 		if (!quiet)
-			hyp_log(LOG_ERR, "lua: %s: stopped after %u ms time limit (%.1f ms): %s", what,
-				vm->timeout_ms, (double)(t1 - t0) / 1e6, msg);
+			hyp_log(LOG_ERR, "lua: %s: stopped after %u ms time limit (%.1f ms), first interrupted at %s "
+				"%s", what, vm->timeout_ms, (double)(t1 - t0) / 1e6,
+				wd.first_where[0] ? wd.first_where : "?", msg);
 	} else if (rc == LUA_ERRMEM) {
-		vm->st->hook_oom++;
+		st->hook_oom++;
 		err = -ENOMEM;
 		snprintf(vm->last_err, sizeof(vm->last_err), "%s: memory limit (%zu bytes) reached", what,
 			 vm->limit);
 		if (!quiet)
 			hyp_log(LOG_ERR, "lua: %s: stopped at the memory limit (%zu bytes)", what, vm->limit);
 	} else {
-		vm->st->hook_errors++;
+		st->hook_errors++;
 		err = -EINVAL;
 		if (!quiet)
 			hyp_log(LOG_ERR, "lua: %s: %s", what, msg);

@@ -27,6 +27,9 @@ struct hyp_lua_vm;
 #define HYP_LUA_MEM_RESERVE (1u << 20)  /* extra bytes the error handler may use to build a traceback */
 #define HYP_LUA_MEM_MIN (1u << 20)      /* smaller limits are raised to this (the stdlib needs ~200K) */
 #define HYP_LUA_ERR_MAX 512             /* bytes of the last error kept for callers */
+/* Registry key of LuaJIT's own xpcall. Scripts get a wrapper (a C function, so code calling it is not
+ * compiled); the event dispatcher, whose handler is C (debug.traceback), uses the original. */
+#define HYP_LUA_RAW_XPCALL "hyperion.xpcall"
 
 struct hyp_lua_vm_opts {
 	size_t mem_limit;               /* bytes; 0: HYP_LUA_MEM_DEFAULT (daemon.h) */
@@ -52,7 +55,7 @@ struct lua_State *lua_vm_state(struct hyp_lua_vm *vm);
  */
 int lua_vm_call(struct hyp_lua_vm *vm, int nargs, int nresults, const char *what);
 const char *lua_vm_last_error(const struct hyp_lua_vm *vm);
-/* Same as lua_vm_call but does not log (the caller reports, e.g. policy load errors). */
+/* Same as lua_vm_call but neither logs nor counts (the caller reports, e.g. policy load errors). */
 int lua_vm_call_quiet(struct hyp_lua_vm *vm, int nargs, int nresults, const char *what);
 
 size_t lua_vm_mem_used(const struct hyp_lua_vm *vm);

@@ -257,10 +257,12 @@ int state_decode(const unsigned char *buf, size_t len, struct hyp_snapshot *s, c
 	if (!raw)
 		return state_errf(err, errlen, -ENOMEM, "snapshot: out of memory");
 	uLongf got = raw_len;
-	int zrc = uncompress(raw, &got, buf + STATE_HDR_LEN, len - STATE_HDR_LEN);
-	if (zrc != Z_OK || got != raw_len) {
+	uLong used = len - STATE_HDR_LEN;
+	/* uncompress2 reports how much input the stream used: bytes after its end mean a damaged file. */
+	int zrc = uncompress2(raw, &got, buf + STATE_HDR_LEN, &used);
+	if (zrc != Z_OK || got != raw_len || used != len - STATE_HDR_LEN) {
 		rc = state_errf(err, errlen, -EINVAL, "snapshot: corrupt or truncated data (%s)",
-				zrc != Z_OK ? zError(zrc) : "length mismatch");
+				zrc != Z_OK ? zError(zrc) : got != raw_len ? "length mismatch" : "trailing bytes");
 		goto out;
 	}
 	if ((uint32_t)crc32(crc32(0L, Z_NULL, 0), raw, (uInt)raw_len) != crc) {

@@ -211,6 +211,9 @@ lab_counter() {   # counter-name
 	labtool stats 2>/dev/null | awk -v r="$1" '($1 == "counter" || $1 == "runtime") && $2 == r { print $3; f = 1 } END { if (!f) print 0 }'
 }
 
+# MAC address of the server's interface (scapy frames are sent at layer 2 straight to it).
+lab_server_mac() { srv cat "/sys/class/net/$LAB_IF/address"; }
+
 lab_write_tool() {
 	cat >"$LAB_DIR/labtool.py" <<'LABTOOL_PY'
 """Helpers for the Hyperion lab (written by scripts/lab.sh into LAB_DIR; run with the system python3).
@@ -223,8 +226,9 @@ Subcommands:
   keepalive HOST PORT LOG STOP MAXS     one long-lived TCP connection to an echo server, a line each 100 ms
   udp-echo PORT                         DNS-like UDP responder (v4 and v6)
   udp-query HOST PORT                   one DNS-like query, exit 0 if the answer arrives
-  malformed SRC DST                     malformed packets with scapy (v4 or v6 by address)
-  synflood6 SRC DST PORT COUNT          IPv6 SYN flood with scapy (hping3 has no IPv6)
+  udp-send SRC DST PORT PAYLOAD         one UDP datagram from SRC
+  malformed SRC DST MAC                 malformed frames with scapy (v4 or v6 by address) to MAC
+  synflood6 SRC DST MAC PORT COUNT      IPv6 SYN flood with scapy (hping3 has no IPv6)
   feed T0                               live, sampled commentary of events and bans for make demo
 Environment: LAB_SOCK (control socket), HYPERIONCTL (hyperionctl path).
 """
@@ -513,6 +517,14 @@ def cmd_udp_echo(port):
             s.sendto(data, peer)
 
 
+def cmd_udp_send(src, dst, port, payload):
+    fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.bind((src, 0))
+    s.sendto(payload.encode(), (dst, int(port)))
+    return 0
+
+
 def cmd_udp_query(host, port):
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(fam, socket.SOCK_DGRAM)
@@ -533,41 +545,43 @@ def cmd_udp_query(host, port):
 
 # ---- scapy ----------------------------------------------------------------------------------------
 
-def cmd_malformed(src, dst):
-    from scapy.all import IP, IPv6, TCP, UDP, Raw, send, IPv6ExtHdrDestOpt, conf
+def cmd_malformed(src, dst, mac, iface="eth0"):
+    """Sends malformed frames at layer 2 (no neighbour lookups: L3 scapy resolves per packet)."""
+    from scapy.all import Ether, IP, IPv6, TCP, Raw, sendp, IPv6ExtHdrDestOpt, conf
     conf.verb = 0
     pkts = []
     if ":" in dst:
+        e = Ether(dst=mac, type=0x86dd)
         base = IPv6(src=src, dst=dst)
-        pkts += [base / TCP(dport=80, flags="S", dataofs=2)]                       # doff < 5
-        pkts += [base / TCP(dport=80, flags="SF")]                                 # SYN+FIN
-        pkts += [base / TCP(dport=80, flags="")]                                   # NULL
+        pkts += [e / base / TCP(dport=80, flags="S", dataofs=2)]                       # doff < 5
+        pkts += [e / base / TCP(dport=80, flags="SF")]                                 # SYN+FIN
+        pkts += [e / base / TCP(dport=80, flags="")]                                   # NULL
         ext = IPv6(src=src, dst=dst)
         for _ in range(8):
             ext = ext / IPv6ExtHdrDestOpt()
-        pkts += [ext / TCP(dport=80, flags="S")]                                  # chain too long
-        pkts += [IPv6(src=src, dst=dst, nh=6, plen=4) / Raw(b"\x00\x50\x00\x50")]  # truncated TCP
+        pkts += [e / ext / TCP(dport=80, flags="S")]                                  # chain too long
+        pkts += [e / IPv6(src=src, dst=dst, nh=6, plen=4) / Raw(b"\x00\x50\x00\x50")]  # truncated TCP
     else:
-        pkts += [IP(src=src, dst=dst, ihl=3) / TCP(dport=80, flags="S")]          # IHL < 5
-        pkts += [IP(src=src, dst=dst) / TCP(dport=80, flags="S", dataofs=2)]      # doff < 5
-        pkts += [IP(src=src, dst=dst) / TCP(dport=80, flags="SF")]                # SYN+FIN
-        pkts += [IP(src=src, dst=dst) / TCP(dport=80, flags="")]                  # NULL
-        pkts += [IP(src=src, dst=dst, proto=6) / Raw(b"\x00\x50\x00\x50")]        # truncated TCP
-        pkts += [IP(src=src, dst=dst, proto=17) / Raw(b"\x00\x35")]               # truncated UDP
-    n = 0
-    for _ in range(20):
-        for p in pkts:
-            send(p)
-            n += 1
-    print("sent %d malformed packets" % n)
+        e = Ether(dst=mac, type=0x0800)
+        pkts += [e / IP(src=src, dst=dst, ihl=3) / TCP(dport=80, flags="S")]          # IHL < 5
+        pkts += [e / IP(src=src, dst=dst) / TCP(dport=80, flags="S", dataofs=2)]      # doff < 5
+        pkts += [e / IP(src=src, dst=dst) / TCP(dport=80, flags="SF")]                # SYN+FIN
+        pkts += [e / IP(src=src, dst=dst) / TCP(dport=80, flags="")]                  # NULL
+        pkts += [e / IP(src=src, dst=dst, proto=6) / Raw(b"\x00\x50\x00\x50")]        # truncated TCP
+        pkts += [e / IP(src=src, dst=dst, proto=17) / Raw(b"\x00\x35")]               # truncated UDP
+    sendp(pkts * 20, iface=iface)
+    print("sent %d malformed packets" % (len(pkts) * 20))
     return 0
 
 
-def cmd_synflood6(src, dst, port, count):
-    from scapy.all import IPv6, TCP, send, conf, RandShort
+def cmd_synflood6(src, dst, mac, port, count, iface="eth0"):
+    from scapy.all import Ether, IPv6, TCP, sendp, conf
     conf.verb = 0
-    p = IPv6(src=src, dst=dst) / TCP(sport=RandShort(), dport=int(port), flags="S")
-    send(p, count=int(count), inter=0)
+    n = int(count)
+    pkts = [Ether(dst=mac) / IPv6(src=src, dst=dst) / TCP(sport=1024 + (i % 60000), dport=int(port), flags="S",
+                                                          seq=i * 7919) for i in range(n)]
+    sendp(pkts, iface=iface)
+    print("sent %d IPv6 SYNs" % n)
     return 0
 
 
@@ -666,7 +680,7 @@ def main(argv):
         return 2
     cmd, args = argv[0], argv[1:]
     fn = {"now": lambda: print(mono()) or 0, "bans": cmd_bans, "stats": cmd_stats, "banwatch": cmd_banwatch,
-          "keepalive": cmd_keepalive, "udp-echo": cmd_udp_echo, "udp-query": cmd_udp_query,
+          "keepalive": cmd_keepalive, "udp-echo": cmd_udp_echo, "udp-query": cmd_udp_query, "udp-send": cmd_udp_send,
           "malformed": cmd_malformed, "synflood6": cmd_synflood6, "feed": cmd_feed}.get(cmd)
     if not fn:
         print("unknown command " + cmd, file=sys.stderr)

@@ -3,6 +3,9 @@
 #include <limits.h>
 #include <stdint.h>
 #include <time.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include "daemon.h"
@@ -46,19 +49,25 @@ static double global_num(struct hyp_lua_vm *vm, const char *g)
 	return v;
 }
 
-static struct hyp_lua_vm *vm_make(struct hyp_rt_stats *st, size_t mem)
+static struct hyp_lua_vm *vm_make_t(struct hyp_rt_stats *st, size_t mem, unsigned timeout_ms)
 {
 	struct hyp_lua_vm *vm = NULL;
-	struct hyp_lua_vm_opts o = { .mem_limit = mem, .timeout_ms = TIMEOUT_MS, .lib_dir = "lib", .st = st };
+	struct hyp_lua_vm_opts o = { .mem_limit = mem, .timeout_ms = timeout_ms, .lib_dir = "lib", .st = st };
 	int rc = lua_vm_new(&vm, &o);
 	TAP_EQ(rc, 0, "lua_vm_new (mem %zu)", mem);
 	return vm;
 }
 
+static struct hyp_lua_vm *vm_make(struct hyp_rt_stats *st, size_t mem)
+{
+	return vm_make_t(st, mem, TIMEOUT_MS);
+}
+
 static void test_memory_cap(void)
 {
 	struct hyp_rt_stats st = { 0 };
-	struct hyp_lua_vm *vm = vm_make(&st, 8u << 20);
+	/* a long deadline: the allocation loops must reach the cap first even on a slow machine */
+	struct hyp_lua_vm *vm = vm_make_t(&st, 8u << 20, 5000);
 	if (!vm)
 		return;
 	TAP_CHECK(lua_vm_mem_used(vm) > 0 && lua_vm_mem_used(vm) < (8u << 20), "state starts under the cap (%zu)",
@@ -85,13 +94,17 @@ static void test_memory_cap(void)
 	lua_vm_free(vm);
 }
 
-static void test_errors(void)
+static void test_errors(bool jit)
 {
 	struct hyp_rt_stats st = { 0 };
 	struct hyp_lua_vm *vm = vm_make(&st, 0);
 	if (!vm)
 		return;
 	lua_State *L = lua_vm_state(vm);
+	printf("# errors with %s\n", jit ? "jit.on" : "jit.off");
+	run(vm, jit ? "jit.on()" : "jit.off()", NULL);
+	st.hook_calls = 0;
+	memset(st.hook_latency_bucket, 0, sizeof(st.hook_latency_bucket));
 	int top = lua_gettop(L);
 	int rc = run(vm, "local function hook() error('boom') end hook()", NULL);
 	TAP_EQ(rc, -EINVAL, "raising hook returns -EINVAL");
@@ -208,6 +221,40 @@ static void test_two_states(void)
 	lua_vm_free(a);
 }
 
+static void stuck_exit(const char *what)
+{
+	(void)what;
+	_exit(42);
+}
+
+/* One C function that runs for ages (backtracking pattern): no hook can run inside it, so the watchdog
+ * reports it and calls the stuck action. In a child, since the main thread never comes back. */
+static void test_stuck_in_c(void)
+{
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct hyp_lua_vm *vm = NULL;
+		struct hyp_lua_vm_opts o = { .timeout_ms = TIMEOUT_MS, .lib_dir = "lib" };
+		if (lua_vm_new(&vm, &o))
+			_exit(1);
+		lua_vm_on_stuck(stuck_exit);
+		run(vm, "local s = ('a'):rep(5000) return s:find('.-.-.-.-.-b')", NULL);
+		_exit(0);
+	}
+	double t0 = now_ms();
+	int status = 0;
+	/* bounded wait: the stuck report comes HYP_LUA_STUCK_MS after the deadline */
+	while (waitpid(pid, &status, WNOHANG) == 0 && now_ms() - t0 < HYP_LUA_STUCK_MS + 10000)
+		usleep(10000);
+	if (now_ms() - t0 >= HYP_LUA_STUCK_MS + 10000) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+	}
+	TAP_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 42, "call stuck in a C function: stuck action ran "
+		  "after %.0f ms (deadline %d + %d)", now_ms() - t0, TIMEOUT_MS, HYP_LUA_STUCK_MS);
+}
+
 static void test_lib_path(void)
 {
 	char buf[4096];
@@ -228,11 +275,13 @@ static void test_lib_path(void)
 int main(void)
 {
 	test_memory_cap();
-	test_errors();
+	test_errors(false);
+	test_errors(true);
 	test_runaway(false);
 	test_runaway(true);
 	test_no_false_timeout();
 	test_two_states();
+	test_stuck_in_c();
 	test_lib_path();
 	return tap_done();
 }
