@@ -1,6 +1,7 @@
 # Hyperion build. `make` builds everything into build/; `make test`, `make demo`, `make bench` as in README.
 .DELETE_ON_ERROR:
 .SUFFIXES:
+.SECONDARY:
 
 BUILD     ?= build
 PREFIX    ?= /usr/local

@@ -122,7 +122,6 @@ static void rung(struct mc *m, const char *name, const void *frame, int len, uns
 	if (drain_events) {
 		/* events: short runs so the ring never fills (a full ring measures the reserve failure) */
 		double s[MC_SAMPLES];
-		long evs = 0;
 		for (int i = 0; i < MC_SAMPLES; i++) {
 			LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = frame, .data_size_in = (__u32)len, .repeat = repeat);
 			if (bpf_prog_test_run_opts(m->dp.prog_xdp_fd, &o))
@@ -134,7 +133,6 @@ static void rung(struct mc *m, const char *name, const void *frame, int len, uns
 		}
 		qsort(s, MC_SAMPLES, sizeof(s[0]), cmp_double);
 		ns = s[MC_SAMPLES / 2];
-		(void)evs;
 	} else {
 		ns = run_prog(m->dp.prog_xdp_fd, frame, len, repeat, &rv);
 	}

@@ -147,9 +147,10 @@ make_policy_files() {   # nsigs nbans
 	awk -v n="$nsigs" -v hit="$SIG_HIT" 'BEGIN { for (i = 1; i < n; i++) printf "s%04d-hypbench-%x\n", i, i * 7919; print hit }' >"$WORK/sigs.txt"
 	# Bans: the banned TEST-NET /24 plus filler prefixes of mixed length. The filler lives in 240.0.0.0/4
 	# (reserved, never routed): it is only set/map content inside our own namespace, never an address.
+	# Odd i: a /24 in 240-241.x.x.0, even i: a /32 in 248.x.x.x; all distinct.
 	awk -v n="$nbans" -v b="$BAN4_NET" 'BEGIN { print b; for (i = 1; i < n; i++) {
-		if (i % 2) printf "240.%d.%d.0/24\n", int(i / 256) % 256, i % 256;
-		else printf "241.%d.%d.%d/32\n", int(i / 65536) % 256, int(i / 256) % 256, i % 256 } }' >"$WORK/bans4.txt"
+		if (i % 2) printf "%d.%d.%d.0/24\n", 240 + int(i / 65536), int(i / 256) % 256, i % 256;
+		else printf "248.%d.%d.%d/32\n", int(i / 65536) % 256, int(i / 256) % 256, i % 256 } }' >"$WORK/bans4.txt"
 }
 
 ipt_ruleset() {   # family(4|6) -> iptables-restore input
@@ -359,12 +360,25 @@ gen() {   # extra generator args...
 # Scenario (e)'s live flows: that many distinct SYNs to the open port before the measured phase; both
 # conntrack (iptables/nftables) and Hyperion's flows_new fill the same way. NAPI goes back to softirq on
 # the generator's CPU meanwhile, which drains every batch as it is sent: no SYN is lost to a full ring.
+# The netfilter rule sets get a temporary first rule accepting those SYNs: filling the table is set-up,
+# and walking 256 string rules per SYN would make it take minutes (the measured phase still walks them).
 populate_flows() {   # n
-	local n=$1 ports=4096
+	local n=$1 ports=4096 h
+	local syn="tcp dport $PORT_TCP tcp flags & (fin|syn|rst|ack) == syn ct state new"
+	case $SYS_NAME in
+	iptables) rx iptables -I INPUT 1 -p tcp --dport "$PORT_TCP" --syn -m conntrack --ctstate NEW -j ACCEPT ;;
+	nft) rx nft insert rule inet hypbench input $syn accept comment '"populate"' ;;
+	esac
 	rx sh -c "echo 0 > /sys/class/net/$IF_RX/threaded" 2>/dev/null
 	gen --proto syn --src "$FLOOD4" --dst "$RX4" --sport 1024 --dport "$PORT_TCP" --vary-src 256 \
 		--vary-port "$ports" --count "$n" >/dev/null
 	pin_napi
+	case $SYS_NAME in
+	iptables) rx iptables -D INPUT 1 ;;
+	nft)
+		h=$(rx nft -a list chain inet hypbench input | sed -nE 's/.*comment "populate".*# handle ([0-9]+).*/\1/p')
+		[ -n "$h" ] && rx nft delete rule inet hypbench input handle "$h" ;;
+	esac
 	case $SYS_NAME in iptables|nft) log "    $SYS_NAME: $(rx conntrack -C 2>/dev/null) conntrack entries" ;; esac
 }
 

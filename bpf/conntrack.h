@@ -125,28 +125,30 @@ static __always_inline int ct_pass(const struct hyp_pkt *p, int reason)
 static __always_inline int ct_create(struct hyp_pkt *p, const struct hyp_flow_key *k, __u8 state, __u8 orig,
 				     __u8 flags, bool est)
 {
-	struct hyp_flow v = {};
+	struct hyp_flow *v = hyp_scratch(sizeof(*v));
 	__u8 dir = p->dir & 1;
 	long err;
 
-	v.created_ns = p->now;
-	v.last_seen_ns = p->now;
-	v.packets[dir] = 1;
-	v.bytes[dir] = p->pkt_len;
-	v.state = state;
-	v.orig = orig;
+	if (!v)
+		return ct_pass(p, HYP_R_PASS_NEW);
+	v->created_ns = p->now;
+	v->last_seen_ns = p->now;
+	v->packets[dir] = 1;
+	v->bytes[dir] = p->pkt_len;
+	v->state = state;
+	v->orig = orig;
 	/* inbound = originated by the remote side: the sender on ingress, the receiver on egress */
 	if ((orig == dir) != p->egress)
 		flags |= HYP_FF_INBOUND;
-	v.flags = flags;
-	v.dfa_gen = p->gen;
+	v->flags = flags;
+	v->dfa_gen = p->gen;
 	if (est) {
-		v.flags |= HYP_FF_ESTABLISHED_MAP;
-		err = bpf_map_update_elem(&flows, k, &v, BPF_ANY);
+		v->flags |= HYP_FF_ESTABLISHED_MAP;
+		err = bpf_map_update_elem(&flows, k, v, BPF_ANY);
 		if (!err)
 			hyp_count(HYP_C_CT_EST_INSERT);
 	} else {
-		err = bpf_map_update_elem(&flows_new, k, &v, BPF_ANY);
+		err = bpf_map_update_elem(&flows_new, k, v, BPF_ANY);
 		if (!err)
 			hyp_count(HYP_C_CT_NEW_INSERT);
 	}
@@ -166,12 +168,14 @@ static __always_inline int ct_create(struct hyp_pkt *p, const struct hyp_flow_ke
  * first). Returns the entry the packet continues with. */
 static __always_inline struct hyp_flow *ct_promote(const struct hyp_flow_key *k, struct hyp_flow *f)
 {
-	struct hyp_flow v = *f;
 	struct hyp_flow *nf;
 
-	v.flags |= HYP_FF_ESTABLISHED_MAP;
-	if (bpf_map_update_elem(&flows, k, &v, BPF_ANY))
+	/* the flows_new entry itself is the value to copy: no stack copy of 80 bytes */
+	f->flags |= HYP_FF_ESTABLISHED_MAP;
+	if (bpf_map_update_elem(&flows, k, f, BPF_ANY)) {
+		f->flags &= ~HYP_FF_ESTABLISHED_MAP;
 		return f;   /* stays half-open; the next packet tries again */
+	}
 	hyp_count(HYP_C_CT_EST_INSERT);
 	if (!bpf_map_delete_elem(&flows_new, k))
 		hyp_count(HYP_C_CT_NEW_DELETE);

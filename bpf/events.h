@@ -46,10 +46,12 @@ static __always_inline bool ev_sample_take(struct hyp_pkt *p, __u8 kind, __u32 *
 	k.kind = kind;
 	s = bpf_map_lookup_elem(&ev_sample, &k);
 	if (!s) {
-		struct hyp_sample n = {};
+		struct hyp_sample *n = hyp_scratch(sizeof(*n));
 
-		rl_bucket_take(&n.tokens, &n.last_ns, cfg->ev_rate, cfg->ev_burst, pkt_now(p));
-		bpf_map_update_elem(&ev_sample, &k, &n, BPF_NOEXIST);
+		if (!n)
+			return true;
+		rl_bucket_take(&n->tokens, &n->last_ns, cfg->ev_rate, cfg->ev_burst, pkt_now(p));
+		bpf_map_update_elem(&ev_sample, &k, n, BPF_NOEXIST);
 		return true;
 	}
 	if (rl_bucket_take(&s->tokens, &s->last_ns, cfg->ev_rate, cfg->ev_burst, pkt_now(p))) {

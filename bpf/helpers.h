@@ -85,6 +85,22 @@ static __always_inline void hyp_count(__u32 idx)
 		*v += 1;
 }
 
+/* The per-CPU scratch slot (maps.h: scratch_dp), zeroed over its first len bytes (a multiple of 8).
+ * NULL cannot happen for index 0 of a one-entry array; callers treat it as "no room". */
+static __always_inline void *hyp_scratch(__u32 len)
+{
+	__u32 zero = 0;
+	__u64 *s = bpf_map_lookup_elem(&scratch_dp, &zero);
+
+	if (!s)
+		return NULL;
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(struct hyp_flow) / 8); i++)
+		if (i * 8 < (int)len)
+			s[i] = 0;
+	return s;
+}
+
 static __always_inline void hyp_addr_copy(__u8 *dst, const __u8 *src)
 {
 	((__u64 *)dst)[0] = ((const __u64 *)src)[0];

@@ -136,4 +136,15 @@ struct {
 	__uint(max_entries, HYP_RINGBUF_BYTES);
 } events SEC(".maps");
 
+/* Per-CPU scratch (datapath-internal, not pinned by contract): values are built here instead of on the
+ * BPF stack, whose 512 bytes the whole pipeline, the scanner's callbacks included, must share. One
+ * packet uses it for one value at a time (a new rate-limit entry, then a new flow, then a new sampling
+ * entry), so one slot the size of the largest (struct hyp_flow) serves all. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hyp_flow);
+} scratch_dp SEC(".maps");
+
 #endif /* HYP_MAPS_H */

@@ -110,6 +110,11 @@ static __always_inline int parse_ipv6_ext_walk(void *data, void *data_end, __u32
 
 	if (off > HYP_PARSE_OFF_MAX)
 		return -HYP_R_DROP_EXT_CHAIN;
+	/* A global function's arguments are unknown to the verifier. clang drops the parse_ptr() bound
+	 * check below as redundant with the one above, which it did on another copy of the register, so
+	 * restate the bound as a mask the verifier sees on the register used (exact after the check). */
+	asm volatile("" : "+r"(off));
+	off &= HYP_PARSE_OFF_MAX;
 #pragma unroll
 	for (int i = 0; i < HYP_IPV6_EXT_MAX; i++) {
 		__u8 *h;

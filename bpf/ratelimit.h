@@ -78,9 +78,11 @@ static __always_inline struct hyp_rl *rl_entry(struct hyp_pkt *p)
 	rl_src_key(p, &k);
 	e = bpf_map_lookup_elem(&rl, &k);
 	if (!e) {
-		struct hyp_rl n = {};
+		struct hyp_rl *n = hyp_scratch(sizeof(*n));
 
-		bpf_map_update_elem(&rl, &k, &n, BPF_NOEXIST);
+		if (!n)
+			return NULL;
+		bpf_map_update_elem(&rl, &k, n, BPF_NOEXIST);
 		e = bpf_map_lookup_elem(&rl, &k);
 	}
 	p->rl = e;

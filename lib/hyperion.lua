@@ -242,7 +242,7 @@ local traceback = debug.traceback
 -- The daemon wraps the scripts' xpcall (see runtime/lua_vm.c) in a C function, which keeps the calling
 -- loop out of the JIT (30x slower here). The dispatcher's handler is C (debug.traceback), which the wrapper
 -- exists to guard against, so it uses the original.
-local xpcall = core._xpcall or xpcall
+local xpcall = core._xpcall or debug.getregistry()["hyperion.xpcall"] or xpcall
 
 -- dispatch(ptr, n): ptr is a lightuserdata (from C) or cdata pointing at n struct hyp_event. One failing
 -- hook is logged and counted; the other hooks and events still run.

@@ -205,7 +205,9 @@ static void ctl_status(struct hyp_ctl *c, struct evbuffer *out, bool json)
 	allow_foreach(&d->dp, ctl_count_allow_cb, &allows);
 	bool have_cfg = cfg && !dp_config_read(&d->dp, cfg, &gen);
 	const char *mode = have_cfg ? (cfg->mode == HYP_MODE_MONITOR ? "monitor" : "enforce") : "unknown";
-	unsigned long long up = (dp_now_ns() - d->start_ns) / 1000000000ull;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);    /* not dp_now_ns(): a test clock offset must not skew uptime */
+	unsigned long long up = ((__u64)ts.tv_sec * 1000000000ull + (__u64)ts.tv_nsec - d->start_ns) / 1000000000ull;
 	const char *ppath = d->policy ? policy_path(d->policy) : d->opt.policy_path;
 	unsigned nsigs = d->policy ? policy_nsigs(d->policy) : 0;
 	free(cfg);
@@ -443,8 +445,12 @@ static void ctl_handle(struct ctl_conn *cn, const struct hyp_ctl_req *req, struc
 	}
 	if (req->cmd == HYP_CTL_BAN_ADD || req->cmd == HYP_CTL_BAN_DEL || req->cmd == HYP_CTL_ALLOW_ADD ||
 	    req->cmd == HYP_CTL_ALLOW_DEL)
+	{
 		hyp_log(LOG_INFO, "ctl: uid %u: %s %s %s", cn->uid, req->cmd <= HYP_CTL_BAN_LIST ? "ban" : "allow",
 			req->cmd == HYP_CTL_BAN_ADD || req->cmd == HYP_CTL_ALLOW_ADD ? "add" : "del", cidr);
+		if (req->json)      /* scripts parsing --json output get a document for every command */
+			ctl_put_line(out, "{\"ok\":true,\"cidr\":\"%s\"}", cidr);
+	}
 	ctl_put_ok(out);
 }
 

@@ -413,13 +413,16 @@ static const char *ctl_proto_name(__u8 p, char *tmp, size_t len)
 	}
 }
 
-/* "192.0.2.1:80" / "[2001:db8::1]:80" */
-static void ctl_endpoint(char *buf, size_t len, __u8 family, const __u8 *addr, __u16 port_be)
+/* "192.0.2.1:80" / "[2001:db8::1]:80"; ICMP has no ports (the key holds the echo id): address only. */
+static void ctl_endpoint(char *buf, size_t len, __u8 family, const __u8 *addr, __u16 port_be, __u8 proto)
 {
 	char a[64];
 
 	addr_format(family, addr, a, sizeof(a));
-	snprintf(buf, len, family == HYP_AF_INET6 ? "[%s]:%u" : "%s:%u", a, ntohs(port_be));
+	if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6)
+		snprintf(buf, len, "%s", a);
+	else
+		snprintf(buf, len, family == HYP_AF_INET6 ? "[%s]:%u" : "%s:%u", a, ntohs(port_be));
 }
 
 void ctl_fmt_flow(char *buf, size_t len, bool json, const struct hyp_flow_key *k, const struct hyp_flow *f,
@@ -433,8 +436,8 @@ void ctl_fmt_flow(char *buf, size_t len, bool json, const struct hyp_flow_key *k
 	unsigned long long idle = now_ns > f->last_seen_ns ? (now_ns - f->last_seen_ns) / 1000000000ull : 0;
 	unsigned long long age = now_ns > f->created_ns ? (now_ns - f->created_ns) / 1000000000ull : 0;
 
-	ctl_endpoint(a, sizeof(a), k->family, oa, op);
-	ctl_endpoint(b, sizeof(b), k->family, ra, rp);
+	ctl_endpoint(a, sizeof(a), k->family, oa, op, k->proto);
+	ctl_endpoint(b, sizeof(b), k->family, ra, rp, k->proto);
 	if (json)
 		snprintf(buf, len, "{\"proto\":\"%s\",\"orig\":\"%s\",\"resp\":\"%s\",\"state\":\"%s\","
 			 "\"table\":\"%s\",\"packets\":%llu,\"bytes\":%llu,\"age_s\":%llu,\"idle_s\":%llu,"
@@ -442,7 +445,7 @@ void ctl_fmt_flow(char *buf, size_t len, bool json, const struct hyp_flow_key *k
 			 (unsigned long long)(f->packets[0] + f->packets[1]),
 			 (unsigned long long)(f->bytes[0] + f->bytes[1]), age, idle, f->flags);
 	else
-		snprintf(buf, len, "%-6s %-45s -> %-45s %-12s pkts %-8llu bytes %-10llu age %llus idle %llus", proto,
+		snprintf(buf, len, "%-6s %-21s -> %-21s %-11s pkts %-8llu bytes %-10llu age %llus idle %llus", proto,
 			 a, b, ct_state_name(f->state), (unsigned long long)(f->packets[0] + f->packets[1]),
 			 (unsigned long long)(f->bytes[0] + f->bytes[1]), age, idle);
 }
@@ -459,8 +462,8 @@ void ctl_fmt_event(char *buf, size_t len, bool json, const struct hyp_event *ev)
 	const char *proto = ctl_proto_name(ev->proto, pt, sizeof(pt));
 	__u8 fam = ev->family == HYP_AF_INET6 ? HYP_AF_INET6 : HYP_AF_INET;
 
-	ctl_endpoint(s, sizeof(s), fam, ev->saddr, ev->sport);
-	ctl_endpoint(d, sizeof(d), fam, ev->daddr, ev->dport);
+	ctl_endpoint(s, sizeof(s), fam, ev->saddr, ev->sport, ev->proto);
+	ctl_endpoint(d, sizeof(d), fam, ev->daddr, ev->dport, ev->proto);
 	if (ev->sig != 0xffffffffu)
 		snprintf(sig, sizeof(sig), "%u", ev->sig);
 	if (json)

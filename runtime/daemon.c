@@ -23,6 +23,7 @@
 
 #define DAEMON_EXPIRE_INTERVAL_MS 1000  /* how often expired bans are deleted (the datapath already
 					 * ignores them; this frees the entries and their texts) */
+#define DAEMON_EXPIRE_DUTY 10       /* expiry walks and snapshots may each use at most 1/10 of the time */
 #define DAEMON_SNAPSHOT_DELAY_MS 1000   /* debounce: at most one snapshot write per second */
 #define DAEMON_REASON_BUCKETS 1024      /* initial hash buckets of the reason table; doubles as needed */
 
@@ -49,6 +50,8 @@ struct daemon_priv {
 	struct hyp_ringbuf *rb;
 	struct event *ev_expire, *ev_snapshot, *ev_hup, *ev_term, *ev_int;
 	__u64 next_expiry_ns;           /* earliest known ban expiry; 0 = none known */
+	__u64 expire_not_before_ns;     /* rate limit of the expiry walk (see expire_cb) */
+	__u64 snapshot_cost_ns;         /* how long the last snapshot took (spaces the next one) */
 	bool started;
 };
 
@@ -361,14 +364,21 @@ static void snapshot_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 
+	__u64 t0 = dp_now_ns();
 	if (daemon_state_save(d, err, sizeof(err)))
 		hyp_log(LOG_ERR, "%s", err);   /* state stays dirty: the next change retries */
+	priv(d)->snapshot_cost_ns = dp_now_ns() - t0;
 }
 
 void daemon_state_dirty(struct hyp_daemon *d)
 {
 	struct daemon_priv *p = priv(d);
-	struct timeval tv = { DAEMON_SNAPSHOT_DELAY_MS / 1000, (DAEMON_SNAPSHOT_DELAY_MS % 1000) * 1000 };
+	/* With a huge ban table a snapshot takes a while (a syscall per ban): space writes so that they
+	 * use at most 1/DAEMON_EXPIRE_DUTY of the time, never less than DAEMON_SNAPSHOT_DELAY_MS apart. */
+	__u64 us = (__u64)DAEMON_SNAPSHOT_DELAY_MS * 1000;
+	if (p && p->snapshot_cost_ns / 1000 * DAEMON_EXPIRE_DUTY > us)
+		us = p->snapshot_cost_ns / 1000 * DAEMON_EXPIRE_DUTY;
+	struct timeval tv = { (time_t)(us / 1000000), (suseconds_t)(us % 1000000) };
 
 	d->state_dirty = true;
 	/* Changes within the delay share one write; a burst of 10k bans costs one snapshot. */
@@ -376,8 +386,10 @@ void daemon_state_dirty(struct hyp_daemon *d)
 		evtimer_add(p->ev_snapshot, &tv);
 }
 
-/* Bans from the snapshot that the (possibly re-adopted) maps lack are re-added with their remaining
- * time; ones the maps have keep the maps' exact expiry. Either way the reason text comes back. */
+/* With re-adopted maps (a restart after kill -9 or a crash) the pins are the truth: they saw every
+ * change, the snapshot may be up to DAEMON_SNAPSHOT_DELAY_MS older, so a ban deleted just before the
+ * crash must not come back. The snapshot then only returns the reason texts and hx.store. With fresh
+ * maps (reboot, lost pins, clean stop) bans are re-added with their remaining wall-clock time. */
 static void state_restore(struct hyp_daemon *d, struct hyp_policy *p)
 {
 	struct hyp_snapshot s;
@@ -402,6 +414,8 @@ static void state_restore(struct hyp_daemon *d, struct hyp_policy *p)
 		struct hyp_ban cur;
 		if (!ban_get(&d->dp, &b->cidr, &cur)) {
 			kept++;
+		} else if (d->dp.adopted) {
+			continue;
 		} else if (b->expires_wall_s && b->expires_wall_s <= wall) {
 			gone++;
 			continue;
@@ -413,7 +427,7 @@ static void state_restore(struct hyp_daemon *d, struct hyp_policy *p)
 		}
 		reason_set(&priv(d)->reasons, &b->cidr, b->reason);
 	}
-	for (size_t i = 0; i < s.nallows; i++)
+	for (size_t i = 0; i < s.nallows && !d->dp.adopted; i++)
 		if (!allow_add(&d->dp, &s.allows[i]))
 			allows++;
 	if (s.store_len || s.store) {
@@ -421,8 +435,9 @@ static void state_restore(struct hyp_daemon *d, struct hyp_policy *p)
 		if (rc)
 			hyp_log(LOG_ERR, "snapshot: hx.store not restored: %s", strerror(-rc));
 	}
-	hyp_log(LOG_INFO, "snapshot restored: %u bans re-added, %u already pinned, %u expired meanwhile, "
-		"%u allowlist entries, %zu bytes of hx.store", added, kept, gone, allows, s.store_len);
+	hyp_log(LOG_INFO, "snapshot restored%s: %u bans re-added, %u already pinned, %u expired meanwhile, "
+		"%u allowlist entries, %zu bytes of hx.store", d->dp.adopted ? " (pins adopted: texts and store only)" : "",
+		added, kept, gone, allows, s.store_len);
 	snap_free(&s);
 }
 
@@ -434,6 +449,8 @@ struct expire_walk {
 	unsigned n;
 };
 
+/* One walk does what ban_expire() does (delete what is due; the walk copies keys first, so deleting
+ * from the callback is safe) and also drops the reason texts and finds the next expiry. */
 static int expire_scan_cb(const struct hyp_cidr *c, const struct hyp_ban *b, void *arg)
 {
 	struct expire_walk *w = arg;
@@ -441,8 +458,9 @@ static int expire_scan_cb(const struct hyp_cidr *c, const struct hyp_ban *b, voi
 	if (!b->expires_ns)
 		return 0;
 	if (b->expires_ns <= w->now) {
+		if (!ban_del(&w->d->dp, c))
+			w->n++;
 		reason_del(&priv(w->d)->reasons, c);
-		w->n++;
 	} else if (!w->next || b->expires_ns < w->next) {
 		w->next = b->expires_ns;
 	}
@@ -457,16 +475,19 @@ static void expire_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 
-	/* Walking the tries costs a syscall per entry: only when something is due. */
-	if (!p->next_expiry_ns || p->next_expiry_ns > w.now)
+	/* Walking the tries costs a syscall per entry (~5 us): only when something is due, and never more
+	 * than 1/DAEMON_EXPIRE_DUTY of the time. The datapath already ignores expired bans, so a late
+	 * delete only delays freeing the entry. */
+	if (!p->next_expiry_ns || p->next_expiry_ns > w.now || w.now < p->expire_not_before_ns)
 		return;
 	if (ban_foreach(&d->dp, expire_scan_cb, &w) < 0)
 		return;     /* logged; retried next tick */
-	int n = ban_expire(&d->dp, w.now);
+	__u64 took = dp_now_ns() - w.now;
+	p->expire_not_before_ns = w.now + took * DAEMON_EXPIRE_DUTY;
 	p->next_expiry_ns = w.next;
-	if (n > 0) {
-		d->st.bans_expired += (unsigned)n;
-		hyp_log(LOG_INFO, "%d ban(s) expired", n);
+	if (w.n > 0) {
+		d->st.bans_expired += w.n;
+		hyp_log(LOG_INFO, "%u ban(s) expired", w.n);
 		daemon_state_dirty(d);
 	}
 }

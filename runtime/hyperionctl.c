@@ -158,6 +158,11 @@ int main(int argc, char **argv)
 			break;
 		case HYP_CTL_LINE_ERR:
 			fprintf(stderr, "hyperionctl: %s\n", text);
+			if (req.json) {
+				char js[1024];
+				ctl_json_str(js, sizeof(js), text);
+				printf("{\"error\":%s}\n", js);
+			}
 			rc = EXIT_REFUSED;
 			break;
 		default:

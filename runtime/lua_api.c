@@ -646,6 +646,19 @@ static int api_flows_iter(lua_State *L)
 	return 1;
 }
 
+/* lua_cpcall body: leaves the table of flows in the registry slot "hyperion.flows". */
+static int flows_build(lua_State *L)
+{
+	const struct flow_snap *s = lua_touserdata(L, 1);
+	lua_createtable(L, (int)s->n, 0);
+	for (size_t i = 0; i < s->n; i++) {
+		push_flow(L, &s->v[i].k, &s->v[i].f, s->v[i].est);
+		lua_rawseti(L, -2, (int)i + 1);
+	}
+	lua_setfield(L, LUA_REGISTRYINDEX, "hyperion.flows");
+	return 0;
+}
+
 /* for f in hx.flows() do ... end: a snapshot of both flow tables taken at the call. */
 static int api_flows(lua_State *L)
 {
@@ -656,12 +669,14 @@ static int api_flows(lua_State *L)
 		free(s.v);
 		return luaL_error(L, "hx.flows: %s", strerror(-(s.err ? s.err : rc)));
 	}
-	lua_createtable(L, (int)s.n, 0);
-	for (size_t i = 0; i < s.n; i++) {
-		push_flow(L, &s.v[i].k, &s.v[i].f, s.v[i].est);
-		lua_rawseti(L, -2, (int)i + 1);
-	}
+	/* built in a protected call so that running out of Lua memory does not leak s.v */
+	int rc2 = lua_cpcall(L, flows_build, &s);
 	free(s.v);
+	if (rc2)
+		return lua_error(L);
+	lua_getfield(L, LUA_REGISTRYINDEX, "hyperion.flows");
+	lua_pushnil(L);
+	lua_setfield(L, LUA_REGISTRYINDEX, "hyperion.flows");
 	lua_pushinteger(L, 0);
 	lua_pushcclosure(L, api_flows_iter, 2);
 	return 1;
@@ -679,14 +694,10 @@ static const char *const counter_names[HYP_C_MAX] = {
 static int api_stats(lua_State *L)
 {
 	struct hyp_policy *p = api_policy(L);
-	struct hyp_totals *t = calloc(1, sizeof(*t));
-	if (!t)
-		return luaL_error(L, "hx.stats: out of memory");
+	struct hyp_totals tot, *t = &tot;   /* on the stack: a Lua error below must not leak it */
 	int rc = stats_read(&p->d->dp, t);
-	if (rc) {
-		free(t);
+	if (rc)
 		return api_fail(L, strerror(-rc));
-	}
 	lua_createtable(L, 0, 4);
 	for (int m = 0; m < 2; m++) {
 		lua_createtable(L, 0, HYP_R_MAX);
@@ -709,7 +720,6 @@ static int api_stats(lua_State *L)
 		lua_setfield(L, -2, counter_names[c]);
 	}
 	lua_setfield(L, -2, "counters");
-	free(t);
 	const struct hyp_rt_stats *st = &p->d->st;
 	lua_createtable(L, 0, 8);
 	const struct { const char *n; __u64 v; } rt[] = {
@@ -747,8 +757,10 @@ static int api_log(lua_State *L)
 	}
 	luaL_pushresult(&b);
 	lua_Debug ar;
-	int line = lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) ? ar.currentline : -1;
-	hyp_log(prio[lv], "policy %s:%d: %s", ar.short_src, line, lua_tostring(L, -1));
+	if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar))
+		hyp_log(prio[lv], "policy %s:%d: %s", ar.short_src, ar.currentline, lua_tostring(L, -1));
+	else
+		hyp_log(prio[lv], "policy: %s", lua_tostring(L, -1));
 	return 0;
 }
 

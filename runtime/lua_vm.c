@@ -444,6 +444,17 @@ void lua_vm_set_userdata(struct hyp_lua_vm *vm, void *ud) { vm->ud = ud; }
 
 /* --- the call boundary ---------------------------------------------------------------------------- */
 
+/* The profiler's SIGPROF is only needed while Lua runs. Outside calls the main thread blocks it (the
+ * watchdog blocks everything), so it stays pending instead of interrupting the daemon's syscalls: the
+ * BPF verifier, for one, gives up with EAGAIN when a signal arrives during a long program load. */
+static void vm_sigprof(int how)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGPROF);
+	pthread_sigmask(how, &set, NULL);
+}
+
 static void vm_deadline_arm(struct hyp_lua_vm *vm, const char *what, bool passive)
 {
 	if (!passive)
@@ -514,8 +525,10 @@ static int vm_call(struct hyp_lua_vm *vm, int nargs, int nresults, const char *w
 
 	lua_pushcfunction(L, vm_traceback);
 	lua_insert(L, fn);
-	if (outer)
+	if (outer) {
 		vm_deadline_arm(vm, what, false);
+		vm_sigprof(SIG_UNBLOCK);
+	}
 	struct hyp_lua_vm *prev_handler_vm = handler_vm;
 	handler_vm = vm;
 	call_depth++;
@@ -526,8 +539,10 @@ static int vm_call(struct hyp_lua_vm *vm, int nargs, int nresults, const char *w
 	handler_vm = prev_handler_vm;
 	vm->in_handler = false;
 	bool timed_out = false;
-	if (outer)
+	if (outer) {
+		vm_sigprof(SIG_BLOCK);
 		timed_out = vm_deadline_disarm(vm);
+	}
 	lua_remove(L, fn);
 	if (!quiet)
 		vm_account(vm->st, t1 - t0);

@@ -517,6 +517,7 @@ int sigset_compile(struct hyp_sigset *set, const struct hyp_sigdef *defs, size_t
 	sc_free(&c);
 	if (rc) {
 		sigset_free(set);
+		set->nsigs = 0;     /* nothing usable: a caller that ignores rc applies an empty set */
 		return rc;
 	}
 	set->nstates = c.nstates;

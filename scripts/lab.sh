@@ -2,7 +2,7 @@
 #
 #   server    192.0.2.1    2001:db8::1     runs hyperiond on its interface "hyp0" (XDP + tc egress)
 #   client    192.0.2.10   2001:db8::10    legitimate user
-#   attacker  192.0.2.66   2001:db8::66    (and 192.0.2.67-75, 2001:db8::67-75 as extra sources)
+#   attacker  192.0.2.66   2001:db8::66    (and 192.0.2.67-75, 2001:db8:0:66::67-75 as extra sources)
 #   outside   198.51.100.1 2001:db8:1::1   a host "on the internet" the server itself talks to
 #
 # All hang off a bridge in a fourth namespace ("lan"), so the server sees every peer on one interface.
@@ -32,7 +32,10 @@ HYPERIONCTL=${HYPERIONCTL:-$LAB_ROOT/build/hyperionctl}
 LAB_PY=${LAB_PY:-/usr/bin/python3}   # the system python: it has scapy (python3-scapy)
 LAB_DAEMON_PID=
 LAB_ATTACKER_EXTRA4="192.0.2.67 192.0.2.68 192.0.2.69 192.0.2.70 192.0.2.71 192.0.2.72 192.0.2.73 192.0.2.74 192.0.2.75"
-LAB_ATTACKER_EXTRA6="2001:db8::67 2001:db8::68 2001:db8::69 2001:db8::70 2001:db8::71 2001:db8::72 2001:db8::73 2001:db8::74 2001:db8::75"
+# The extra IPv6 sources sit in their own /64 (on the same link): the datapath rate-limits IPv6 per /64,
+# so a flood from the client's /64 would rightly slow the client down too.
+LAB_ATTACKER_NET6=2001:db8:0:66
+LAB_ATTACKER_EXTRA6="2001:db8:0:66::67 2001:db8:0:66::68 2001:db8:0:66::69 2001:db8:0:66::70 2001:db8:0:66::71 2001:db8:0:66::72 2001:db8:0:66::73 2001:db8:0:66::74 2001:db8:0:66::75"
 export LAB_SOCK HYPERIONCTL
 
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
@@ -69,6 +72,13 @@ lab_up() {
 	in_ns "$LAB_NS_LAN" ip link add br0 type bridge
 	in_ns "$LAB_NS_LAN" ip link set br0 up
 	in_ns "$LAB_NS_LAN" ip link set lo up
+	# A host with br_netfilter loaded (docker) makes bridges validate IP headers: malformed test packets
+	# would die on the bridge instead of reaching the firewall. This bridge is a plain wire.
+	local k
+	for k in iptables ip6tables arptables; do
+		[ -e /proc/sys/net/bridge/bridge-nf-call-$k ] || continue
+		in_ns "$LAB_NS_LAN" sysctl -qw "net.bridge.bridge-nf-call-$k=0" 2>/dev/null
+	done
 	lab_peer "$LAB_NS_SERVER" "$LAB_IF" "$LAB_SERVER4" "$LAB_SERVER6"
 	lab_peer "$LAB_NS_CLIENT" eth0 "$LAB_CLIENT4" "$LAB_CLIENT6"
 	# shellcheck disable=SC2086
@@ -78,6 +88,7 @@ lab_up() {
 	lab_peer "$LAB_NS_OUTSIDE" eth0 "$LAB_OUTSIDE4" "$LAB_OUTSIDE6"
 	srv ip route add 198.51.100.0/24 dev "$LAB_IF"
 	srv ip -6 route add 2001:db8:1::/64 dev "$LAB_IF"
+	srv ip -6 route add "$LAB_ATTACKER_NET6::/64" dev "$LAB_IF"
 	out ip route add 192.0.2.0/24 dev eth0
 	out ip -6 route add 2001:db8::/64 dev eth0
 	# the server and the outside host answer ARP/ND for each other's subnet directly on the link
@@ -100,8 +111,10 @@ lab_down() {
 # Start hyperiond in the server namespace with POLICY; waits (bounded) until its socket answers.
 lab_start_daemon() {   # policy [extra hyperiond args...]
 	local policy=$1; shift
-	srv "$HYPERIOND" -i "$LAB_IF" -p "$policy" --socket "$LAB_SOCK" --pin-dir "$LAB_PIN_DIR" \
-		--state-dir "$LAB_DIR/state" "$@" >>"$LAB_DIR/hyperiond.log" 2>&1 &
+	# ip netns exec execs the program itself (no fork), so $! is hyperiond's pid: signals (SIGHUP) reach
+	# it. Through the srv function it would be a subshell's pid instead.
+	ip netns exec "$LAB_NS_SERVER" "$HYPERIOND" -i "$LAB_IF" -p "$policy" --socket "$LAB_SOCK" \
+		--pin-dir "$LAB_PIN_DIR" --state-dir "$LAB_DIR/state" "$@" >>"$LAB_DIR/hyperiond.log" 2>&1 &
 	LAB_DAEMON_PID=$!
 	local i
 	for i in $(seq 1 100); do

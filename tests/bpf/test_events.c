@@ -74,6 +74,13 @@ static void check_common(const struct hyp_event *e, const char *what, const char
 	TAP_CHECK(e->ts_ns >= t0 && e->ts_ns <= t1, "%s: ts_ns within the run", what);
 	TAP_EQ(e->suppressed, 0, "%s: suppressed 0 without sampling", what);
 	TAP_EQ(e->sig, NONE_SIG, "%s: sig none", what);
+	/* ring memory is not zeroed by reserve: a non-match event must not carry stale payload bytes */
+	{
+		static const uint8_t zero[HYP_EV_PAYLOAD];
+
+		TAP_CHECK(e->payload_len == 0 && !memcmp(e->payload, zero, sizeof(zero)),
+			  "%s: no payload, payload bytes zeroed", what);
+	}
 }
 
 /* Sends one frame and returns the single event of kind it produced (copied), or false. */

@@ -64,7 +64,7 @@ static void check_truncations(struct dpt *t, struct pkt_opts o, const char *what
 {
 	uint8_t full[PKT_MAX], b[PKT_MAX];
 	struct pkt_layout l;
-	int n, len, rc, idx, bad = 0, want;
+	int n, len, rc, idx, bad = 0, want, tc_bad = 0;
 	char ctl[160];
 
 	len = pkt_build_layout(&o, full, sizeof(full), &l);
@@ -79,6 +79,11 @@ static void check_truncations(struct dpt *t, struct pkt_opts o, const char *what
 		if (consistent && n > l.l3_off)
 			pkt_set_ip_len(b, &l, n);
 		want = cut_reason(&o, &l, n);
+		/* the kernel's skb test run refuses (EINVAL) an IP EtherType with less than a full IP
+		 * header; anything it runs must come back TC_ACT_OK */
+		rc = dpt_tc(t, b, n);
+		if (rc != 0 && !(rc == -EINVAL && n < l.l3_off + (o.family == 4 ? 20 : 40)))
+			tc_bad++;
 		idx = dpt_xdp_reason(t, b, n, &rc);
 		if (rc != XDP_DROP || idx != want) {
 			if (bad++ < CUT_DIAG_MAX)
@@ -88,6 +93,8 @@ static void check_truncations(struct dpt *t, struct pkt_opts o, const char *what
 	}
 	TAP_EQ(bad, 0, "%s: every %s cut in [%d, %d) dropped for the header it falls into", what,
 	       consistent ? "consistent-length" : "raw", ETH_MIN, len);
+	TAP_EQ(tc_bad, 0, "%s: tc egress returns TC_ACT_OK for every %s cut (it never drops)", what,
+	       consistent ? "consistent-length" : "raw");
 }
 
 static void test_truncation_every_offset(struct dpt *t)
@@ -417,6 +424,17 @@ static void test_fragments_skip_port_policy(struct dpt *t)
 			snprintf(what, sizeof(what), "ipv%d first fragment to open tcp/22 (frag %s)", fam,
 				 pol ? "drop" : "pass");
 			dpt_expect(t, b, len, XDP_PASS, HYP_R_PASS_NEW, what);
+
+			/* tiny first fragment (RFC 1858): the TCP header split across fragments is malformed,
+			 * not something the fragment policy may wave through */
+			o = tcp_syn(fam, 22);
+			o.frag = fam == 6;
+			o.more_frags = true;
+			len = pkt_build_layout(&o, b, sizeof(b), &l);
+			pkt_set_ip_len(b, &l, l.l4_off + 8);
+			snprintf(what, sizeof(what), "ipv%d first fragment with 8 bytes of TCP header (frag %s)", fam,
+				 pol ? "drop" : "pass");
+			dpt_expect(t, b, l.l4_off + 8, XDP_DROP, HYP_R_DROP_MALFORMED_L4, what);
 		}
 		{
 			/* a fragment header behind another extension header is still found */

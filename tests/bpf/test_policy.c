@@ -224,6 +224,19 @@ static void test_monitor_mode_drops_nothing(void)
 		len = pkt_build(&o, b, sizeof(b));
 		dpt_expect(&t, b, len, XDP_PASS, HYP_STATS_MONITOR + HYP_R_DROP_BANNED, "monitor: banned source passes");
 	}
+	{
+		/* drops decided before L4, even before the config is otherwise needed, obey monitor mode too */
+		struct pkt_opts o = { .family = 4, .proto = IPPROTO_UDP, .sport = 1, .dport = 2, .nvlan = 3 };
+
+		len = pkt_build_layout(&o, b, sizeof(b), &l);
+		dpt_expect(&t, b, len, XDP_PASS, HYP_STATS_MONITOR + HYP_R_DROP_VLAN_DEPTH, "monitor: three VLAN tags pass");
+		o.nvlan = 0;
+		len = pkt_build_layout(&o, b, sizeof(b), &l);
+		b[l.l3_off] = 0x44;
+		dpt_expect(&t, b, len, XDP_PASS, HYP_STATS_MONITOR + HYP_R_DROP_MALFORMED_L3, "monitor: IHL 4 passes");
+		dpt_expect(&t, b, l.l3_off + 10, XDP_PASS, HYP_STATS_MONITOR + HYP_R_DROP_MALFORMED_L3,
+			   "monitor: truncated IP header passes");
+	}
 	TAP_EQ(dpt_stat(&t, HYP_R_DROP_PORT) + dpt_stat(&t, HYP_R_DROP_MALFORMED_L4) + dpt_stat(&t, HYP_R_DROP_FRAG) +
 	       dpt_stat(&t, HYP_R_DROP_BANNED), 0, "monitor: no real drop counted");
 	t.cfg.mode = HYP_MODE_ENFORCE;

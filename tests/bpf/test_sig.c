@@ -16,6 +16,7 @@
 #define SERVER6 "2001:db8:1::1"
 #define ISN 1000000u
 #define PERF_REPEAT 20000       /* bpf_prog_test_run repetitions per measurement (information only) */
+#define PERF_TRIES 3
 
 static struct hyp_sigset set;   /* large: off the stack */
 static struct hyp_sigdef defs[HYP_SIG_MAX];
@@ -283,6 +284,27 @@ static void test_scan_depth(void)
 	udp_send(&t, &u, pay, sizeof(pay), XDP_DROP, HYP_R_DROP_SIG, "scan_depth 64: pattern ending at 64 seen");
 	TAP_EQ(dpt_counter(&t, HYP_C_SCAN_BYTES), 3 * 64, "scan_depth 64: 64 bytes stepped per datagram");
 
+	/* TCP: a segment scanned only in part leaves no state behind, since the next segment does not
+	 * continue the bytes that were stepped ("ATT" then, unscanned, "....", then "ACK") */
+	{
+		struct peer p = { 4, CLIENT4, SERVER4, 40021, 80 };
+		uint32_t seq;
+
+		def_add(0, "deep", "NEEDLE", HYP_ACT_DROP, 0, 0, 0);
+		def_add(1, "attack", "ATTACK", HYP_ACT_DROP, 0, 0, 0);
+		sigset_free(&set);
+		if (sigset_compile(&set, defs, 2, err, sizeof(err)) == 0) {
+			t.cfg.scan_depth = 10;
+			sig_push(&t);
+			seq = tcp_open(&t, &p);
+			tcp_send(&t, &p, seq, "0123456ATT....", XDP_PASS, HYP_R_PASS_FLOW, "partial scan: passes");
+			tcp_send(&t, &p, seq + 14, "ACK", XDP_PASS, HYP_R_PASS_FLOW,
+				 "partial scan: next segment does not continue a state it does not follow");
+			tcp_send(&t, &p, seq + 17, "0123ATT", XDP_PASS, HYP_R_PASS_FLOW, "fully scanned segment");
+			tcp_send(&t, &p, seq + 24, "ACK", XDP_DROP, HYP_R_DROP_SIG, "...continues (control)");
+		}
+	}
+
 	/* the ceiling: a 1500-byte payload with scan_depth HYP_SCAN_DEPTH_MAX finds a pattern at the end */
 	{
 		uint8_t big[1450];
@@ -340,6 +362,33 @@ static void test_stream_depth(void)
 
 		dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_SIG, "stream_depth: reverse direction still scanned");
 	}
+	dpt_close(&t);
+}
+
+/* Monitor mode: a drop signature passes (counted as MONITOR+DROP_SIG) and the segment, which reached
+ * the receiver, advances the flow. */
+static void test_monitor(void)
+{
+	struct peer p = { 4, CLIENT4, SERVER4, 40035, 80 };
+	const struct hyp_event *ev;
+	struct hyp_flow f;
+	struct dpt t;
+	uint32_t seq;
+
+	def_add(0, "split", "ATTACK-PATTERN", HYP_ACT_DROP, 0, 0, 0);
+	if (!sig_open(&t, 1, "monitor"))
+		return;
+	t.cfg.mode = HYP_MODE_MONITOR;
+	sig_push(&t);
+	seq = tcp_open(&t, &p);
+	dpt_events(&t);
+	tcp_send(&t, &p, seq, "xATTACK-PATTERN", XDP_PASS, HYP_STATS_MONITOR + HYP_R_DROP_SIG,
+		 "monitor: drop signature passes");
+	dpt_events(&t);
+	ev = dpt_event_find(&t, HYP_EV_MATCH, NULL);
+	TAP_CHECK(ev && ev->verdict == HYP_V_MONITOR && ev->sig == 0, "monitor: match event, verdict monitor");
+	TAP_CHECK(dpt_flow(&t, 4, IPPROTO_TCP, p.client, p.sport, p.server, p.dport, &f, NULL) == 0 &&
+		  f.next_seq[0] + f.next_seq[1] == seq + 15, "monitor: the passed segment advanced next_seq");
 	dpt_close(&t);
 }
 
@@ -401,14 +450,23 @@ static void test_full_set(void)
 	dpt_close(&t);
 }
 
-/* ns per packet the kernel measures for one UDP frame (information, not asserted). */
+/* ns per packet the kernel measures for one UDP frame, best of PERF_TRIES (information, not asserted:
+ * the machine is shared, the best run is the least disturbed one). */
 static double perf_run(struct dpt *t, const uint8_t *frame, int len)
 {
-	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = len, .repeat = PERF_REPEAT);
+	double best = -1;
+	int i;
 
-	if (bpf_prog_test_run_opts(t->xdp_fd, &opts))
-		return -1;
-	return opts.duration;
+	for (i = 0; i < PERF_TRIES; i++) {
+		LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = len,
+			    .repeat = PERF_REPEAT);
+
+		if (bpf_prog_test_run_opts(t->xdp_fd, &opts))
+			return -1;
+		if (best < 0 || opts.duration < best)
+			best = opts.duration;
+	}
+	return best;
 }
 
 static void perf_report(void)
@@ -469,6 +527,7 @@ int main(void)
 	test_nocase_and_scope();
 	test_scan_depth();
 	test_stream_depth();
+	test_monitor();
 	test_generation_flip();
 	test_full_set();
 	perf_report();

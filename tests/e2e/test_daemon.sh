@@ -58,6 +58,7 @@ cleanup() {
 		ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null
 		ip netns del "$ns" 2>/dev/null
 	done
+	[ -n "${HYP_KEEP_LOG:-}" ] && cp "$RUN/daemon.log" "$HYP_KEEP_LOG" 2>/dev/null
 	rm -rf "$PINS" "$RUN"
 }
 trap cleanup EXIT
@@ -81,10 +82,10 @@ ctl() { "$HYPERIONCTL" -s "$SOCK" "$@"; }
 quiet() { "$@" >/dev/null 2>&1; }
 ina() { nsenter --net="/run/netns/$NSA" "$@"; }
 
-start_daemon() {    # waits (bounded) until the socket answers
+start_daemon() {    # [extra args]; waits (bounded) until the socket answers
 	# nsenter execs hyperiond in place, so $! is the daemon itself (signals reach it, not a subshell).
 	nsenter --net="/run/netns/$NSA" "$HYPERIOND" -i "$HA" -p "$POLICY" --socket "$SOCK" --pin-dir "$PINS" --state-dir "$STATE" \
-		--metrics "$METRICS" >>"$RUN/daemon.log" 2>&1 &
+		--metrics "$METRICS" "$@" >>"$RUN/daemon.log" 2>&1 &
 	DPID=$!
 	for _ in $(seq 100); do
 		ctl status >/dev/null 2>&1 && return 0
@@ -177,9 +178,14 @@ check "unbanned peer can ping again" wait_for 20 peer_ping
 echo hello-2 >&7
 check "established session survived ban/unban" wait_for 50 echoed hello-2
 
+check "short ban added" quiet ctl ban add 203.0.113.50 --ttl 1 --reason "short"
+check "expired ban removed by the expiry timer" wait_for 50 bash -c "! '$HYPERIONCTL' -s '$SOCK' ban list | grep -q 203.0.113.50"
+check "expiry counted (timer deleted it)" wait_for 50 bash -c "'$HYPERIONCTL' -s '$SOCK' --json stats | grep -q '\"bans_expired\":1'"
 ctl ban del 192.0.2.99 2>"$RUN/err"; rc=$?
 check "ban del of an absent ban exits 1 (got $rc)" [ "$rc" = 1 ]
 check "... with the daemon's message" grep -q "no ban for 192.0.2.99" "$RUN/err"
+ctl --json ban del 192.0.2.99 >"$RUN/out" 2>/dev/null; rc=$?
+check "--json refusal: exit 1 (got $rc) and a JSON error" bash -c "[ $rc = 1 ] && grep -q '\"error\":\"no ban for 192.0.2.99\"' '$RUN/out'"
 ctl ban add 192.0.2.300 2>/dev/null; rc=$?
 check "malformed CIDR exits 2 (got $rc)" [ "$rc" = 2 ]
 ctl ban add 192.0.2.1 --ttl -5 2>/dev/null; rc=$?
@@ -216,7 +222,9 @@ check "binary raw requests refused" [ "$(grep -c '^ERR request contains a contro
 check "raw abuse banned nothing" bash -c "! '$HYPERIONCTL' -s '$SOCK' ban list | grep -q 192.0.2.77"
 
 # ---- allowlist --------------------------------------------------------------------------------------
-check "allow add exits 0" quiet ctl allow add 203.0.113.0/24
+ctl --json allow add 203.0.113.0/24 >"$RUN/out"; rc=$?
+check "allow add exits 0 (got $rc)" [ "$rc" = 0 ]
+check "allow add --json prints JSON" json_ok <"$RUN/out"
 check "allow list shows it" bash -c "'$HYPERIONCTL' -s '$SOCK' allow list | grep -q '203.0.113.0/24'"
 check "allow del exits 0" quiet ctl allow del 203.0.113.0/24
 ctl allow del 203.0.113.0/24 2>/dev/null; rc=$?
@@ -277,7 +285,13 @@ EOF
 check "metrics: unknown path is 404" bash -c "[ \"\$(nsenter --net=/run/netns/$NSA curl -s -o /dev/null -w '%{http_code}' http://$METRICS/nope)\" = 404 ]"
 
 # ---- kill -9 and restart: pins keep enforcing, nothing lost ----------------------------------------
-wait_for 30 test -s "$STATE/hyperion.snap"
+snap_has() {        # the (debounced) snapshot on disk mentions $1
+	python3 -c 'import sys, zlib; d = open(sys.argv[1], "rb").read(); sys.exit(0 if sys.argv[2].encode() in zlib.decompress(d[24:]) else 1)' \
+		"$STATE/hyperion.snap" "$1" 2>/dev/null
+}
+check "snapshot written within the debounce (has the ban's reason)" wait_for 50 snap_has "kept across restarts"
+# Added right before the kill: the debounced snapshot has not seen it, only the pinned map has.
+check "ban added just before kill -9" quiet ctl ban add 203.0.113.77 --reason "last second"
 kill -KILL "$DPID"; wait "$DPID" 2>/dev/null; DPID=
 check "XDP still attached while the daemon is dead" xdp_attached
 echo hello-5 >&7
@@ -285,6 +299,7 @@ check "session still flows while the daemon is dead" wait_for 50 echoed hello-5
 if start_daemon; then ok "daemon restarts after kill -9"; else not_ok "daemon restarts after kill -9"; fi
 check "restart re-adopted the pinned datapath" bash -c "'$HYPERIONCTL' -s '$SOCK' --json status | grep -q '\"adopted\":true'"
 check "no ban lost across kill -9 (reason kept)" bash -c "'$HYPERIONCTL' -s '$SOCK' ban list | grep '198.51.100.0/24' | grep -q 'kept across restarts'"
+check "ban added just before kill -9 survived (pinned map)" bash -c "'$HYPERIONCTL' -s '$SOCK' ban list | grep -q '203.0.113.77 '"
 echo hello-6 >&7
 check "established session survived kill -9 + restart" wait_for 50 echoed hello-6
 
@@ -293,10 +308,14 @@ kill -TERM "$DPID"; wait "$DPID"; rc=$?; DPID=
 check "SIGTERM exits 0 (got $rc)" [ "$rc" = 0 ]
 check "XDP detached after SIGTERM" bash -c "! ip -n $NSA -d link show dev $HA | grep -q prog/xdp"
 check "pins removed after SIGTERM" [ ! -e "$PINS" ]
-if start_daemon; then ok "daemon starts from the snapshot alone"; else not_ok "daemon starts from the snapshot alone"; fi
+if start_daemon --ctl-uid 65534; then ok "daemon starts from the snapshot alone"; else not_ok "daemon starts from the snapshot alone"; fi
 check "ban restored from the snapshot (pins were gone)" bash -c "'$HYPERIONCTL' -s '$SOCK' ban list | grep '198.51.100.0/24' | grep -q 'kept across restarts'"
+check "--ctl-uid 65534 admits that uid" quiet setpriv --reuid=65534 --regid=65534 --clear-groups "$HYPERIONCTL" -s "$SOCK" status
+setpriv --reuid=65533 --regid=65533 --clear-groups --inh-caps=+dac_override --ambient-caps=+dac_override \
+	"$HYPERIONCTL" -s "$SOCK" status >/dev/null 2>&1; rc=$?
+check "--ctl-uid still refuses other uids (exit $rc)" [ "$rc" = 1 ]
 kill -TERM "$DPID"; wait "$DPID"; rc=$?; DPID=
 check "second SIGTERM exits 0 (got $rc)" [ "$rc" = 0 ]
 
-grep -E ' (error|warning): ' "$RUN/daemon.log" | head -20 | sed 's/^/# daemon: /'
+grep -E " (error|warning): |snapshot|adopt" "$RUN/daemon.log" | head -30 | sed "s/^/# daemon: /"
 finish

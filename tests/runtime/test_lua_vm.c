@@ -117,6 +117,10 @@ static void test_errors(bool jit)
 	TAP_EQ(global_num(vm, "n"), 1, "next call ran");
 	rc = run(vm, "error({})", NULL);
 	TAP_EQ(rc, -EINVAL, "non-string error object handled");
+	rc = run(vm, "local ok, m, extra = xpcall(function(a) error('x' .. a, 0) end, "
+		 "function(e) return 'handled ' .. e end, 7) assert(not ok and m == 'handled x7', m) "
+		 "assert(select('#', xpcall(function() return 1, 2 end, print)) == 3)", NULL);
+	TAP_EQ(rc, 0, "xpcall wrapper: Lua handler, arguments and results as usual before the deadline");
 	rc = run(vm, "debug.sethook()", NULL);
 	TAP_EQ(rc, -EINVAL, "debug.sethook is not available to scripts");
 	rc = run(vm, "require('jit.profile')", NULL);

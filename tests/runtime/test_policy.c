@@ -61,6 +61,12 @@ static bool eval_is(struct hyp_policy *p, const char *expr, const char *want)
 	return ok;
 }
 
+/* TAP_CHECK evaluates its condition twice: evaluate Lua once. */
+#define EVAL_CHECK(pol, expr, want, ...) do {                                              \
+		bool ok_ = eval_is(pol, expr, want);                                       \
+		TAP_CHECK(ok_, __VA_ARGS__);                                               \
+	} while (0)
+
 /* --- load errors ---------------------------------------------------------------------------------- */
 
 struct bad_case {
@@ -181,8 +187,8 @@ static void test_running(void)
 	TAP_EQ(ban_match(&D.dp, c.family, c.addr, &which, &b), 1, "top-level hx.ban applied at activation");
 	const char *r = daemon_ban_reason(&D, &which);
 	TAP_CHECK(r && !strcmp(r, "static"), "reason recorded by the daemon (%s)", r ? r : "(none)");
-	TAP_CHECK(eval_is(p, "(select(2, hx.banned('203.0.113.9'))).reason", "static"), "hx.banned returns ban info");
-	TAP_CHECK(eval_is(p, "hx.banned('192.0.2.200')", "false"), "hx.banned false for a clean address");
+	EVAL_CHECK(p, "(select(2, hx.banned('203.0.113.9'))).reason", "static", "hx.banned returns ban info");
+	EVAL_CHECK(p, "hx.banned('192.0.2.200')", "false", "hx.banned false for a clean address");
 }
 
 static void test_dispatch(void)
@@ -203,20 +209,20 @@ static void test_dispatch(void)
 	ev_make(&ev[3], HYP_EV_MATCH, "192.0.2.46", "banme root");
 	policy_dispatch(&D, p, ev, 4);
 	TAP_EQ(D.st.hook_calls, calls0 + 1, "one Lua call per batch");
-	TAP_CHECK(eval_is(p, "#seen", "2"), "match hook saw both matches, not the block");
-	TAP_CHECK(eval_is(p, "flow_ends", "1"), "flow_end hook ran once");
-	TAP_CHECK(eval_is(p, "seen[1].src", "192.0.2.44"), "ev.src");
-	TAP_CHECK(eval_is(p, "seen[1].dst", "198.51.100.10"), "ev.dst");
-	TAP_CHECK(eval_is(p, "seen[1].sport", "41000"), "ev.sport host order");
-	TAP_CHECK(eval_is(p, "seen[1].dport", "80"), "ev.dport host order");
-	TAP_CHECK(eval_is(p, "seen[1].sig", "root-probe"), "ev.sig is the signature name");
-	TAP_CHECK(eval_is(p, "seen[1].proto_name", "tcp"), "ev.proto_name");
-	TAP_CHECK(eval_is(p, "seen[1].verdict", "drop"), "ev.verdict");
-	TAP_CHECK(eval_is(p, "seen[1].state", "established"), "ev.state");
-	TAP_CHECK(eval_is(p, "seen[1].reason", "drop_sig"), "ev.reason");
-	TAP_CHECK(eval_is(p, "seen[1].payload", "GET /root HTTP/1.0"), "ev.payload");
-	TAP_CHECK(eval_is(p, "seen[1].ts", "7"), "ev.ts seconds");
-	TAP_CHECK(eval_is(p, "hx.store.matches", "2"), "hook updated hx.store");
+	EVAL_CHECK(p, "#seen", "2", "match hook saw both matches, not the block");
+	EVAL_CHECK(p, "flow_ends", "1", "flow_end hook ran once");
+	EVAL_CHECK(p, "seen[1].src", "192.0.2.44", "ev.src");
+	EVAL_CHECK(p, "seen[1].dst", "198.51.100.10", "ev.dst");
+	EVAL_CHECK(p, "seen[1].sport", "41000", "ev.sport host order");
+	EVAL_CHECK(p, "seen[1].dport", "80", "ev.dport host order");
+	EVAL_CHECK(p, "seen[1].sig", "root-probe", "ev.sig is the signature name");
+	EVAL_CHECK(p, "seen[1].proto_name", "tcp", "ev.proto_name");
+	EVAL_CHECK(p, "seen[1].verdict", "drop", "ev.verdict");
+	EVAL_CHECK(p, "seen[1].state", "established", "ev.state");
+	EVAL_CHECK(p, "seen[1].reason", "drop_sig", "ev.reason");
+	EVAL_CHECK(p, "seen[1].payload", "GET /root HTTP/1.0", "ev.payload");
+	EVAL_CHECK(p, "seen[1].ts", "7", "ev.ts seconds");
+	EVAL_CHECK(p, "hx.store.matches", "2", "hook updated hx.store");
 
 	/* hx.ban from a hook goes through daemon_ban_add (reason kept) */
 	struct hyp_cidr c, which;
@@ -233,9 +239,15 @@ static void test_dispatch(void)
 	ev_make(&ev[1], HYP_EV_MATCH, "192.0.2.51", "fine");
 	policy_dispatch(&D, p, ev, 2);
 	TAP_EQ(D.st.hook_errors, errs + 1, "raising hook counted in hook_errors");
-	TAP_CHECK(eval_is(p, "seen[#seen].src", "192.0.2.51"), "event after the failing one still delivered");
+	EVAL_CHECK(p, "seen[#seen].src", "192.0.2.51", "event after the failing one still delivered");
 
-	/* a runaway hook is stopped, counted; state and hx.store survive */
+	/* warm up so the dispatcher and the hook run as compiled traces, then a runaway hook is stopped,
+	 * counted; state and hx.store survive */
+	ev_make(&ev[0], HYP_EV_MATCH, "192.0.2.57", "warm");
+	for (int i = 0; i < 300; i++)
+		policy_dispatch(&D, p, ev, 1);
+	EVAL_CHECK(p, "require('jit.util').traceinfo(1) ~= nil", "true", "hot paths were compiled");
+	EVAL_CHECK(p, "(function() hx.store.matches = hx.store.matches - 300 return 1 end)()", "1", "reset");
 	__u64 tmo = D.st.hook_timeouts;
 	ev_make(&ev[0], HYP_EV_MATCH, "192.0.2.52", "spin");
 	struct timespec t0, t1;
@@ -247,9 +259,9 @@ static void test_dispatch(void)
 	TAP_CHECK(ms < 5000, "runaway hook stopped, not hung (%.0f ms, limit %u)", ms, D.opt.hook_timeout_ms);
 	ev_make(&ev[0], HYP_EV_MATCH, "192.0.2.53", "after");
 	policy_dispatch(&D, p, ev, 1);
-	TAP_CHECK(eval_is(p, "seen[#seen].src", "192.0.2.53"), "next hook runs after the runaway");
-	TAP_CHECK(eval_is(p, "hx.store.matches", "6"), "hx.store intact after the runaway");
-	TAP_CHECK(eval_is(p, "hx.store.gen", "1"), "hx.store keys from load time intact");
+	EVAL_CHECK(p, "seen[#seen].src", "192.0.2.53", "next hook runs after the runaway");
+	EVAL_CHECK(p, "hx.store.matches", "6", "hx.store intact after the runaway");
+	EVAL_CHECK(p, "hx.store.gen", "1", "hx.store keys from load time intact");
 
 	/* a hook allocating without bound hits the memory cap, is counted, and the next one runs */
 	__u64 oom = D.st.hook_oom;
@@ -257,7 +269,7 @@ static void test_dispatch(void)
 	ev_make(&ev[1], HYP_EV_MATCH, "192.0.2.56", "next one");
 	policy_dispatch(&D, p, ev, 2);
 	TAP_EQ(D.st.hook_oom, oom + 1, "hook hitting the memory cap counted in hook_oom");
-	TAP_CHECK(eval_is(p, "seen[#seen].src", "192.0.2.56"), "next event delivered after the OOM");
+	EVAL_CHECK(p, "seen[#seen].src", "192.0.2.56", "next event delivered after the OOM");
 	TAP_CHECK(lua_vm_mem_used(p->vm) < D.opt.lua_mem_limit / 2, "garbage of the failed hook collected (%zu)",
 		  lua_vm_mem_used(p->vm));
 
@@ -275,13 +287,13 @@ static void test_dispatch(void)
 static void test_api_misc(void)
 {
 	struct hyp_policy *p = D.policy;
-	TAP_CHECK(eval_is(p, "hx.flow('192.0.2.1', 1000, '198.51.100.1', 80, 'tcp')", "nil"), "hx.flow: unknown flow is nil");
-	TAP_CHECK(eval_is(p, "hx.flow_delete('192.0.2.1', 1000, '198.51.100.1', 80, 'tcp')", "false"),
+	EVAL_CHECK(p, "hx.flow('192.0.2.1', 1000, '198.51.100.1', 80, 'tcp')", "nil", "hx.flow: unknown flow is nil");
+	EVAL_CHECK(p, "hx.flow_delete('192.0.2.1', 1000, '198.51.100.1', 80, 'tcp')", "false",
 		  "hx.flow_delete: unknown flow is false");
-	TAP_CHECK(eval_is(p, "type(hx.stats().reasons.pass_flow.packets)", "number"), "hx.stats: reasons");
-	TAP_CHECK(eval_is(p, "type(hx.stats().counters.seen)", "number"), "hx.stats: counters");
-	TAP_CHECK(eval_is(p, "hx.stats().runtime.hook_calls > 0", "true"), "hx.stats: runtime counters");
-	TAP_CHECK(eval_is(p, "(function() local n = 0 for f in hx.flows() do n = n + 1 end return n end)()", "0"),
+	EVAL_CHECK(p, "type(hx.stats().reasons.pass_flow.packets)", "number", "hx.stats: reasons");
+	EVAL_CHECK(p, "type(hx.stats().counters.seen)", "number", "hx.stats: counters");
+	EVAL_CHECK(p, "hx.stats().runtime.hook_calls > 0", "true", "hx.stats: runtime counters");
+	EVAL_CHECK(p, "(function() local n = 0 for f in hx.flows() do n = n + 1 end return n end)()", "0",
 		  "hx.flows: iterates (empty)");
 	/* a flow written straight into the map, as the datapath would */
 	struct hyp_flow_key fk;
@@ -295,30 +307,30 @@ static void test_api_misc(void)
 	fv.packets[0] = 3;
 	fv.packets[1] = 4;
 	TAP_EQ(bpf_map_update_elem(D.dp.fd_flows, &fk, &fv, BPF_ANY), 0, "flow inserted into the flows map");
-	TAP_CHECK(eval_is(p, "hx.flow('192.0.2.77', 5555, '198.51.100.1', 443, 'tcp').state", "established"),
+	EVAL_CHECK(p, "hx.flow('192.0.2.77', 5555, '198.51.100.1', 443, 'tcp').state", "established",
 		  "hx.flow finds it");
-	TAP_CHECK(eval_is(p, "hx.flow('198.51.100.1', 443, '192.0.2.77', 5555, 6).packets", "7"),
+	EVAL_CHECK(p, "hx.flow('198.51.100.1', 443, '192.0.2.77', 5555, 6).packets", "7",
 		  "hx.flow from the other direction, packets both ways");
-	TAP_CHECK(eval_is(p, "hx.flow('192.0.2.77', 5555, '198.51.100.1', 443, 'tcp').src", "192.0.2.77"),
+	EVAL_CHECK(p, "hx.flow('192.0.2.77', 5555, '198.51.100.1', 443, 'tcp').src", "192.0.2.77",
 		  "flow reported from its originator");
-	TAP_CHECK(eval_is(p, "(function() local n = 0 for f in hx.flows() do n = n + 1 assert(f.dport == 443) end "
-		  "return n end)()", "1"), "hx.flows iterates it");
-	TAP_CHECK(eval_is(p, "hx.flow('192.0.2.77', 5555, '198.51.100.1', 443, 'tcp', { delete = true })", "true"),
+	EVAL_CHECK(p, "(function() local n = 0 for f in hx.flows() do n = n + 1 assert(f.dport == 443) end "
+		  "return n end)()", "1", "hx.flows iterates it");
+	EVAL_CHECK(p, "hx.flow('192.0.2.77', 5555, '198.51.100.1', 443, 'tcp', { delete = true })", "true",
 		  "hx.flow{delete=true} evicts it");
-	TAP_CHECK(eval_is(p, "hx.flow('192.0.2.77', 5555, '198.51.100.1', 443, 'tcp')", "nil"), "gone");
-	TAP_CHECK(eval_is(p, "hx.ratelimit('192.0.2.9', { syn = 5 })", "true"), "hx.ratelimit writes an override");
+	EVAL_CHECK(p, "hx.flow('192.0.2.77', 5555, '198.51.100.1', 443, 'tcp')", "nil", "gone");
+	EVAL_CHECK(p, "hx.ratelimit('192.0.2.9', { syn = 5 })", "true", "hx.ratelimit writes an override");
 	struct hyp_src_key k = { .family = HYP_AF_INET };
 	inet_pton(AF_INET, "192.0.2.9", k.addr);
 	struct hyp_rl v = { 0 };
 	TAP_CHECK(bpf_map_lookup_elem(D.dp.fd_rl, &k, &v) == 0 && v.syn_rate == 5, "rl map entry has syn_rate 5");
-	TAP_CHECK(eval_is(p, "hx.unban('192.0.2.46')", "true"), "hx.unban removes");
-	TAP_CHECK(eval_is(p, "hx.banned('192.0.2.46')", "false"), "unbanned");
-	TAP_CHECK(eval_is(p, "hx.allow('198.51.100.0/24')", "true"), "hx.allow");
-	TAP_CHECK(eval_is(p, "hx.disallow('198.51.100.0/24')", "true"), "hx.disallow");
+	EVAL_CHECK(p, "hx.unban('192.0.2.46')", "true", "hx.unban removes");
+	EVAL_CHECK(p, "hx.banned('192.0.2.46')", "false", "unbanned");
+	EVAL_CHECK(p, "hx.allow('198.51.100.0/24')", "true", "hx.allow");
+	EVAL_CHECK(p, "hx.disallow('198.51.100.0/24')", "true", "hx.disallow");
 	char *e = eval(p, "select(2, pcall(hx.ban, 'not-an-ip'))");
 	TAP_CHECK(strstr(e, "hx.ban: invalid address") != NULL, "hx.ban rejects garbage with a clear error (%s)", e);
 	free(e);
-	TAP_CHECK(eval_is(p, "type(hx.now())", "number"), "hx.now");
+	EVAL_CHECK(p, "type(hx.now())", "number", "hx.now");
 }
 
 static void loop_for_ms(int ms)
@@ -339,11 +351,11 @@ static void test_timers(void)
 {
 	struct hyp_policy *p = D.policy;
 	loop_for_ms(100);
-	TAP_CHECK(eval_is(p, "after_fired", "1"), "hx.after fired once");
+	EVAL_CHECK(p, "after_fired", "1", "hx.after fired once");
 	char *n = eval(p, "every_fired");
 	TAP_CHECK(atoi(n) >= 3, "hx.every fired repeatedly (%s)", n);
 	free(n);
-	TAP_CHECK(eval_is(p, "hx.cancel(hx.every(1, function() end))", "true"), "hx.cancel");
+	EVAL_CHECK(p, "hx.cancel(hx.every(1, function() end))", "true", "hx.cancel");
 }
 
 static const char *policy_v2 =
@@ -374,7 +386,7 @@ static void test_reload(void)
 	struct hyp_event ev;
 	ev_make(&ev, HYP_EV_MATCH, "192.0.2.60", "x");
 	policy_dispatch(&D, D.policy, &ev, 1);
-	TAP_CHECK(eval_is(D.policy, "seen[#seen].src", "192.0.2.60"), "old hooks still run");
+	EVAL_CHECK(D.policy, "seen[#seen].src", "192.0.2.60", "old hooks still run");
 
 	/* good reload: one flip, store moved (visible at load time), timers switched */
 	char *matches = eval(old, "hx.store.matches");
@@ -384,9 +396,9 @@ static void test_reload(void)
 	TAP_EQ(D.st.reloads, reloads + 1, "reloads counted");
 	struct hyp_policy *p = D.policy;
 	TAP_CHECK(p != old, "new policy running");
-	TAP_CHECK(eval_is(p, "hx.store.matches", matches), "hx.store moved to the new state");
-	TAP_CHECK(eval_is(p, "at_load", matches), "hx.store visible to the new file's top level");
-	TAP_CHECK(eval_is(p, "hx.store.gen", "2"), "new top level's writes kept");
+	EVAL_CHECK(p, "hx.store.matches", matches, "hx.store moved to the new state");
+	EVAL_CHECK(p, "at_load", matches, "hx.store visible to the new file's top level");
+	EVAL_CHECK(p, "hx.store.gen", "2", "new top level's writes kept");
 	free(matches);
 	dp_config_read(&D.dp, &cfg, &gen);
 	TAP_EQ(cfg.scan_depth, 128, "new config active");
@@ -395,9 +407,9 @@ static void test_reload(void)
 	ev_make(&ev, HYP_EV_MATCH, "192.0.2.61", "x");
 	ev.sig = 0;
 	policy_dispatch(&D, p, &ev, 1);
-	TAP_CHECK(eval_is(p, "v2_seen", "1"), "new hooks receive events");
+	EVAL_CHECK(p, "v2_seen", "1", "new hooks receive events");
 	loop_for_ms(60);
-	TAP_CHECK(eval_is(p, "(v2_every or 0) >= 2", "true"), "new policy's timers run");
+	EVAL_CHECK(p, "(v2_every or 0) >= 2", "true", "new policy's timers run");
 }
 
 static void test_store_dump_load(void)
@@ -406,13 +418,16 @@ static void test_store_dump_load(void)
 	char *buf = NULL;
 	size_t len = 0;
 	free(eval(p, "(function() hx.store.list = {1, 'two', {three = true}} hx.store.f = print return 1 end)()"));
-	TAP_EQ(policy_store_dump(p, &buf, &len), 0, "policy_store_dump");
+	int rc = policy_store_dump(p, &buf, &len);
+	TAP_EQ(rc, 0, "policy_store_dump");
 	TAP_CHECK(buf && len > 0 && !strstr(buf, "function"), "dump is plain data, function skipped");
 	free(eval(p, "(function() for k in pairs(hx.store) do hx.store[k] = nil end return 1 end)()"));
-	TAP_EQ(policy_store_load(p, buf, len), 0, "policy_store_load");
-	TAP_CHECK(eval_is(p, "hx.store.list[3].three", "true"), "nested table restored");
-	TAP_CHECK(eval_is(p, "hx.store.gen", "2"), "scalar restored");
-	TAP_CHECK(policy_store_load(p, "{{{", 3) < 0, "garbage snapshot rejected");
+	rc = policy_store_load(p, buf, len);
+	TAP_EQ(rc, 0, "policy_store_load");
+	EVAL_CHECK(p, "hx.store.list[3].three", "true", "nested table restored");
+	EVAL_CHECK(p, "hx.store.gen", "2", "scalar restored");
+	rc = policy_store_load(p, "{{{", 3);
+	TAP_CHECK(rc < 0, "garbage snapshot rejected");
 	free(buf);
 }
 

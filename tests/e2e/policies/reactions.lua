@@ -29,13 +29,17 @@ for _, s in ipairs(SIGS) do hx.signature(s) end
 local escalate = require("hyperion.escalate").new{ namespace = "bans", base = "3s", factor = 2, max = "1m",
 	forget = "1h" }
 
+-- No prefix aggregation: the test bans more than five addresses of the attacker's /64 on purpose and
+-- then checks single addresses of it (scripts/default.lua keeps aggregation on).
 require("hyperion.reactions.autoban").setup{
-	threshold = 3, window = "1m", allow = ALLOW, escalate = escalate,
+	threshold = 3, window = "1m", allow = ALLOW, escalate = escalate, prefix = false,
 }
+-- Scans get a ban that outlasts the scan (the test checks nmap's last probe is dropped).
 require("hyperion.reactions.portscan").setup{
-	ports = 10, hosts = 20, window = "1m", allow = ALLOW, escalate = escalate,
+	ports = 10, hosts = 20, window = "1m", allow = ALLOW,
+	escalate = { namespace = "scans", base = "1m", factor = 2, max = "10m", forget = "1h" }, prefix = false,
 }
 require("hyperion.reactions.synflood").setup{
 	tighten = { syn = 5, pps = 500 }, ban_after = 200, window = "10s", interval = "500ms", quiet = "5s",
-	allow = ALLOW, escalate = escalate,
+	allow = ALLOW, escalate = escalate, prefix = false,
 }
