@@ -89,7 +89,7 @@ $(BUILD)/obj/%.o: runtime/%.c $(HDRS) | $(BUILD)/obj
 
 $(LIBHYP): $(LIB_OBJ)
 	$(call msg,AR,$@)
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@.tmp && ar rcs $@.tmp $^ && mv -f $@.tmp $@
 
 $(BUILD)/hyperiond: $(BUILD)/obj/hyperiond.o $(LIBHYP)
 	$(call msg,LINK,$@)

@@ -79,6 +79,9 @@ EOF
 write_policies() {
 	{ policy_common 0; echo 'hx.on("match", function(ev) end)'; } >"$WORK/noop.lua"
 	{ policy_common 0; echo 'require("hyperion.reactions.autoban").setup{ threshold = 5, window = "10m" }'; } >"$WORK/autoban.lua"
+	# Reaction latency: prefix aggregation off, or the /24 gets banned after five trials and every later
+	# trial would find its source already covered.
+	{ policy_common 0; echo 'require("hyperion.reactions.autoban").setup{ threshold = 5, window = "10m", prefix = false }'; } >"$WORK/react.lua"
 	{ policy_common 250; echo 'hx.on("match", function(ev) end)'; } >"$WORK/reload.lua"
 	# 100,000 bans issued by the policy itself, from a timer right after activation (a policy may queue
 	# only a few hundred at load time); 240.0.0.0/4 is reserved and never routed: map content only.
@@ -166,10 +169,10 @@ if daemon_start "$WORK/autoban.lua"; then
 	echo "| events/s into autoban | ${1:-?} | drop-signature flood from 250 sources (each banned after 5 matches, then block events), ${DUR}s; hook calls/s ${2:-?}, losses ${3:-?} |"
 	daemon_stop
 fi
-if daemon_start "$WORK/autoban.lua"; then
+if daemon_start "$WORK/react.lua"; then
 	out=$(ip netns exec "$NS_TX" "$B/reactlat" -i "$IF_TX" --dmac "$RX_MAC" --dst "$RX4" --bans "$PIN/bans4" \
 		--src-net 203.0.113 --payload HYPSIG-BAN --trials "$TRIALS" 2>&1 | tail -n 1)
 	p50=$(sed -nE 's/.*p50_us=([0-9]+).*/\1/p' <<<"$out"); p99=$(sed -nE 's/.*p99_us=([0-9]+).*/\1/p' <<<"$out")
-	echo "| reaction latency p50 / p99 (us) | ${p50:-?} / ${p99:-?} | one ban-signature frame per fresh source -> /32 in bans4 (autoban, polled every 20 us), $out |"
+	echo "| reaction latency p50 / p99 (us) | ${p50:-?} / ${p99:-?} | one ban-signature frame per fresh source -> /32 in bans4 (autoban without prefix aggregation, map polled every 20 us), $out |"
 	daemon_stop
 fi

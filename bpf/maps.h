@@ -147,4 +147,27 @@ struct {
 	__type(value, struct hyp_flow);
 } scratch_dp SEC(".maps");
 
+/* Suppression cache in front of ev_sample (datapath-internal): a source whose event bucket is empty
+ * is remembered here with the time its next token is due, so a flood of its events costs one array
+ * lookup instead of an LRU hash lookup each. Shared by all CPUs (pending is added atomically), so the
+ * suppressed count does not depend on which CPU a packet lands on. HYP_EV_CACHE_SLOTS slots, picked
+ * by a hash of the key; a colliding key flushes the slot's pending count to its owner first. */
+#ifndef HYP_EV_CACHE_SLOTS
+#define HYP_EV_CACHE_SLOTS 256
+#endif
+struct hyp_ev_cache {
+	struct hyp_sample_key key;
+	__u32 pad;
+	__u64 pending;              /* suppressed here, not yet added to the ev_sample entry (64-bit:
+				     * clang 14 has no 32-bit atomic exchange for BPF without -mcpu=v3) */
+	__u64 until_ns;             /* the key's bucket has no token before this time */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, HYP_EV_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct hyp_ev_cache);
+} ev_cache SEC(".maps");
+
 #endif /* HYP_MAPS_H */

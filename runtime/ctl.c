@@ -18,6 +18,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "policy.h"
+#include "sigcompile.h"
 
 #define CTL_VERSION "0.1.0"
 #define CTL_ROW_MAX 1024                /* one formatted row */
@@ -317,7 +318,26 @@ static const char *ctl_action_name(unsigned a)
 	return a == HYP_ACT_BAN ? "ban" : a == HYP_ACT_DROP ? "drop" : a == HYP_ACT_ALERT ? "alert" : "unknown";
 }
 
-/* Signatures as the datapath holds them for the active generation (names live in the policy). */
+/* Names and patterns live in the policy. policy.h has no accessor yet (requested: this exact
+ * prototype); weak, so `sig list` shows them as soon as policy.c defines it, and ids only until then. */
+const struct hyp_sigdef *policy_sigdefs(const struct hyp_policy *p, unsigned *n) __attribute__((weak));
+
+/* Printable pattern: bytes outside printable ASCII (and quote/backslash) as \xNN. */
+static void ctl_pattern_text(char *buf, size_t len, const __u8 *pat, __u32 plen)
+{
+	size_t o = 0;
+
+	for (__u32 i = 0; i < plen && i < HYP_PATTERN_MAX && o + 5 < len; i++) {
+		__u8 c = pat[i];
+		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
+			buf[o++] = (char)c;
+		else
+			o += (size_t)snprintf(buf + o, len - o, "\\x%02x", c);
+	}
+	buf[o] = 0;
+}
+
+/* Signatures as the datapath holds them for the active generation. */
 static void ctl_sig_list(struct hyp_ctl *c, struct evbuffer *out, bool json)
 {
 	struct hyp_daemon *d = c->d;
@@ -331,6 +351,8 @@ static void ctl_sig_list(struct hyp_ctl *c, struct evbuffer *out, bool json)
 		ctl_put_err(out, "cannot read the active configuration: %s", strerror(-rc));
 		return;
 	}
+	unsigned ndefs = 0;
+	const struct hyp_sigdef *defs = policy_sigdefs && d->policy ? policy_sigdefs(d->policy, &ndefs) : NULL;
 	ctl_list_open(&r, "signatures");
 	for (__u32 i = 0; i < cfg->nsigs && i < HYP_SIG_MAX; i++) {
 		struct hyp_sig s;
@@ -344,13 +366,23 @@ static void ctl_sig_list(struct hyp_ctl *c, struct evbuffer *out, bool json)
 		snprintf(pt, sizeof(pt), "%u", s.proto);
 		const char *proto = s.proto == 6 ? "tcp" : s.proto == 17 ? "udp" : s.proto == 1 ? "icmp" :
 				    s.proto == 58 ? "icmpv6" : s.proto == 0 ? "any" : pt;
-		if (json)
-			snprintf(row, sizeof(row), "{\"id\":%u,\"action\":\"%s\",\"proto\":\"%s\",\"ports\":[%s],"
-				 "\"nocase\":%s}", s.id, ctl_action_name(s.action), proto, ports,
-				 s.flags & HYP_SIGF_NOCASE ? "true" : "false");
-		else
-			snprintf(row, sizeof(row), "%-5u %-6s %-7s ports %-20s%s", s.id, ctl_action_name(s.action), proto,
-				 s.nports ? ports : "any", s.flags & HYP_SIGF_NOCASE ? " nocase" : "");
+		char name[HYP_SIG_NAME_MAX + 8] = "", pat[HYP_PATTERN_MAX * 4 + 1] = "";
+		if (defs && s.id < ndefs) {
+			snprintf(name, sizeof(name), "%.*s", HYP_SIG_NAME_MAX - 1, defs[s.id].name);
+			ctl_pattern_text(pat, sizeof(pat), defs[s.id].pattern, defs[s.id].pattern_len);
+		}
+		if (json) {
+			char nj[HYP_SIG_NAME_MAX * 6 + 3], pj[sizeof(pat) * 2 + 3];
+			ctl_json_str(nj, sizeof(nj), name);
+			ctl_json_str(pj, sizeof(pj), pat);
+			snprintf(row, sizeof(row), "{\"id\":%u,\"name\":%s,\"action\":\"%s\",\"proto\":\"%s\","
+				 "\"ports\":[%s],\"nocase\":%s,\"pattern\":%s}", s.id, nj, ctl_action_name(s.action), proto,
+				 ports, s.flags & HYP_SIGF_NOCASE ? "true" : "false", pj);
+		} else {
+			snprintf(row, sizeof(row), "%-5u %-24s %-6s %-7s ports %-16s%s%s%s%s", s.id, name[0] ? name : "-",
+				 ctl_action_name(s.action), proto, s.nports ? ports : "any",
+				 s.flags & HYP_SIGF_NOCASE ? " nocase" : "", pat[0] ? " \"" : "", pat, pat[0] ? "\"" : "");
+		}
 		ctl_row(&r, row);
 	}
 	ctl_list_close(&r);
@@ -606,6 +638,22 @@ static int ctl_clear_stale(const char *path, const struct sockaddr_un *sun)
 	if (!rc)
 		return -EADDRINUSE;
 	return unlink(path) ? -errno : 0;
+}
+
+int ctl_probe(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd, rc;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return 0;   /* ctl_open reports it */
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	close(fd);
+	return rc ? 0 : -EADDRINUSE;
 }
 
 int ctl_open(struct hyp_ctl **out, struct hyp_daemon *d, const char *path, unsigned allow_uid)

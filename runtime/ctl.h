@@ -18,6 +18,9 @@ struct hyp_ctl;
 /* Listen on path (parent directory created 0755, socket 0600; chowned to allow_uid if that is not
  * (unsigned)-1). A live socket at path is an error (another daemon); a stale one is replaced. */
 int ctl_open(struct hyp_ctl **out, struct hyp_daemon *d, const char *path, unsigned allow_uid);
+/* -EADDRINUSE if a daemon answers on path (checked before touching the datapath: a second instance
+ * must not adopt and rewrite the first one's maps), 0 otherwise. */
+int ctl_probe(const char *path);
 /* Send a batch of events to every `events` subscriber; never blocks (slow subscribers lose events). */
 void ctl_publish(struct hyp_ctl *c, const struct hyp_event *ev, size_t n);
 unsigned ctl_subscribers(const struct hyp_ctl *c);

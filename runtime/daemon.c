@@ -587,6 +587,11 @@ int daemon_start(struct hyp_daemon *d)
 		hyp_log(LOG_ERR, "cannot create the event loop");
 		return -ENOMEM;
 	}
+	rc = ctl_probe(d->opt.socket_path);
+	if (rc) {
+		hyp_log(LOG_ERR, "another hyperiond answers on %s; not starting", d->opt.socket_path);
+		return rc;
+	}
 	rc = mkdir_p(d->opt.state_dir, 0700);
 	if (rc) {
 		hyp_log(LOG_ERR, "state dir %s: %s", d->opt.state_dir, strerror(-rc));

@@ -811,25 +811,36 @@ static void check_events(struct fuzz *fz, const uint8_t *b, uint32_t len, const 
 			  dpt_stat_name(reason));
 }
 
-/* UDP: each datagram is scanned from state 0, so the signature part of the verdict is exact. */
-static void check_udp_sig(struct fuzz *fz, const uint8_t *b, uint32_t len, const struct ref *r, int reason)
+/*
+ * Signatures. UDP: each datagram is scanned from state 0, so the verdict's signature part is exact.
+ * TCP: the scan starts from the flow's carried state, which can only add matches that began in an
+ * earlier segment (the automaton finds every occurrence lying wholly inside the input from any
+ * state). So a drop/ban pattern wholly inside the scanned bytes must drop, an alert one must at least
+ * alert. Only without a stream depth: past it a flow direction is not scanned at all.
+ */
+static void check_sig(struct fuzz *fz, const uint8_t *b, uint32_t len, const struct ref *r, int reason)
 {
 	const struct hyp_config *c = &fz->t.cfg;
 	uint32_t n = r->pay_len < c->scan_depth ? r->pay_len : c->scan_depth;
+	bool udp = r->proto == IPPROTO_UDP;
 	__u16 st = 0;
 	int id, want;
 
-	if (r->stage != REF_CONTINUE || r->proto != IPPROTO_UDP || !c->dfa_states)
+	if (r->stage != REF_CONTINUE || (!udp && r->proto != IPPROTO_TCP) || !c->dfa_states)
+		return;
+	if (!udp && c->stream_depth)
 		return;
 	if (reason != HYP_R_PASS_FLOW && reason != HYP_R_PASS_NEW && reason != HYP_R_PASS_ALERT &&
 	    reason != HYP_R_DROP_SIG)
 		return;
 	n = n > HYP_SCAN_DEPTH_MAX ? HYP_SCAN_DEPTH_MAX : n;
-	id = n ? sigset_scan(&set, &st, b + r->pay_off, n, IPPROTO_UDP, r->dport) : -1;
+	id = n ? sigset_scan(&set, &st, b + r->pay_off, n, r->proto, r->dport) : -1;
 	want = id < 0 ? -1 : set.sigs[id].action == HYP_ACT_ALERT ? HYP_R_PASS_ALERT : HYP_R_DROP_SIG;
-	if (want == -1 ? (reason == HYP_R_PASS_ALERT || reason == HYP_R_DROP_SIG) : reason != want)
-		violation(fz, &fz->v_sig, b, len, "UDP dport %u, %u bytes scanned: reference sig %d, datapath %s",
-			  r->dport, n, id, dpt_stat_name(reason));
+	if (udp ? (want == -1 ? (reason == HYP_R_PASS_ALERT || reason == HYP_R_DROP_SIG) : reason != want) :
+	    (want == HYP_R_DROP_SIG ? reason != HYP_R_DROP_SIG :
+	     want == HYP_R_PASS_ALERT ? reason != HYP_R_PASS_ALERT && reason != HYP_R_DROP_SIG : false))
+		violation(fz, &fz->v_sig, b, len, "%s dport %u, %u bytes scanned: reference sig %d, datapath %s",
+			  udp ? "UDP" : "TCP", r->dport, n, id, dpt_stat_name(reason));
 }
 
 static void fuzz_xdp(struct fuzz *fz, const uint8_t *b, uint32_t len, int mut, uint32_t hdr_end)
@@ -894,7 +905,7 @@ static void fuzz_xdp(struct fuzz *fz, const uint8_t *b, uint32_t len, int mut, u
 	if (mut == MUT_TRUNC && len < hdr_end && (reason == HYP_R_PASS_FLOW || reason == HYP_R_PASS_NEW))
 		violation(fz, &fz->v_trunc, b, len, "cut at %u inside headers ending at %u, yet %s", len, hdr_end,
 			  dpt_stat_name(reason));
-	check_udp_sig(fz, b, len, &r, reason);
+	check_sig(fz, b, len, &r, reason);
 	if (fz->drain_each) {
 		dpt_events(t);
 		fz->ev_read += t->nev;
@@ -921,8 +932,10 @@ static void fuzz_tc(struct fuzz *fz, const uint8_t *b, uint32_t len)
 	uint64_t pk[HYP_STATS_ENTRIES], by[HYP_STATS_ENTRIES], ctr[HYP_C_MAX];
 	int rc;
 
-	if (len < ETH_MIN)
+	if (len < ETH_MIN) {
+		fz->short_frames++;
 		return;
+	}
 	rc = dpt_tc(t, b, len);
 	if (rc == -EINVAL && tc_refused(b, len)) {
 		fz->short_frames++;
@@ -1173,7 +1186,7 @@ static void fuzz_round(enum round_kind kind, const char *name, unsigned frames, 
 	TAP_EQ(fz.v_reason, 0, "%s: drops are DROP_*, passes PASS_* or monitor entries", name);
 	TAP_EQ(fz.v_ref, 0, "%s: reason agrees with the reference classifier", name);
 	TAP_EQ(fz.v_trunc, 0, "%s: frames cut inside the IP/L4 header never PASS_FLOW/PASS_NEW", name);
-	TAP_EQ(fz.v_sig, 0, "%s: UDP signature verdicts agree with sigset_scan", name);
+	TAP_EQ(fz.v_sig, 0, "%s: signature verdicts agree with sigset_scan (UDP exactly, TCP for whole patterns)", name);
 	TAP_EQ(fz.v_tc, 0, "%s: tc egress always TC_ACT_OK and never touches ingress stats", name);
 	TAP_EQ(fz.v_flows, 0, "%s: flows have canonical keys and states valid for their protocol and map", name);
 	TAP_EQ(fz.v_ctbooks, 0, "%s: conntrack inserts - deletes >= live entries", name);

@@ -17,6 +17,8 @@
 #define ISN 1000000u
 #define PERF_REPEAT 20000       /* bpf_prog_test_run repetitions per measurement (information only) */
 #define PERF_TRIES 3
+#define RAND_PACKETS 300        /* random datagrams compared with the user-space reference */
+#define RAND_PAY_MAX 400        /* > default scan_depth: truncation is exercised too */
 
 static struct hyp_sigset set;   /* large: off the stack */
 static struct hyp_sigdef defs[HYP_SIG_MAX];
@@ -450,6 +452,79 @@ static void test_full_set(void)
 	dpt_close(&t);
 }
 
+static uint32_t rng_state;
+static uint32_t rng(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 17;
+	rng_state ^= rng_state << 5;
+	return rng_state;
+}
+
+/* The XDP stepper against the user-space reference (sigset_scan over the same tables) on random
+ * datagrams: many overlapping matches, alerts mixed with drops, scopes, lengths across block edges. */
+static void test_random_vs_reference(void)
+{
+	static const char alpha[] = "abAB-";
+	static const uint16_t ports[] = { 53, 80 };
+	static const uint8_t protos[] = { 0, IPPROTO_TCP, IPPROTO_UDP };
+	struct peer u = { 4, CLIENT4, SERVER4, 40070, 53 };
+	uint8_t pay[RAND_PAY_MAX];
+	int i, bad = 0, hits = 0, drops = 0;
+	size_t n = 24, k;
+	struct dpt t;
+
+	rng_state = 4242;
+	for (i = 0; i < (int)n; i++) {
+		char pat[8];
+		int len = 2 + rng() % 5;
+
+		for (k = 0; k < (size_t)len; k++)
+			pat[k] = alpha[rng() % 5];
+		pat[len] = '\0';
+		def_add(i, "rnd", pat, rng() % 3, rng() % 2 ? HYP_SIGF_NOCASE : 0, protos[rng() % 3],
+			rng() % 3 ? 0 : ports[rng() % 2]);
+	}
+	if (!sig_open(&t, n, "random"))
+		return;
+	udp_send(&t, &u, "\x01", 1, XDP_PASS, HYP_R_PASS_NEW, "random: flow opened");
+	u.dport = 80;
+	udp_send(&t, &u, "\x01", 1, XDP_PASS, HYP_R_PASS_NEW, "random: second flow opened");
+	for (i = 0; i < RAND_PACKETS; i++) {
+		uint8_t b[PKT_MAX];
+		uint32_t plen = 1 + rng() % sizeof(pay), scanned;
+		uint16_t st = 0;
+		int want, rc, idx, len, want_stat;
+		const struct hyp_event *ev;
+
+		u.dport = ports[i % 2];
+		for (k = 0; k < plen; k++)
+			pay[k] = alpha[rng() % 5];
+		scanned = plen < t.cfg.scan_depth ? plen : t.cfg.scan_depth;
+		want = sigset_scan(&set, &st, pay, scanned, IPPROTO_UDP, u.dport);
+		want_stat = want < 0 ? HYP_R_PASS_FLOW :
+			    set.sigs[want].action == HYP_ACT_ALERT ? HYP_R_PASS_ALERT : HYP_R_DROP_SIG;
+		len = udp_pkt(&u, pay, plen, b);
+		dpt_events(&t);
+		idx = dpt_xdp_reason(&t, b, len, &rc);
+		dpt_events(&t);
+		ev = dpt_event_find(&t, HYP_EV_MATCH, NULL);
+		hits += want >= 0;
+		drops += want_stat == HYP_R_DROP_SIG;
+		if (idx != want_stat || (want >= 0 && (!ev || ev->sig != (uint32_t)want)) || (want < 0 && ev)) {
+			if (!bad)
+				printf("# packet %d (%u bytes, port %u): want sig %d (%s), got %s, event sig %d\n", i,
+				       plen, u.dport, want, dpt_stat_name(want_stat), dpt_stat_name(idx),
+				       ev ? (int)ev->sig : -1);
+			bad++;
+		}
+	}
+	TAP_EQ(bad, 0, "random: XDP verdict and signature equal the reference on %d datagrams", RAND_PACKETS);
+	TAP_CHECK(hits > RAND_PACKETS / 4 && drops > 0 && drops < hits,
+		  "random: the mix exercises matches (%d), drops (%d) and alerts", hits, drops);
+	dpt_close(&t);
+}
+
 /* ns per packet the kernel measures for one UDP frame, best of PERF_TRIES (information, not asserted:
  * the machine is shared, the best run is the least disturbed one). */
 static double perf_run(struct dpt *t, const uint8_t *frame, int len)
@@ -530,6 +605,7 @@ int main(void)
 	test_monitor();
 	test_generation_flip();
 	test_full_set();
+	test_random_vs_reference();
 	perf_report();
 	sigset_free(&set);
 	return tap_done();

@@ -73,9 +73,12 @@ ip -n "$NS" link set "$HB" up
 ip -n "$NS" link set lo up
 
 cat > "$POLICY" <<'EOF'
--- e2e policy: everything open, nothing inspected.
+-- e2e policy: everything open; one signature scoped to a port nobody uses; a hook that sees flows.
 local hx = require("hyperion")
 hx.config{ mode = "enforce" }
+hx.signature{ name = "e2e-probe", pattern = "EVIL-E2E", action = "drop", proto = "tcp", ports = { 5557 } }
+local flows = 0
+hx.on("flow_new", function(ev) flows = flows + 1 end)
 EOF
 
 ctl() { "$HYPERIONCTL" -s "$SOCK" "$@"; }
@@ -132,6 +135,9 @@ ok "daemon starts and answers on its socket"
 check "socket is mode 0600" [ "$(stat -c %a "$SOCK")" = 600 ]
 check "XDP attached to $HA" xdp_attached
 
+ina "$HYPERIOND" -i "$HA" -p "$POLICY" --socket "$SOCK" --pin-dir "$PINS" --state-dir "$STATE" >/dev/null 2>"$RUN/err"; rc=$?
+check "second instance on the same socket refused (exit $rc)" bash -c "[ $rc = 1 ] && grep -q 'another hyperiond' '$RUN/err'"
+check "first instance unaffected" kill -0 "$DPID"
 ctl status >"$RUN/out"; rc=$?
 check "status exits 0" [ "$rc" = 0 ]
 check "status names the interface" grep -q "$HA" "$RUN/out"
@@ -139,6 +145,8 @@ check "status --json is JSON" json_ok < <(ctl --json status)
 check "stats exits 0" quiet ctl stats
 check "stats --json is JSON" json_ok < <(ctl --json stats)
 check "sig list exits 0" quiet ctl sig list
+check "sig list shows the policy's signature" bash -c "'$HYPERIONCTL' -s '$SOCK' sig list | grep -qE '^0 .*drop +tcp +ports 5557'"
+check "status counts 1 signature" grep -q "(1 signatures" "$RUN/out"
 check "sig list --json is JSON" json_ok < <(ctl --json sig list)
 
 # ---- a long-lived TCP connection through the firewall (echo server on the host) --------------------
@@ -164,6 +172,7 @@ wait_for 50 bash -c "'$HYPERIONCTL' -s '$SOCK' --json status | grep -q '\"subscr
 peer_tcp
 check "events subscriber receives events" wait_for 50 test -s "$RUN/events.out"
 kill "$EVPID" 2>/dev/null; wait "$EVPID" 2>/dev/null; EVPID=
+check "events reached the Lua hook (hook calls counted)" bash -c "'$HYPERIONCTL' -s '$SOCK' --json stats | python3 -c 'import json,sys; r=json.load(sys.stdin)[\"runtime\"]; sys.exit(0 if r[\"events_read\"] > 0 and r[\"hook_calls\"] > 0 else 1)'"
 check "subscriber gone after it disconnects" wait_for 50 bash -c "'$HYPERIONCTL' -s '$SOCK' --json status | grep -q '\"subscribers\":0'"
 
 # ---- bans -------------------------------------------------------------------------------------------
