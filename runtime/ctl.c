@@ -318,9 +318,6 @@ static const char *ctl_action_name(unsigned a)
 	return a == HYP_ACT_BAN ? "ban" : a == HYP_ACT_DROP ? "drop" : a == HYP_ACT_ALERT ? "alert" : "unknown";
 }
 
-/* Names and patterns live in the policy. policy.h has no accessor yet (requested: this exact
- * prototype); weak, so `sig list` shows them as soon as policy.c defines it, and ids only until then. */
-const struct hyp_sigdef *policy_sigdefs(const struct hyp_policy *p, unsigned *n) __attribute__((weak));
 
 /* Printable pattern: bytes outside printable ASCII (and quote/backslash) as \xNN. */
 static void ctl_pattern_text(char *buf, size_t len, const __u8 *pat, __u32 plen)
@@ -352,7 +349,7 @@ static void ctl_sig_list(struct hyp_ctl *c, struct evbuffer *out, bool json)
 		return;
 	}
 	unsigned ndefs = 0;
-	const struct hyp_sigdef *defs = policy_sigdefs && d->policy ? policy_sigdefs(d->policy, &ndefs) : NULL;
+	const struct hyp_sigdef *defs = d->policy ? policy_sigdefs(d->policy, &ndefs) : NULL;
 	ctl_list_open(&r, "signatures");
 	for (__u32 i = 0; i < cfg->nsigs && i < HYP_SIG_MAX; i++) {
 		struct hyp_sig s;

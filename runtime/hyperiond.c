@@ -210,6 +210,7 @@ int main(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	log_set_json(d.opt.log_json);
+	log_route_libbpf();
 	/* Cheap checks first, so a typo fails before anything is loaded or pinned. */
 	for (int i = 0; i < d.opt.nifaces; i++) {
 		if (!if_nametoindex(d.opt.ifaces[i])) {

@@ -191,7 +191,7 @@ int metrics_render(struct hyp_daemon *d, struct hyp_metrics *m, struct evbuffer 
 		{ "hyperion_hook_oom_total", "Lua hook invocations that hit the memory cap.", st->hook_oom },
 		{ "hyperion_reloads_total", "Successful policy reloads.", st->reloads },
 		{ "hyperion_reload_failures_total", "Refused policy reloads (old policy kept).", st->reload_failures },
-		{ "hyperion_bans_added_total", "Bans added (control socket, hooks, restore).", st->bans_added },
+		{ "hyperion_bans_added_total", "Bans added through the daemon (control socket and Lua hooks).", st->bans_added },
 		{ "hyperion_bans_expired_total", "Bans removed by expiry.", st->bans_expired },
 		{ "hyperion_flow_pickups_total", "Mid-stream TCP flows picked up (local socket confirmed).",
 		  t.counter[HYP_C_CT_PICKUP] },

@@ -251,3 +251,9 @@ void policy_free(struct hyp_policy *p)
 
 unsigned policy_nsigs(const struct hyp_policy *p) { return p ? p->ndefs : 0; }
 const char *policy_path(const struct hyp_policy *p) { return p ? p->path : ""; }
+
+const struct hyp_sigdef *policy_sigdefs(const struct hyp_policy *p, unsigned *n)
+{
+	*n = p ? p->ndefs : 0;
+	return p ? p->defs : NULL;
+}

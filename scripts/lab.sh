@@ -610,12 +610,26 @@ KIND_STYLE = {"match": ("SIG", "red"), "block": ("BLOCKED", "mag"), "invalid": (
               "flow_end": ("FLOW-END", "dim")}
 
 
+def sig_names():
+    """id -> name from `sig list` (names live in the policy; the datapath only has ids)."""
+    try:
+        doc = ctl_json(["sig", "list"])
+    except Exception:
+        return {}
+    lst = doc
+    if isinstance(doc, dict):
+        lst = next((v for v in doc.values() if isinstance(v, list)), [])
+    return {r.get("id"): r.get("name") for r in lst or [] if isinstance(r, dict)}
+
+
 def cmd_feed(t0):
-    """Events and bans as they happen, readable: at most one line per (kind, source) per second, with
-    the number of events folded into it; every new ban on its own line."""
+    """Events and bans as they happen, readable: per (kind, source) the first two events get a line each
+    second, then one line every 5 s at most, with the events in between folded into a count; every new
+    ban gets its own line."""
     t0 = float(t0)
     lock = threading.Lock()
-    last, folded = {}, {}
+    last, folded, lines = {}, {}, {}
+    names, refreshed = sig_names(), [0.0]
 
     def ts():
         return "%s%5.1fs%s" % (C["dim"], time.time() - t0, C["0"])
@@ -629,16 +643,22 @@ def cmd_feed(t0):
         now = time.time()
         with lock:
             folded[key] = folded.get(key, 0) + 1 + int(ev.get("suppressed", 0) or 0)
-            if now - last.get(key, 0) < 1.0:
+            gap = 1.0 if lines.get(key, 0) < 2 else 5.0
+            if now - last.get(key, 0) < gap:
                 return
             last[key] = now
+            lines[key] = lines.get(key, 0) + 1
             n, folded[key] = folded[key], 0
         label, col = KIND_STYLE.get(kind, (kind.upper(), "0"))
         what = "%s %s -> %s" % (ev.get("proto", "?"), ev.get("src", "?"), ev.get("dst", "?"))
         extra = ev.get("reason", "")
         if kind == "match":
-            extra = "signature #%s %s" % (ev.get("sig"), ev.get("verdict", ""))
-        more = "  %s(+%d more this second)%s" % (C["dim"], n - 1, C["0"]) if n > 1 else ""
+            sig = ev.get("sig")
+            if sig not in names and now - refreshed[0] > 1.0:   # a reload may have changed them
+                refreshed[0] = now
+                names.update(sig_names())
+            extra = "signature %s, %s" % (names.get(sig) or "#%s" % sig, ev.get("verdict", ""))
+        more = "  %s(+%d more)%s" % (C["dim"], n - 1, C["0"]) if n > 1 else ""
         print("  %s %s%-9s%s %-44s %s%s" % (ts(), C[col] + C["b"], label, C["0"], what, extra, more), flush=True)
 
     es = EventStream(on_event)
@@ -646,16 +666,18 @@ def cmd_feed(t0):
     try:
         while True:
             try:
-                for r in ban_rows():
+                bl = ban_rows()
+                for r in bl:
                     c = r.get("cidr")
                     if c in seen:
                         continue
                     seen[c] = True
                     ttl = r.get("expires_in_s")
                     ttl = "never" if ttl is None else "%ss" % ttl
-                    print("  %s %s%-9s%s %-44s %s%s%s" % (ts(), C["red"] + C["b"], "BAN", C["0"], c + "  ttl " + ttl,
-                                                        C["b"], r.get("reason", ""), C["0"]), flush=True)
-                live = {r.get("cidr") for r in ban_rows()}
+                    print("  %s %s%-9s%s %-44s %s%s%s" % (ts(), C["red"] + C["b"], "BAN", C["0"],
+                                                        c + "  for " + ttl, C["b"], r.get("reason", ""), C["0"]),
+                          flush=True)
+                live = {r.get("cidr") for r in bl}
                 for c in [c for c in seen if c not in live]:
                     del seen[c]
             except Exception:
