@@ -50,7 +50,7 @@ struct sc_state {
 };
 
 struct sc {
-	const struct hyp_sigset *set;
+	struct hyp_sigset *set;          /* being built: rows and out grow as states appear */
 	__u32 *pool;                    /* positions of all states, back to back */
 	size_t pool_len, pool_cap;
 	struct sc_state *st;            /* HYP_DFA_STATES_MAX entries */
@@ -285,7 +285,7 @@ static int sc_outputs(struct sc *c, struct hyp_dfa_out *out, const __u32 *pos, _
 /* The state id of position set pos[0..n) (sorted), creating it if new. */
 static int sc_intern(struct sc *c, const __u32 *pos, __u32 n, __u32 *id, __u32 *rows_cap)
 {
-	struct hyp_sigset *set = (struct hyp_sigset *)c->set;
+	struct hyp_sigset *set = c->set;
 	__u32 h = sc_hash_of(pos, n);
 	__u32 slot = h & (SC_HASH_SIZE - 1);
 	struct sc_state *s;

@@ -33,8 +33,8 @@ int sig_validate(const struct hyp_sigdef *d, char *err, size_t errlen);
 /* Compile n definitions. Returns 0, -E2BIG (too many states/sigs), -EINVAL; message in err. */
 int sigset_compile(struct hyp_sigset *set, const struct hyp_sigdef *defs, size_t n, char *err, size_t errlen);
 void sigset_free(struct hyp_sigset *set);
-/* Reference matcher over one buffer, starting from *state (for tests and `hyperionctl sig test`):
- * returns the first signature id that matches within scope, or -1; *state is updated. */
+/* Reference matcher over one buffer, starting from *state (for tests): the datapath's rule — the first
+ * drop/ban signature in scope wins, else the first alert in scope; -1 if none. *state is updated. */
 int sigset_scan(const struct hyp_sigset *set, __u16 *state, const __u8 *buf, size_t len, __u8 proto,
 		__u16 dport);
 
