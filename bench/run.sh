@@ -122,8 +122,8 @@ net_up() {
 	sleep 0.3
 }
 
-# The receiver's NAPI exists once an XDP program is attached: make it threaded and pin its kthread away
-# from the generator, so that sender and receiver each have a CPU.
+# The receiver's NAPI exists once an XDP program is attached (re-done after every attach): with
+# BENCH_NAPI=threaded, make it threaded and pin its kthread away from the generator.
 pin_napi() {
 	local pid
 	# Default: NAPI stays in softirq on the generator's CPU and drains each batch right after it is sent,
@@ -471,6 +471,8 @@ else
 	printf '## Microbenchmarks\n\nnot run: build/bench/micro not built (needs libhyperion.a)\n' >"$WORK/micro.md"
 fi
 bench/runtime.sh "$MODE" >"$WORK/runtime.md" 2>"$WORK/runtime.err" || log "bench: runtime figures: $(tail -n 1 "$WORK/runtime.err")"
-# Keep the raw lines: bench/report.sh can be re-run on them (e.g. after editing the report).
+# Keep every input of the report: bench/report.sh can be re-run on them (e.g. with runtime figures
+# measured again by bench/runtime.sh > build/bench/last-runtime.md).
 cp "$RAW" "$B/last-raw.txt"; cp "$DESC" "$B/last-desc.txt"
+cp "$WORK/micro.md" "$B/last-micro.md"; cp "$WORK/runtime.md" "$B/last-runtime.md"
 BENCH_NAPI=$NAPI bench/report.sh "$RAW" "$DESC" "$MODE" "$REPS" "$DUR" "$RESULTS_MD" "$RESULTS_PNG" "$WORK/micro.md" "$WORK/runtime.md"

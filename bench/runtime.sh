@@ -166,7 +166,7 @@ else
 fi
 if daemon_start "$WORK/autoban.lua"; then
 	set -- $(events_rate HYPSIG-DROP)
-	echo "| events/s into autoban | ${1:-?} | drop-signature flood from 250 sources (each banned after 5 matches, then block events), ${DUR}s; hook calls/s ${2:-?}, losses ${3:-?} |"
+	echo "| events/s into autoban | ${1:-?} | events the daemon read with the autoban reaction loaded: drop-signature flood from 250 sources (each banned after 5 matches, later events are mostly block events), ${DUR}s; hook calls/s ${2:-?} (batches), losses ${3:-?} |"
 	daemon_stop
 fi
 if daemon_start "$WORK/react.lua"; then

@@ -65,8 +65,22 @@ lab_peer() {   # ns ifname addr4 addr6 [extra addr4...]
 	done
 }
 
+# Private copies of hyperiond and hyperionctl for this lab: the build directory is shared, and a rebuild
+# while a test runs would otherwise swap (or briefly remove) the binaries under it. The daemon finds the
+# Lua library as ../lib from its executable, hence the lib symlink beside bin/.
+lab_snapshot_bins() {
+	[ "${LAB_SNAPSHOT:-1}" = 1 ] || return 0
+	mkdir -p "$LAB_DIR/bin"
+	ln -sfn "$LAB_ROOT/lib" "$LAB_DIR/lib"
+	if cp "$HYPERIOND" "$LAB_DIR/bin/hyperiond" 2>/dev/null && cp "$HYPERIONCTL" "$LAB_DIR/bin/hyperionctl" 2>/dev/null; then
+		HYPERIOND=$LAB_DIR/bin/hyperiond HYPERIONCTL=$LAB_DIR/bin/hyperionctl
+		export HYPERIONCTL
+	fi
+}
+
 lab_up() {
 	mkdir -p "$LAB_DIR"
+	lab_snapshot_bins
 	mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 	ip netns add "$LAB_NS_LAN"
 	in_ns "$LAB_NS_LAN" ip link add br0 type bridge

@@ -367,6 +367,45 @@ static uint8_t ref_ev_kind(int reason)
 	}
 }
 
+/* Would conntrack never see this frame? Decided before it (parse, lists, fragments, pps), or a protocol
+ * or message it does not track, or TCP flags it refuses before the lookup. */
+static bool ref_untracked(const struct ref *r, int reason)
+{
+	if (r->stage != REF_CONTINUE || reason == HYP_R_DROP_RATE_PPS)
+		return true;
+	if (ref_is_icmp(r))
+		return !ref_is_echo(r);
+	if (r->proto == IPPROTO_TCP)
+		return ((r->tcp_flags & TH_SYN) && (r->tcp_flags & (TH_FIN | TH_RST))) ||
+		       !(r->tcp_flags & (TH_SYN | TH_ACK | TH_RST));
+	return r->proto != IPPROTO_UDP;
+}
+
+/* The egress view: the same parse, but no lists and no fragment policy (non-first fragments skip). */
+static void ref_classify_egress(const uint8_t *b, uint32_t len, struct ref *r)
+{
+	int s;
+
+	memset(r, 0, sizeof(*r));
+	s = ref_l2_l3(b, len, r);
+	if (s == REF_CONTINUE && r->nonfirst)
+		s = HYP_R_PASS_FRAG;
+	else if (s == REF_CONTINUE)
+		s = ref_l4(b, len, r);
+	r->stage = s;
+}
+
+static const unsigned ct_counters[] = { HYP_C_CT_NEW_INSERT, HYP_C_CT_NEW_DELETE, HYP_C_CT_EST_INSERT,
+					HYP_C_CT_EST_DELETE, HYP_C_CT_PICKUP, HYP_C_CT_EXPIRED };
+
+static bool ct_counters_moved(const uint64_t *now, const uint64_t *prev)
+{
+	for (unsigned i = 0; i < sizeof(ct_counters) / sizeof(ct_counters[0]); i++)
+		if (now[ct_counters[i]] != prev[ct_counters[i]])
+			return true;
+	return false;
+}
+
 /* ---- frame generation ---- */
 struct sess {
 	int family;
@@ -390,7 +429,7 @@ struct fuzz {
 	uint8_t pay[FUZZ_PAYLOAD_MAX];
 	/* violations per invariant; the first FUZZ_REPORT_MAX are printed with the frame */
 	unsigned v_run, v_verdict, v_books, v_reason, v_ref, v_trunc, v_events, v_evfields, v_sig, v_flows,
-		 v_ctbooks, v_tc;
+		 v_ctbooks, v_tc, v_untracked;
 	unsigned xdp_frames, tc_frames, mutated, wellformed, short_frames, walks, flows_seen;
 	uint64_t ev_attempt_bound, ev_read;
 	uint64_t reasons_seen;      /* bit per stats index reached */
@@ -483,7 +522,7 @@ static void sess_reset(struct sess *s)
 static bool sess_step(struct fuzz *fz, struct sess *s, struct pkt_opts *o, uint32_t *paylen)
 {
 	/* "from client" is ingress for inbound conversations, egress for outbound ones */
-	bool from_client, xdp;
+	bool from_client, xdp, done;
 	uint8_t fl = 0;
 
 	*paylen = 0;
@@ -518,20 +557,17 @@ static bool sess_step(struct fuzz *fz, struct sess *s, struct pkt_opts *o, uint3
 			s->cseq += *paylen + ((fl & (TH_SYN | TH_FIN)) ? 1 : 0);
 		else
 			s->sseq += *paylen + ((fl & (TH_SYN | TH_FIN)) ? 1 : 0);
-		if (++s->step > 11 || (fl & TH_RST))
-			sess_reset(s);
+		done = ++s->step > 11 || (fl & TH_RST);
 	} else if (s->proto == IPPROTO_UDP) {
 		from_client = s->step == 0 || chance(50);
 		payload_make(fz, paylen);
-		if (++s->step > 6)
-			sess_reset(s);
+		done = ++s->step > 6;
 	} else {
 		from_client = s->step % 2 == 0;
 		o->icmp_type = s->family == 4 ? (from_client ? 8 : 0) : (from_client ? 128 : 129);
 		o->icmp_id = s->icmp_id;
 		o->icmp_seq = s->step;
-		if (++s->step > 4)
-			sess_reset(s);
+		done = ++s->step > 4;
 	}
 	xdp = from_client != s->outbound;
 	if (s->family == 4) {
@@ -543,6 +579,8 @@ static bool sess_step(struct fuzz *fz, struct sess *s, struct pkt_opts *o, uint3
 	}
 	o->sport = from_client ? s->sport : s->dport;
 	o->dport = from_client ? s->dport : s->sport;
+	if (done)   /* the next frame of this slot starts a new conversation */
+		sess_reset(s);
 	return xdp;
 }
 
@@ -906,6 +944,9 @@ static void fuzz_xdp(struct fuzz *fz, const uint8_t *b, uint32_t len, int mut, u
 		violation(fz, &fz->v_trunc, b, len, "cut at %u inside headers ending at %u, yet %s", len, hdr_end,
 			  dpt_stat_name(reason));
 	check_sig(fz, b, len, &r, reason);
+	if (ref_untracked(&r, reason) && ct_counters_moved(ctr, fz->ctr_prev))
+		violation(fz, &fz->v_untracked, b, len, "%s frame (stage %d, proto %u) changed conntrack counters",
+			  dpt_stat_name(idx), r.stage, r.proto);
 	if (fz->drain_each) {
 		dpt_events(t);
 		fz->ev_read += t->nev;
@@ -930,6 +971,7 @@ static void fuzz_tc(struct fuzz *fz, const uint8_t *b, uint32_t len)
 {
 	struct dpt *t = &fz->t;
 	uint64_t pk[HYP_STATS_ENTRIES], by[HYP_STATS_ENTRIES], ctr[HYP_C_MAX];
+	struct ref r;
 	int rc;
 
 	if (len < ETH_MIN) {
@@ -955,10 +997,11 @@ static void fuzz_tc(struct fuzz *fz, const uint8_t *b, uint32_t len)
 	    ctr[HYP_C_EGRESS_SEEN] - fz->ctr_prev[HYP_C_EGRESS_SEEN] != 1)
 		violation(fz, &fz->v_tc, b, len, "tc frame changed ingress stats or egress_seen +%" PRIu64,
 			  ctr[HYP_C_EGRESS_SEEN] - fz->ctr_prev[HYP_C_EGRESS_SEEN]);
+	ref_classify_egress(b, len, &r);
+	if (ref_untracked(&r, HYP_R_PASS_EGRESS) && ct_counters_moved(ctr, fz->ctr_prev))
+		violation(fz, &fz->v_untracked, b, len, "egress frame (stage %d, proto %u) changed conntrack counters",
+			  r.stage, r.proto);
 	if (fz->drain_each) {
-		struct ref r;
-
-		ref_classify(b, len, &t->cfg, &r);
 		dpt_events(t);
 		fz->ev_read += t->nev;
 		check_events(fz, b, len, &r, HYP_R_PASS_EGRESS, false, false);
@@ -1189,6 +1232,8 @@ static void fuzz_round(enum round_kind kind, const char *name, unsigned frames, 
 	TAP_EQ(fz.v_sig, 0, "%s: signature verdicts agree with sigset_scan (UDP exactly, TCP for whole patterns)", name);
 	TAP_EQ(fz.v_tc, 0, "%s: tc egress always TC_ACT_OK and never touches ingress stats", name);
 	TAP_EQ(fz.v_flows, 0, "%s: flows have canonical keys and states valid for their protocol and map", name);
+	TAP_EQ(fz.v_untracked, 0, "%s: frames conntrack must not see (malformed, listed, fragments, untracked "
+	       "protocols, refused flags) leave the conntrack counters alone, ingress and egress", name);
 	TAP_EQ(fz.v_ctbooks, 0, "%s: conntrack inserts - deletes >= live entries", name);
 	if (fz.drain_each) {
 		TAP_EQ(fz.v_events, 0, "%s: events per frame bounded, verdict events exactly when due", name);

@@ -167,7 +167,6 @@ static void test_pps_bucket(void)
 	dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_FLOW, "pps: refilled after 2 s (1)");
 	dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_FLOW, "pps: refilled after 2 s (2)");
 	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_RATE_PPS, "pps: two tokens, not three");
-	/* pps is charged before conntrack: a banned-flow-free source's established flow is limited too */
 	dpt_close(&t);
 }
 

