@@ -5,7 +5,7 @@
 #   DESC lines: scenario<TAB>description
 #   EXTRA_MD:   sections appended verbatim (microbenchmarks, runtime figures)
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 raw=$1 desc=$2 mode=$3 reps=$4 dur=$5 out_md=$6 out_png=$7
 shift 7
 SYSTEMS="xdp_drop xdp_pass ipt_raw iptables nft hyperion"
@@ -124,7 +124,6 @@ summary=$(awk -v systems="$SYSTEMS" '
 	echo '```'
 	cat "$raw"
 	echo '```'
-	local_extra=
 	for x in "$@"; do [ -s "$x" ] && { echo; cat "$x"; }; done
 } >"$out_md"
 cat "$out_md"

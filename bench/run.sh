@@ -13,8 +13,7 @@
 # softirq right behind the generator on the same CPU (see pin_napi; BENCH_NAPI=threaded splits them).
 # Environment: BENCH_REPS, BENCH_DURATION (s), BENCH_SCENARIOS ("a b c d e f6a f6d"), BENCH_NAPI.
 set -u
-cd "$(dirname "$0")/.."
-ROOT=$PWD
+cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
 B=$BUILD/bench
 MODE=full

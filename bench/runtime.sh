@@ -4,7 +4,7 @@
 # hot-reload time, time to load 100,000 bans, daemon RSS. Own namespaces hyp-bench-rt*-$$, TEST-NET.
 # Usage: bench/runtime.sh [full|quick]
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 BUILD=${BUILD:-build}
 B=$BUILD/bench
@@ -148,7 +148,6 @@ if daemon_start "$WORK/noop.lua"; then
 		t0=$(ms_now); ctl reload >/dev/null 2>&1; echo $(($(ms_now) - t0))
 	done >"$WORK/reload.ms"
 	echo "| hot reload, 253 signatures (ms, median of $RELOADS) | $(median_ms <"$WORK/reload.ms") | \`hyperionctl reload\` round trip |"
-	base=$(median_ms <"$WORK/reload.ms")
 	cp "$WORK/bans.lua" "$WORK/noop.lua"
 	t0=$(ms_now); ctl reload >/dev/null 2>&1
 	for i in $(seq 1 1200); do   # bounded: 60 s

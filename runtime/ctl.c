@@ -244,16 +244,6 @@ static void ctl_status(struct hyp_ctl *c, struct evbuffer *out, bool json)
 	ctl_put_ok(out);
 }
 
-/* Names for enum hyp_counter in `stats` output (metrics use their own, documented names). */
-static const char *const ctl_counter_names[HYP_C_MAX] = {
-	[HYP_C_SEEN] = "seen", [HYP_C_EGRESS_SEEN] = "egress_seen", [HYP_C_EV_SUBMITTED] = "events_submitted",
-	[HYP_C_EV_LOST] = "events_lost", [HYP_C_EV_SAMPLED] = "events_sampled",
-	[HYP_C_CT_NEW_INSERT] = "ct_new_insert", [HYP_C_CT_NEW_DELETE] = "ct_new_delete",
-	[HYP_C_CT_EST_INSERT] = "ct_est_insert", [HYP_C_CT_EST_DELETE] = "ct_est_delete",
-	[HYP_C_CT_PICKUP] = "ct_pickup", [HYP_C_CT_EXPIRED] = "ct_expired", [HYP_C_SCAN_BYTES] = "scan_bytes",
-	[HYP_C_SCAN_SKIPPED] = "scan_skipped", [HYP_C_GEN_MISMATCH] = "gen_mismatch",
-};
-
 static void ctl_stats(struct hyp_ctl *c, struct evbuffer *out, bool json)
 {
 	struct hyp_totals t;
@@ -268,9 +258,8 @@ static void ctl_stats(struct hyp_ctl *c, struct evbuffer *out, bool json)
 		ctl_put_line(out, "{\"verdicts\":[");
 	int n = 0;
 	for (unsigned i = 0; i < HYP_STATS_ENTRIES; i++) {
-		bool mon = i >= HYP_STATS_MONITOR;
-		unsigned r = mon ? i - HYP_STATS_MONITOR : i;
-		const char *verdict = mon ? "monitor" : r < HYP_R_DROP_BANNED ? "pass" : "drop";
+		unsigned r = i >= HYP_STATS_MONITOR ? i - HYP_STATS_MONITOR : i;
+		const char *verdict = stats_verdict_name(i);
 		/* Text output lists what happened; JSON lists every series so scripts see stable keys. */
 		if (!json && !t.reason[i].packets)
 			continue;
@@ -286,13 +275,13 @@ static void ctl_stats(struct hyp_ctl *c, struct evbuffer *out, bool json)
 		ctl_put_line(out, "],\"counters\":{");
 	n = 0;
 	for (unsigned i = 0; i < HYP_C_MAX; i++) {
-		if (!ctl_counter_names[i])
+		const char *name = counter_name(i);
+		if (!name)
 			continue;
 		if (json)
-			ctl_put_line(out, "%s\"%s\":%llu", n++ ? "," : "", ctl_counter_names[i],
-				     (unsigned long long)t.counter[i]);
+			ctl_put_line(out, "%s\"%s\":%llu", n++ ? "," : "", name, (unsigned long long)t.counter[i]);
 		else
-			ctl_put_line(out, "%-29s %llu", ctl_counter_names[i], (unsigned long long)t.counter[i]);
+			ctl_put_line(out, "%-29s %llu", name, (unsigned long long)t.counter[i]);
 	}
 	struct { const char *name; __u64 v; } rt[] = {
 		{ "events_read", st->events_read }, { "hook_calls", st->hook_calls },

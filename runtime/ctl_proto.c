@@ -299,28 +299,32 @@ static void ctl_sanitize(char *s)
 			*s = ' ';
 }
 
+/* One framed line: prefix, the formatted text with control characters blanked, '\n'. */
+static void ctl_vput(struct evbuffer *out, const char *prefix, size_t max, const char *fmt, va_list ap)
+{
+	char msg[2048];
+
+	vsnprintf(msg, max < sizeof(msg) ? max : sizeof(msg), fmt, ap);
+	ctl_sanitize(msg);
+	evbuffer_add_printf(out, "%s%s\n", prefix, msg);
+}
+
 void ctl_put_err(struct evbuffer *out, const char *fmt, ...)
 {
-	char msg[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	ctl_vput(out, "ERR ", 1024, fmt, ap);
 	va_end(ap);
-	ctl_sanitize(msg);
-	evbuffer_add_printf(out, "ERR %s\n", msg);
 }
 
 void ctl_put_line(struct evbuffer *out, const char *fmt, ...)
 {
-	char msg[2048];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	ctl_vput(out, "D ", 2048, fmt, ap);
 	va_end(ap);
-	ctl_sanitize(msg);
-	evbuffer_add_printf(out, "D %s\n", msg);
 }
 
 void ctl_json_str(char *buf, size_t len, const char *s)

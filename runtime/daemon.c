@@ -182,18 +182,13 @@ static void note_expiry(struct hyp_daemon *d, __u64 expires_ns)
 		p->next_expiry_ns = expires_ns;
 }
 
-static void cidr_text(const struct hyp_cidr *c, char *buf, size_t len)
-{
-	cidr_format(c, buf, len);
-}
-
 int daemon_ban_add(struct hyp_daemon *d, const struct hyp_cidr *c, __u64 ttl_s, const char *reason, char *err,
 		   size_t errlen)
 {
 	char cs[64];
 	int rc;
 
-	cidr_text(c, cs, sizeof(cs));
+	cidr_format(c, cs, sizeof(cs));
 	if (ttl_s > HYP_CTL_TTL_MAX)
 		return errf(err, errlen, -ERANGE, "ban %s: TTL %llus exceeds the maximum %llus", cs,
 			    (unsigned long long)ttl_s, (unsigned long long)HYP_CTL_TTL_MAX);
@@ -217,8 +212,10 @@ int daemon_ban_del(struct hyp_daemon *d, const struct hyp_cidr *c, char *err, si
 	char cs[64];
 	int rc = ban_del(&d->dp, c);
 
-	cidr_text(c, cs, sizeof(cs));
-	reason_del(&priv(d)->reasons, c);
+	cidr_format(c, cs, sizeof(cs));
+	/* The text goes with the ban: kept if the delete failed, so the ban still lists its reason. */
+	if (!rc || rc == -ENOENT)
+		reason_del(&priv(d)->reasons, c);
 	if (rc == -ENOENT)
 		return errf(err, errlen, rc, "no ban for %s", cs);
 	if (rc)
@@ -239,7 +236,7 @@ int daemon_allow_add(struct hyp_daemon *d, const struct hyp_cidr *c, char *err, 
 	char cs[64];
 	int rc = allow_add(&d->dp, c);
 
-	cidr_text(c, cs, sizeof(cs));
+	cidr_format(c, cs, sizeof(cs));
 	if (rc)
 		return errf(err, errlen, rc, "allow %s: %s", cs, rc == -ENOSPC || rc == -E2BIG ?
 			    "allowlist full" : strerror(-rc));
@@ -252,7 +249,7 @@ int daemon_allow_del(struct hyp_daemon *d, const struct hyp_cidr *c, char *err, 
 	char cs[64];
 	int rc = allow_del(&d->dp, c);
 
-	cidr_text(c, cs, sizeof(cs));
+	cidr_format(c, cs, sizeof(cs));
 	if (rc == -ENOENT)
 		return errf(err, errlen, rc, "%s is not on the allowlist", cs);
 	if (rc)

@@ -59,6 +59,8 @@ void hyp_log(int level, const char *fmt, ...)
 	char when[64];
 	snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
 		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000));
+	/* The Lua watchdog thread logs too: hold the stream so a JSON line is never split by another. */
+	flockfile(stderr);
 	if (log_json) {
 		fprintf(stderr, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"", when, level_name(level));
 		json_escape(stderr, msg);
@@ -67,6 +69,7 @@ void hyp_log(int level, const char *fmt, ...)
 		fprintf(stderr, "%s %s: %s\n", when, level_name(level), msg);
 	}
 	fflush(stderr);
+	funlockfile(stderr);
 }
 
 /* libbpf prints through its own callback; route warnings here so they reach the same stream and format.
@@ -79,7 +82,8 @@ static int log_libbpf_cb(enum libbpf_print_level level, const char *fmt, va_list
 	if (lvl > log_level)
 		return 0;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	hyp_log(lvl, "libbpf: %s", msg);
+	/* most of libbpf's messages already start with "libbpf: " */
+	hyp_log(lvl, "%s%s", strncmp(msg, "libbpf: ", 8) ? "libbpf: " : "", msg);
 	return 0;
 }
 

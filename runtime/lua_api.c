@@ -684,11 +684,6 @@ static int api_flows(lua_State *L)
 
 /* --- stats, log, clock ---------------------------------------------------------------------------- */
 
-static const char *const counter_names[HYP_C_MAX] = {
-	"seen", "egress_seen", "ev_submitted", "ev_lost", "ev_sampled", "ct_new_insert", "ct_new_delete",
-	"ct_est_insert", "ct_est_delete", "ct_pickup", "ct_expired", "scan_bytes", "scan_skipped", "gen_mismatch",
-};
-
 /* hx.stats() -> { reasons = { pass_flow = {packets=, bytes=}, ... }, monitor = {...}, counters = {...},
  * runtime = { hook_calls=, ... } } */
 static int api_stats(lua_State *L)
@@ -714,10 +709,10 @@ static int api_stats(lua_State *L)
 	}
 	lua_createtable(L, 0, HYP_C_MAX);
 	for (unsigned c = 0; c < HYP_C_MAX; c++) {
-		if (!counter_names[c])
+		if (!counter_name(c))
 			continue;
 		lua_pushnumber(L, (double)t->counter[c]);
-		lua_setfield(L, -2, counter_names[c]);
+		lua_setfield(L, -2, counter_name(c));
 	}
 	lua_setfield(L, -2, "counters");
 	const struct hyp_rt_stats *st = &p->d->st;

@@ -568,10 +568,13 @@ static int vm_call(struct hyp_lua_vm *vm, int nargs, int nresults, const char *w
 	if (timed_out && outer) {
 		st->hook_timeouts++;
 		err = -ETIMEDOUT;
+		/* The error that unwinds may have been re-raised anywhere (the dispatcher, a script's pcall);
+		 * where the kill hook first fired is the runaway's line ("file:line: " from luaL_where). */
+		if (wd.first_where[0])
+			snprintf(vm->last_err, sizeof(vm->last_err), "%sexceeded the time limit", wd.first_where);
 		if (!quiet)
-			hyp_log(LOG_ERR, "lua: %s: stopped after %u ms time limit (%.1f ms), first interrupted at %s "
-				"%s", what, vm->timeout_ms, (double)(t1 - t0) / 1e6,
-				wd.first_where[0] ? wd.first_where : "?", msg);
+			hyp_log(LOG_ERR, "lua: %s: %s (%u ms; stopped after %.1f ms)", what, vm->last_err, vm->timeout_ms,
+				(double)(t1 - t0) / 1e6);
 	} else if (rc == LUA_ERRMEM) {
 		st->hook_oom++;
 		err = -ENOMEM;

@@ -70,5 +70,7 @@ const char *reason_name(unsigned r);          /* "pass_flow", "drop_banned", ...
 const char *event_kind_name(unsigned k);      /* "match", "block", ... (Lua hx.on kinds) */
 int event_kind_parse(const char *name);       /* -EINVAL if unknown */
 const char *ct_state_name(unsigned s);        /* "established", ... */
+const char *counter_name(unsigned c);         /* "seen", "events_lost", ...; NULL for unused slots */
+const char *stats_verdict_name(unsigned i);   /* stats map slot -> "pass" | "drop" | "monitor" */
 
 #endif

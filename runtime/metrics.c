@@ -127,26 +127,19 @@ int metrics_render(struct hyp_daemon *d, struct hyp_metrics *m, struct evbuffer 
 
 	if (rc)
 		return rc;
-	help_type(o, "hyperion_packets_total", "counter", "Packets by final verdict and reason.");
-	for (unsigned i = 0; i < HYP_STATS_ENTRIES; i++) {
-		bool mon = i >= HYP_STATS_MONITOR;
-		unsigned r = mon ? i - HYP_STATS_MONITOR : i;
-		/* Monitor mode only ever converts drops: pass reasons have no monitor series. */
-		if (mon && (r < HYP_R_DROP_BANNED || r >= HYP_R_ABORTED))
-			continue;
-		evbuffer_add_printf(o, "hyperion_packets_total{verdict=\"%s\",reason=\"%s\"} %llu\n",
-				    mon ? "monitor" : r < HYP_R_DROP_BANNED ? "pass" : "drop", reason_name(r),
-				    (unsigned long long)t.reason[i].packets);
-	}
-	help_type(o, "hyperion_bytes_total", "counter", "Bytes (packet length on the wire) by final verdict and reason.");
-	for (unsigned i = 0; i < HYP_STATS_ENTRIES; i++) {
-		bool mon = i >= HYP_STATS_MONITOR;
-		unsigned r = mon ? i - HYP_STATS_MONITOR : i;
-		if (mon && (r < HYP_R_DROP_BANNED || r >= HYP_R_ABORTED))
-			continue;
-		evbuffer_add_printf(o, "hyperion_bytes_total{verdict=\"%s\",reason=\"%s\"} %llu\n",
-				    mon ? "monitor" : r < HYP_R_DROP_BANNED ? "pass" : "drop", reason_name(r),
-				    (unsigned long long)t.reason[i].bytes);
+	for (int bytes = 0; bytes < 2; bytes++) {
+		const char *name = bytes ? "hyperion_bytes_total" : "hyperion_packets_total";
+		help_type(o, name, "counter", bytes ? "Bytes (packet length on the wire) by final verdict and reason." :
+			  "Packets by final verdict and reason.");
+		for (unsigned i = 0; i < HYP_STATS_ENTRIES; i++) {
+			unsigned r = i >= HYP_STATS_MONITOR ? i - HYP_STATS_MONITOR : i;
+			/* Monitor mode only ever converts drops: pass reasons have no monitor series. */
+			if (i >= HYP_STATS_MONITOR && (r < HYP_R_DROP_BANNED || r >= HYP_R_ABORTED))
+				continue;
+			evbuffer_add_printf(o, "%s{verdict=\"%s\",reason=\"%s\"} %llu\n", name, stats_verdict_name(i),
+					    reason_name(r), (unsigned long long)(bytes ? t.reason[i].bytes :
+										  t.reason[i].packets));
+		}
 	}
 
 	flow_foreach(&d->dp, census_cb, &fc);

@@ -55,6 +55,25 @@ static const char *const ct_state_names[HYP_CT_STATE_MAX] = {
 	[HYP_CT_ICMP] = "icmp",
 };
 
+/* Indexed by enum hyp_counter: the names `hyperionctl stats` and hx.stats().counters use. Slots up to
+ * HYP_C_MAX without a counter stay NULL. */
+static const char *const counter_names[HYP_C_MAX] = {
+	[HYP_C_SEEN] = "seen",
+	[HYP_C_EGRESS_SEEN] = "egress_seen",
+	[HYP_C_EV_SUBMITTED] = "events_submitted",
+	[HYP_C_EV_LOST] = "events_lost",
+	[HYP_C_EV_SAMPLED] = "events_sampled",
+	[HYP_C_CT_NEW_INSERT] = "ct_new_insert",
+	[HYP_C_CT_NEW_DELETE] = "ct_new_delete",
+	[HYP_C_CT_EST_INSERT] = "ct_est_insert",
+	[HYP_C_CT_EST_DELETE] = "ct_est_delete",
+	[HYP_C_CT_PICKUP] = "ct_pickup",
+	[HYP_C_CT_EXPIRED] = "ct_expired",
+	[HYP_C_SCAN_BYTES] = "scan_bytes",
+	[HYP_C_SCAN_SKIPPED] = "scan_skipped",
+	[HYP_C_GEN_MISMATCH] = "gen_mismatch",
+};
+
 /* Out-of-range values get "unknown" rather than NULL so callers can print any value a newer
  * datapath sends without a check. */
 const char *reason_name(unsigned r)
@@ -80,4 +99,18 @@ int event_kind_parse(const char *name)
 const char *ct_state_name(unsigned s)
 {
 	return s < HYP_CT_STATE_MAX && ct_state_names[s] ? ct_state_names[s] : "unknown";
+}
+
+const char *counter_name(unsigned c)
+{
+	return c < HYP_C_MAX ? counter_names[c] : NULL;
+}
+
+/* Slots below HYP_STATS_MONITOR are real verdicts (pass reasons first, then drops and aborted); the
+ * second half counts what monitor mode let through. */
+const char *stats_verdict_name(unsigned i)
+{
+	if (i >= HYP_STATS_MONITOR)
+		return "monitor";
+	return i < HYP_R_DROP_BANNED ? "pass" : "drop";
 }

@@ -1,7 +1,9 @@
 /* Event ring buffer reader: libevent-driven, copies bounded batches out of libbpf's callback. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <bpf/libbpf.h>
 #include <event2/event.h>
 #include "log.h"
@@ -36,9 +38,17 @@ static int ringbuf_sample_cb(void *ctx, void *data, size_t size)
 	return r->n == HYP_RB_BATCH ? RB_BATCH_FULL : 0;
 }
 
+static uint64_t ringbuf_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 int ringbuf_drain(struct hyp_ringbuf *r)
 {
 	int total = 0;
+	uint64_t t0 = ringbuf_ms();
 
 	for (int i = 0; i < HYP_RB_BATCHES_PER_WAKEUP; i++) {
 		r->n = 0;
@@ -53,6 +63,10 @@ int ringbuf_drain(struct hyp_ringbuf *r)
 		}
 		if (rc != RB_BATCH_FULL)
 			break;      /* ring empty */
+		/* Hooks near their deadline (up to HYP_HOOK_TIMEOUT_MS per batch) would otherwise hold the
+		 * loop for 16 of them in a row. */
+		if (ringbuf_ms() - t0 >= HYP_RB_WAKEUP_BUDGET_MS)
+			break;
 	}
 	/* Budget spent with data left: the epoll fd stays readable, so the loop calls us again after
 	 * serving everything else. */

@@ -10,6 +10,7 @@ struct hyp_ringbuf;
 
 #define HYP_RB_BATCH 256            /* events per batch handed to the consumer (one Lua call) */
 #define HYP_RB_BATCHES_PER_WAKEUP 16 /* then yield to the loop so the control socket stays served */
+#define HYP_RB_WAKEUP_BUDGET_MS 20   /* ... or sooner once the batches took this long (slow hooks) */
 
 /* Called once per batch; ev is valid only during the call. */
 typedef void (*ringbuf_batch_fn)(const struct hyp_event *ev, size_t n, void *arg);

@@ -1222,6 +1222,11 @@ static void fuzz_round(enum round_kind kind, const char *name, unsigned frames, 
 	       PRIu64 " sampled %" PRIu64 "\n", name, fz.xdp_frames, fz.tc_frames, fz.mutated, fz.wellformed,
 	       fz.short_frames, fz.walks, fz.flows_seen, fz.reasons_seen, fz.ev_read, ctr[HYP_C_EV_SUBMITTED],
 	       ctr[HYP_C_EV_LOST], ctr[HYP_C_EV_SAMPLED]);
+	printf("# %s: verdicts:", name);
+	for (int i = 0; i < HYP_STATS_ENTRIES; i++)
+		if (fz.stats_prev[i])
+			printf(" %s=%" PRIu64, dpt_stat_name(i), fz.stats_prev[i]);
+	printf("\n");
 	TAP_EQ(fz.v_run, 0, "%s: every frame ran (short ones refused by the kernel)", name);
 	TAP_EQ(fz.v_verdict, 0, "%s: verdict always XDP_PASS or XDP_DROP, never ABORTED", name);
 	TAP_EQ(fz.v_books, 0, "%s: each XDP frame grew exactly one stats entry by one packet and its bytes, "

@@ -3,7 +3,7 @@
 # system; every frame the generator sent must be in the receiver's books (its XDP counter, Hyperion's
 # stats), and every frame of a "drop" scenario in the drop counters (rule counters, reasons). Counts only.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 BUILD=${BUILD:-build}
 HANDSHAKE_SLACK=16   # scenario c runs on a real connection: SYN, ACK, RST and the socket's own segments
 pass=0 fail=0 skip=0

@@ -69,7 +69,8 @@ for f in in4 in6 out4 out6; do
 		[ "$(grep -c '^ok' "$LAB_DIR/$f.log")" -ge 3 ]
 done
 
-cp tests/e2e/policies/outbound.lua "$LAB_DIR/policy.lua"
+OUTBOUND_POLICY=${OUTBOUND_POLICY:-tests/e2e/policies/outbound.lua}   # overridable: run against another policy
+cp "$OUTBOUND_POLICY" "$LAB_DIR/policy.lua"
 t_start=$(labtool now)
 if lab_start_daemon "$LAB_DIR/policy.lua"; then ok "hyperiond starts (enforce, allow_tcp = {22, 80}, no UDP)"; else notok "hyperiond starts"; finish; fi
 ctl status | sed 's/^/# /'
