@@ -2,8 +2,25 @@
 #ifndef HYP_BLOCKLIST_H
 #define HYP_BLOCKLIST_H
 
-/* Allowlisted sources skip everything else (bans, rate limits, conntrack, signatures). An empty trie
- * answers without walking, so the lookup costs little when the list is unused. */
+/*
+ * Is this trie empty? Read straight from the kernel's struct lpm_trie behind the map pointer (BTF,
+ * CO-RE-relocated; one plain load, no helper call): even an empty trie's lookup is a helper call and
+ * a return through the SRSO/retpoline thunks, paid by every packet while the allowlist or a family's
+ * ban list is unused. n_entries changes under the trie's lock; a packet racing the first insert is
+ * judged as if it came just before it. Reading a map's kernel struct needs CAP_PERFMON (or
+ * CAP_SYS_ADMIN) at load time, which the daemon has anyway for XDP and bpffs.
+ * One local flavour of the struct per map (libbpf matches lpm_trie___x to the kernel's lpm_trie):
+ * with a single type clang shares the relocated field offset between the four reads in a register
+ * and adds it to the map pointer, which the verifier refuses ("pointer arithmetic on map_ptr").
+ */
+#define HYP_TRIE_FLAVOUR(x) struct lpm_trie___##x { size_t n_entries; } __attribute__((preserve_access_index))
+HYP_TRIE_FLAVOUR(allow4);
+HYP_TRIE_FLAVOUR(allow6);
+HYP_TRIE_FLAVOUR(bans4);
+HYP_TRIE_FLAVOUR(bans6);
+#define blk_trie_empty(map) (((struct lpm_trie___##map *)&map)->n_entries == 0)
+
+/* Allowlisted sources skip everything else (bans, rate limits, conntrack, signatures). */
 static __always_inline int allow_check(const struct hyp_pkt *p)
 {
 	void *hit;
@@ -11,11 +28,16 @@ static __always_inline int allow_check(const struct hyp_pkt *p)
 	if (p->family == HYP_AF_INET) {
 		struct hyp_lpm4_key k = { .prefixlen = 32 };
 
+		if (blk_trie_empty(allow4))
+			return HYP_CONTINUE;
+
 		*(__u32 *)k.addr = *(__u32 *)p->saddr;
 		hit = bpf_map_lookup_elem(&allow4, &k);
 	} else {
 		struct hyp_lpm6_key k = { .prefixlen = 128 };
 
+		if (blk_trie_empty(allow6))
+			return HYP_CONTINUE;
 		__builtin_memcpy(k.addr, p->saddr, 16);
 		hit = bpf_map_lookup_elem(&allow6, &k);
 	}
@@ -33,14 +55,19 @@ static __always_inline int ban_check(struct hyp_pkt *p)
 {
 	struct hyp_ban *b;
 
+	/* only the packet's family's list is consulted, and an empty one not at all */
 	if (p->family == HYP_AF_INET) {
 		struct hyp_lpm4_key k = { .prefixlen = 32 };
 
+		if (blk_trie_empty(bans4))
+			return HYP_CONTINUE;
 		*(__u32 *)k.addr = *(__u32 *)p->saddr;
 		b = bpf_map_lookup_elem(&bans4, &k);
 	} else {
 		struct hyp_lpm6_key k = { .prefixlen = 128 };
 
+		if (blk_trie_empty(bans6))
+			return HYP_CONTINUE;
 		__builtin_memcpy(k.addr, p->saddr, 16);
 		b = bpf_map_lookup_elem(&bans6, &k);
 	}

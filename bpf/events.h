@@ -139,7 +139,7 @@ static __always_inline struct hyp_event *ev_begin(struct hyp_pkt *p, __u8 kind, 
 		hyp_count(HYP_C_EV_LOST);
 		return NULL;
 	}
-	e->ts_ns = pkt_now(p);
+	e->ts_ns = hyp_now_fine(p->cfg);      /* exact: only events that are really sent read it */
 	hyp_addr_copy(e->saddr, p->saddr);
 	hyp_addr_copy(e->daddr, p->daddr);
 	e->sport = p->sport;

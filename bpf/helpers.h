@@ -57,7 +57,7 @@ struct hyp_pkt {
 	__u32 tcp_seq;              /* host order */
 	__u32 gen;                  /* active generation, read once */
 	__u32 ifindex;
-	__u64 now;                  /* datapath clock: ktime + cfg->clock_offset_ns */
+	__u64 now;                  /* coarse datapath clock (hyp_now), read once when first needed */
 	__u64 ev_packets;           /* flow totals for a pending FLOW_END event */
 	__u64 ev_bytes;
 	const struct hyp_config *cfg;
@@ -68,9 +68,25 @@ struct hyp_pkt {
 	__u8 pad2[3];
 };
 
-/* The datapath clock: every time stored in a map (flows, bans, buckets) is on this clock, so tests
- * (and an operator) can age state by moving cfg->clock_offset_ns. */
+/*
+ * The datapath clock: every time stored in a map is CLOCK_MONOTONIC + cfg->clock_offset_ns, so tests
+ * (and an operator) can age state by moving the offset. Two readings of it:
+ *  - hyp_now(): the coarse clock (last timer tick, off by at most one jiffy, ~4 ms at HZ=250). For
+ *    what is judged in seconds: conntrack created/last_seen and timeouts, ban expiry, pickup grace,
+ *    event sampling buckets. bpf_ktime_get_ns() reads the TSC, which in this VM costs ~25 ns a call
+ *    (read_tsc was 15% of the banned-source path); the coarse read is a few loads.
+ *  - hyp_now_fine(): the exact clock, for the per-source packet/SYN buckets (a fraction of a second
+ *    matters at high rates) and event timestamps (user space orders and dates them). Read only when
+ *    one of those is actually used.
+ * Each stored field is always written and compared on the same reading (a bucket's last_ns is fine,
+ * a flow's last_seen_ns coarse), and every comparison tolerates a clock behind a stored time.
+ */
 static __always_inline __u64 hyp_now(const struct hyp_config *cfg)
+{
+	return bpf_ktime_get_coarse_ns() + cfg->clock_offset_ns;
+}
+
+static __always_inline __u64 hyp_now_fine(const struct hyp_config *cfg)
 {
 	return bpf_ktime_get_ns() + cfg->clock_offset_ns;
 }

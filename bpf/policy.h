@@ -26,8 +26,8 @@ static __always_inline int policy_load(struct hyp_pkt *p)
 	return HYP_CONTINUE;
 }
 
-/* The datapath clock, read at most once per packet and only by steps that need it (a permanent ban
- * drops without ever reading it). */
+/* The coarse datapath clock (helpers.h), read at most once per packet and only by steps that need it
+ * (a permanent ban drops without ever reading it). */
 static __always_inline __u64 pkt_now(struct hyp_pkt *p)
 {
 	if (!p->now)

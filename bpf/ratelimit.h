@@ -102,7 +102,7 @@ static __always_inline int rl_pps(struct hyp_pkt *p)
 	if (!e)
 		return HYP_CONTINUE;
 	if (!rl_bucket_take(&e->pps_tokens, &e->pps_last_ns, e->pps_rate ?: cfg->pps_rate, cfg->pps_burst,
-			    pkt_now(p)))
+			    hyp_now_fine(cfg)))
 		return HYP_R_DROP_RATE_PPS;
 	return HYP_CONTINUE;
 }
@@ -119,7 +119,7 @@ static __always_inline int rl_syn(struct hyp_pkt *p)
 	if (!e)
 		return HYP_CONTINUE;
 	if (!rl_bucket_take(&e->syn_tokens, &e->syn_last_ns, e->syn_rate ?: cfg->syn_rate, cfg->syn_burst,
-			    pkt_now(p)))
+			    hyp_now_fine(cfg)))
 		return HYP_R_DROP_RATE_SYN;
 	return HYP_CONTINUE;
 }

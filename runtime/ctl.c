@@ -349,9 +349,7 @@ static void ctl_sig_list(struct hyp_ctl *c, struct evbuffer *out, bool json)
 		size_t o = 0;
 		for (unsigned p = 0; p < s.nports && p < HYP_SIG_PORTS_MAX; p++)
 			o += (size_t)snprintf(ports + o, sizeof(ports) - o, "%s%u", p ? "," : "", s.ports[p]);
-		snprintf(pt, sizeof(pt), "%u", s.proto);
-		const char *proto = s.proto == 6 ? "tcp" : s.proto == 17 ? "udp" : s.proto == 1 ? "icmp" :
-				    s.proto == 58 ? "icmpv6" : s.proto == 0 ? "any" : pt;
+		const char *proto = s.proto ? ctl_proto_name(s.proto, pt, sizeof(pt)) : "any";
 		char name[HYP_SIG_NAME_MAX + 8] = "", pat[HYP_PATTERN_MAX * 4 + 1] = "";
 		if (defs && s.id < ndefs) {
 			snprintf(name, sizeof(name), "%.*s", HYP_SIG_NAME_MAX - 1, defs[s.id].name);

@@ -406,7 +406,7 @@ void ctl_fmt_allow(char *buf, size_t len, bool json, const struct hyp_cidr *c, c
 		snprintf(buf, len, "%-40s age %llus", cidr, age);
 }
 
-static const char *ctl_proto_name(__u8 p, char *tmp, size_t len)
+const char *ctl_proto_name(__u8 p, char *tmp, size_t len)
 {
 	switch (p) {
 	case IPPROTO_TCP: return "tcp";

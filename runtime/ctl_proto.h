@@ -76,6 +76,8 @@ void ctl_fmt_allow(char *buf, size_t len, bool json, const struct hyp_cidr *c, c
 void ctl_fmt_flow(char *buf, size_t len, bool json, const struct hyp_flow_key *k, const struct hyp_flow *f,
 		  bool established, __u64 now_ns);
 void ctl_fmt_event(char *buf, size_t len, bool json, const struct hyp_event *ev);
+/* "tcp", "udp", "icmp", "icmpv6", else the number (written into tmp). */
+const char *ctl_proto_name(__u8 p, char *tmp, size_t len);
 
 /* ---- client side: classify one response line ---- */
 enum hyp_ctl_line { HYP_CTL_LINE_DATA, HYP_CTL_LINE_OK, HYP_CTL_LINE_ERR, HYP_CTL_LINE_BAD };

@@ -26,6 +26,7 @@
 #define DAEMON_EXPIRE_DUTY 10       /* expiry walks and snapshots may each use at most 1/10 of the time */
 #define DAEMON_SNAPSHOT_DELAY_MS 1000   /* debounce: at most one snapshot write per second */
 #define DAEMON_REASON_BUCKETS 1024      /* initial hash buckets of the reason table; doubles as needed */
+#define DAEMON_WATCH_INTERVAL_MS 1000   /* --watch-policy: how often the policy file is stat()ed */
 
 _Static_assert(HYP_CTL_REASON_MAX == HYP_REASON_MAX, "ctl reason size");
 _Static_assert(HYP_STATE_REASON_MAX == HYP_REASON_MAX, "snapshot reason size");
@@ -48,7 +49,9 @@ struct daemon_priv {
 	struct hyp_ctl *ctl;
 	struct hyp_metrics *metrics;
 	struct hyp_ringbuf *rb;
-	struct event *ev_expire, *ev_snapshot, *ev_hup, *ev_term, *ev_int;
+	struct event *ev_expire, *ev_snapshot, *ev_hup, *ev_term, *ev_int, *ev_watch;
+	struct stat policy_st;          /* --watch-policy: the file as of the last reload or change seen */
+	bool watch_pending;             /* changed at the last poll: reload once it holds still */
 	__u64 next_expiry_ns;           /* earliest known ban expiry; 0 = none known */
 	__u64 expire_not_before_ns;     /* rate limit of the expiry walk (see expire_cb) */
 	__u64 snapshot_cost_ns;         /* how long the last snapshot took (spaces the next one) */
@@ -258,12 +261,25 @@ int daemon_allow_del(struct hyp_daemon *d, const struct hyp_cidr *c, char *err, 
 	return 0;
 }
 
+/* What the watcher compares: an editor's save changes the inode (rename) or mtime/size (in place). */
+static bool policy_st_same(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
 int daemon_reload(struct hyp_daemon *d, char *err, size_t errlen)
 {
 	struct hyp_policy *np = NULL, *old = d->policy;
 	char msg[1024] = "";
 	int rc;
 
+	/* Whatever triggered this reload, the watcher need not reload this version of the file again
+	 * (a refused one included: it retries when the file changes next). */
+	if (d->priv && stat(d->opt.policy_path, &priv(d)->policy_st))
+		memset(&priv(d)->policy_st, 0, sizeof(priv(d)->policy_st));
+	if (d->priv)
+		priv(d)->watch_pending = false;
 	rc = policy_load(d, d->opt.policy_path, &np, msg, sizeof(msg));
 	if (!rc) {
 		rc = policy_activate(d, np, old, msg, sizeof(msg));
@@ -418,6 +434,10 @@ static void state_restore(struct hyp_daemon *d, struct hyp_policy *p)
 			continue;
 		} else {
 			__u64 ttl = b->expires_wall_s ? (__u64)(b->expires_wall_s - wall) : 0;
+			/* A damaged or hand-made snapshot (or a clock set far back) must not overflow the
+			 * nanosecond expiry into a ban that ends at once: cap it like any other TTL. */
+			if (ttl > HYP_CTL_TTL_MAX)
+				ttl = HYP_CTL_TTL_MAX;
 			if (ban_add(&d->dp, &b->cidr, ttl, reason_code(b->reason)))
 				continue;   /* logged by ban_add */
 			added++;
@@ -495,6 +515,29 @@ static void sighup_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	hyp_log(LOG_INFO, "SIGHUP: reloading the policy");
 	daemon_reload(arg, NULL, 0);    /* logs its own outcome */
+}
+
+/* --watch-policy: reload after the file changed and then held still for one interval, so an editor
+ * writing in several steps triggers one reload of the finished file. */
+static void watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hyp_daemon *d = arg;
+	struct daemon_priv *p = priv(d);
+	struct stat st;
+	(void)fd;
+	(void)what;
+
+	if (stat(d->opt.policy_path, &st))
+		return;     /* mid-rename or deleted: keep the running policy, look again next tick */
+	if (!policy_st_same(&st, &p->policy_st)) {
+		p->policy_st = st;
+		p->watch_pending = true;
+		return;
+	}
+	if (!p->watch_pending)
+		return;
+	hyp_log(LOG_INFO, "%s changed on disk: reloading the policy", d->opt.policy_path);
+	daemon_reload(d, NULL, 0);      /* logs its own outcome */
 }
 
 static void sigterm_cb(evutil_socket_t sig, short what, void *arg)
@@ -640,6 +683,16 @@ int daemon_start(struct hyp_daemon *d)
 		rc = -ENOMEM;
 		goto fail_dp;
 	}
+	if (d->opt.watch_policy) {
+		if (stat(d->opt.policy_path, &p->policy_st))
+			memset(&p->policy_st, 0, sizeof(p->policy_st));
+		p->ev_watch = timer_new(d, EV_PERSIST, watch_cb, DAEMON_WATCH_INTERVAL_MS);
+		if (!p->ev_watch) {
+			hyp_log(LOG_ERR, "cannot set up the policy file watch");
+			rc = -ENOMEM;
+			goto fail_dp;
+		}
+	}
 	lua_vm_on_stuck(stuck_cb);
 	p->started = true;
 	/* The first snapshot records what we started with (restored + pinned state). */
@@ -678,7 +731,7 @@ void daemon_stop(struct hyp_daemon *d, bool detach)
 		metrics_close(p->metrics);
 		ctl_close(p->ctl);
 		ringbuf_close(p->rb);
-		struct event *evs[] = { p->ev_expire, p->ev_snapshot, p->ev_hup, p->ev_term, p->ev_int };
+		struct event *evs[] = { p->ev_expire, p->ev_snapshot, p->ev_hup, p->ev_term, p->ev_int, p->ev_watch };
 		for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 			if (evs[i])
 				event_free(evs[i]);

@@ -32,6 +32,7 @@ struct hyp_options {
 	size_t lua_mem_limit;
 	const char *lib_dir;            /* where require() finds hyperion.*; NULL: auto */
 	unsigned ctl_allow_uid;         /* peer uid allowed besides root; (unsigned)-1: root only */
+	bool watch_policy;              /* reload when the policy file changes on disk (polled) */
 };
 
 /* Counters the runtime keeps (metrics, `hyperionctl stats`). */

@@ -32,9 +32,10 @@ static void usage(FILE *f)
 		"      --lua-mem MB          Lua memory cap per state (default %u)\n"
 		"      --lib-dir DIR         where require() finds hyperion.* (default: next to the binary)\n"
 		"      --ctl-uid UID         also allow this uid on the control socket (default: root only)\n"
+		"      --watch-policy        reload when the policy file changes on disk (checked every second)\n"
 		"  -h, --help                this help\n"
 		"  -V, --version             print the version\n"
-		"Signals: SIGHUP reloads the policy; SIGTERM/SIGINT detach and exit.\n",
+		"Signals: SIGHUP reloads the policy; SIGTERM/SIGINT save state, detach and exit 0.\n",
 		HYP_IFACES_MAX, HYP_SOCKET_DEFAULT, HYP_PIN_DIR_DEFAULT, HYP_STATE_DIR_DEFAULT,
 		HYP_HOOK_TIMEOUT_MS_DEFAULT, HYP_LUA_MEM_DEFAULT >> 20);
 }
@@ -63,7 +64,7 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
 }
 
 enum { OPT_XDP = 256, OPT_SOCKET, OPT_PIN, OPT_STATE, OPT_METRICS, OPT_LOGFMT, OPT_LOGLEVEL, OPT_HOOK,
-       OPT_MEM, OPT_LIB, OPT_UID };
+       OPT_MEM, OPT_LIB, OPT_UID, OPT_WATCH };
 
 static const struct option longopts[] = {
 	{ "iface", required_argument, NULL, 'i' },
@@ -79,6 +80,7 @@ static const struct option longopts[] = {
 	{ "lua-mem", required_argument, NULL, OPT_MEM },
 	{ "lib-dir", required_argument, NULL, OPT_LIB },
 	{ "ctl-uid", required_argument, NULL, OPT_UID },
+	{ "watch-policy", no_argument, NULL, OPT_WATCH },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ 0 },
@@ -178,6 +180,9 @@ static int args_parse(int argc, char **argv, struct hyp_options *o)
 			if (parse_uint(optarg, UINT_MAX - 1, &v))
 				return bad("--ctl-uid wants a numeric uid, not '%s'", optarg);
 			o->ctl_allow_uid = (unsigned)v;
+			break;
+		case OPT_WATCH:
+			o->watch_policy = true;
 			break;
 		case 'h':
 			usage(stdout);

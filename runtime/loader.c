@@ -547,7 +547,11 @@ static int attach_tc(struct hyp_dp *dp, int slot)
 	/* A clsact filter left by an earlier run on the legacy path would run the egress program twice. */
 	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifc->ifindex, .attach_point = BPF_TC_EGRESS);
 	LIBBPF_OPTS(bpf_tc_opts, to, .handle = LOADER_TC_HANDLE, .priority = LOADER_TC_PRIORITY);
-	if (!bpf_tc_query(&hook, &to)) {
+	/* Probe quietly: no clsact qdisc at all is the normal case, and libbpf would warn about it. */
+	libbpf_print_fn_t old_print = libbpf_set_print(NULL);
+	int found = !bpf_tc_query(&hook, &to);
+	libbpf_set_print(old_print);
+	if (found) {
 		LIBBPF_OPTS(bpf_tc_opts, del, .handle = LOADER_TC_HANDLE, .priority = LOADER_TC_PRIORITY);
 		bpf_tc_detach(&hook, &del);
 	}

@@ -242,8 +242,10 @@ static bool file_exists(const char *dir, const char *name)
 	return access(p, R_OK) == 0;
 }
 
-/* The source tree's lib/ relative to the executable: build/hyperiond -> ../lib, test binaries in
- * build/tests/runtime -> ../../../lib. The first that holds hyperion.lua wins. */
+/* lib/ relative to the executable: the source tree's (build/hyperiond -> ../lib, test binaries in
+ * build/tests/runtime -> ../../../lib) or an installed one (PREFIX/sbin -> ../share/hyperion/lib, which
+ * also holds under DESTDIR or when `make install PREFIX=...` reused binaries built for another prefix).
+ * The first that holds hyperion.lua wins. */
 static bool exe_lib_dir(char *out, size_t len)
 {
 	char exe[PATH_MAX];
@@ -255,7 +257,7 @@ static bool exe_lib_dir(char *out, size_t len)
 	if (!slash)
 		return false;
 	*slash = 0;
-	static const char *const ups[] = { "/../lib", "/../../lib", "/../../../lib" };
+	static const char *const ups[] = { "/../lib", "/../../lib", "/../../../lib", "/../share/hyperion/lib" };
 	for (size_t i = 0; i < sizeof(ups) / sizeof(ups[0]); i++) {
 		char cand[PATH_MAX];
 		if (snprintf(cand, sizeof(cand), "%s%s", exe, ups[i]) >= (int)sizeof(cand))

@@ -24,11 +24,23 @@ elapsed() { awk -v t0="$T0" -v t1="$(date +%s.%N)" 'BEGIN { printf "%5.1fs", t1 
 step=0
 act() {
 	local t="$*" fill=
+	[ "$step" -ge 3 ] && counters
 	step=$((step + 1))
 	[ ${#t} -lt 70 ] && fill=$(printf '─%.0s' $(seq 1 $((70 - ${#t}))))
 	printf '\n%s%s── %d. %s %s%s\n' "$B" "$C" "$step" "$t" "$fill" "$N"
 }
 say() { printf '  %s%s%s %s\n' "$D" "$(elapsed)" "$N" "$*"; }
+# After each act: what the datapath counted during it (verdict reasons that moved, drops first).
+declare -A PREV=()
+counters() {
+	local line="" r v d
+	while read -r _ verdict r v; do
+		d=$((v - ${PREV[$r]:-0})); PREV[$r]=$v
+		[ "$d" -gt 0 ] || continue
+		[ "$verdict" = drop ] && line+="${R}$r +$d${N}  " || line+="$r +$d  "
+	done < <(labtool stats 2>/dev/null | awk '$1 == "verdict" { print $1, $2, $3, $4 }' | sort -k2,2r)
+	[ -n "$line" ] && printf '  %s%s counted%s %s\n' "$D" "$(elapsed)" "$N" "$line"
+}
 result() {   # rc: curl's exit code for an attack probe
 	if [ "$1" -eq 0 ]; then printf '%sanswered%s' "$R" "$N"; else printf '%sno answer: dropped%s' "$G" "$N"; fi
 }
@@ -99,24 +111,31 @@ probe 'User-Agent: ${jndi:ldap://…}' 192.0.2.67 "http://$LAB_SERVER4/" -H 'Use
 probe 'X-Api: () { :; }; /bin/sh (v6)' "$LAB_ATTACKER_NET6::67" "http://[$LAB_SERVER6]/" -H 'X-Api: () { :; }; /bin/sh'
 sleep 1
 
-act "SYN port scan from 192.0.2.68: nmap -sS, ports 1-1000"
+act "SYN port scans: nmap -sS, ports 1-1000, from 192.0.2.68 and $LAB_ATTACKER_NET6::68 at once"
 t_scan=$(date +%s.%N)
 # a fixed rate: nmap would otherwise slow down to a crawl once its probes go unanswered
-att timeout 30 nmap -n -Pn -sS -e eth0 -S 192.0.2.68 --max-retries 0 --min-rate 300 --max-rate 300 -p 1-1000 "$LAB_SERVER4" \
-	>"$LAB_DIR/nmap.out" 2>&1 &
-nmap_pid=$!
-banned_at=
+att timeout 30 nmap -n -Pn -sS -e eth0 -S 192.0.2.68 --max-retries 0 --min-rate 300 --max-rate 300 -p 1-1000 \
+	"$LAB_SERVER4" >"$LAB_DIR/nmap4.out" 2>&1 &
+nmap4=$!
+att timeout 30 nmap -6 -n -Pn -sS -e eth0 -S "$LAB_ATTACKER_NET6::68" --max-retries 0 --min-rate 300 --max-rate 300 \
+	-p 1-1000 "$LAB_SERVER6" >"$LAB_DIR/nmap6.out" 2>&1 &
+nmap6=$!
+ban4= ban6=
 for i in $(seq 1 300); do
-	kill -0 "$nmap_pid" 2>/dev/null || break
-	[ -z "$banned_at" ] && lab_banned 192.0.2.68 &&
-		banned_at=$(awk -v a="$t_scan" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+	kill -0 "$nmap4" 2>/dev/null || kill -0 "$nmap6" 2>/dev/null || break
+	[ -z "$ban4" ] && lab_banned 192.0.2.68 && ban4=$(awk -v a="$t_scan" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+	[ -z "$ban6" ] && lab_banned "$LAB_ATTACKER_NET6::68" &&
+		ban6=$(awk -v a="$t_scan" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 	sleep 0.1
 done
-wait "$nmap_pid"
+wait "$nmap4" "$nmap6"
 scan_s=$(awk -v a="$t_scan" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-open_ports=$(grep -E '^[0-9]+/tcp +open' "$LAB_DIR/nmap.out" | cut -d/ -f1 | tr '\n' ' ')
-say "nmap finished after ${scan_s}s; open ports it saw: ${open_ports:-none (port 80 too: the scanner was banned first)}"
-[ -n "$banned_at" ] && say "scanner banned ${banned_at}s into the scan: the rest of its probes were dropped"
+open4=$(grep -E '^[0-9]+/tcp +open' "$LAB_DIR/nmap4.out" | cut -d/ -f1 | tr '\n' ' ')
+open6=$(grep -E '^[0-9]+/tcp +open' "$LAB_DIR/nmap6.out" | cut -d/ -f1 | tr '\n' ' ')
+say "both scans finished after ${scan_s}s; open ports nmap saw: v4 ${open4:-none} / v6 ${open6:-none} (80 is open: seen only if probed before the ban)"
+[ -n "$ban4" ] && say "v4 scanner banned ${ban4}s into its scan, v6 scanner ${ban6:-never}s: the rest of their probes were dropped"
+open_ports="$open4 $open6"
+banned_at=$ban4
 
 act "SYN flood on port 80 from 192.0.2.69: hping3, 3 s at ~10 000 packets/s"
 att timeout 3 hping3 -q -S -p 80 -a 192.0.2.69 -i u100 "$LAB_SERVER4" >/dev/null 2>&1
@@ -131,6 +150,13 @@ if "$LAB_PY" -c 'import scapy' 2>/dev/null; then
 	say "sent 220 malformed packets (bad IHL, TCP data offset, SYN+FIN, NULL, truncated headers, long IPv6 chains)"
 fi
 sleep 1.5
+
+act "hot reload while the client keeps fetching: SIGHUP, then hyperionctl reload"
+nb=$(labtool bans 2>/dev/null | wc -l)
+kill -HUP "$LAB_DAEMON_PID"; sleep 0.5
+if out=$(ctl reload 2>&1); then say "reload: $out"; else say "${R}reload failed: $out$N"; fi
+say "bans before: $nb, after: $(labtool bans 2>/dev/null | wc -l); the client's requests keep succeeding (see the summary)"
+sleep 1
 
 touch "$LAB_DIR/stop"
 wait "$CLIENT_PID" 2>/dev/null
@@ -149,7 +175,7 @@ col() { if [ "$1" -eq 0 ]; then printf '%s%s%s' "$G" "$2" "$N"; else printf '%s%
 row "legitimate client requests, IPv4" "$ok4 ok, $(col "$f4" "$f4 failed")"
 row "legitimate client requests, IPv6" "$ok6 ok, $(col "$f6" "$f6 failed")"
 row "exploit probes dropped" "$nd of $np"
-row "nmap: ports seen open out of 1000 probed" "$(echo "$open_ports" | wc -w)${banned_at:+ (banned after ${banned_at}s)}"
+row "nmap: ports seen open of 2 x 1000 probed" "$(echo "$open_ports" | wc -w)${banned_at:+ (banned after ${ban4}s / ${ban6:-?}s)}"
 
 printf '\n  %sbans%s\n' "$B" "$N"
 labtool bans 2>/dev/null | sort -t. -k4n | while IFS=$'\t' read -r cidr ttl hits reason; do

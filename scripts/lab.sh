@@ -125,9 +125,11 @@ lab_down() {
 # Start hyperiond in the server namespace with POLICY; waits (bounded) until its socket answers.
 lab_start_daemon() {   # policy [extra hyperiond args...]
 	local policy=$1; shift
-	# ip netns exec execs the program itself (no fork), so $! is hyperiond's pid: signals (SIGHUP) reach
-	# it. Through the srv function it would be a subshell's pid instead.
-	ip netns exec "$LAB_NS_SERVER" "$HYPERIOND" -i "$LAB_IF" -p "$policy" --socket "$LAB_SOCK" \
+	# nsenter --net, not ip netns exec: the latter gives the program a private mount namespace with a
+	# fresh /sys, so its pins would land in a bpffs of its own that dies with it (no re-adoption after a
+	# restart, nothing for lab_down to clean). nsenter execs hyperiond itself, so $! is its pid and
+	# signals (SIGHUP) reach it; through the srv function it would be a subshell's pid.
+	nsenter --net="/run/netns/$LAB_NS_SERVER" "$HYPERIOND" -i "$LAB_IF" -p "$policy" --socket "$LAB_SOCK" \
 		--pin-dir "$LAB_PIN_DIR" --state-dir "$LAB_DIR/state" "$@" >>"$LAB_DIR/hyperiond.log" 2>&1 &
 	LAB_DAEMON_PID=$!
 	local i

@@ -398,12 +398,25 @@ kill -TERM "$DPID"; wait "$DPID"; rc=$?; DPID=
 check "SIGTERM exits 0 (got $rc)" [ "$rc" = 0 ]
 check "XDP detached after SIGTERM" bash -c "! ip -n $NSA -d link show dev $HA | grep -q prog/xdp"
 check "pins removed after SIGTERM" [ ! -e "$PINS" ]
-if start_daemon --ctl-uid 65534; then ok "daemon starts from the snapshot alone"; else not_ok "daemon starts from the snapshot alone"; fi
+if start_daemon --ctl-uid 65534 --watch-policy; then ok "daemon starts from the snapshot alone"; else not_ok "daemon starts from the snapshot alone"; fi
 check "ban restored from the snapshot (pins were gone)" bash -c "'$HYPERIONCTL' -s '$SOCK' ban list | grep '198.51.100.0/24' | grep -q 'kept across restarts'"
 check "--ctl-uid 65534 admits that uid" quiet setpriv --reuid=65534 --regid=65534 --clear-groups "$HYPERIONCTL" -s "$SOCK" status
 setpriv --reuid=65533 --regid=65533 --clear-groups --inh-caps=+dac_override --ambient-caps=+dac_override \
 	"$HYPERIONCTL" -s "$SOCK" status >/dev/null 2>&1; rc=$?
 check "--ctl-uid still refuses other uids (exit $rc)" [ "$rc" = 1 ]
+
+# ---- --watch-policy: an edit on disk reloads, a broken edit is refused -------------------------------
+r0=$(rt_of reloads); f0=$(rt_of reload_failures)
+printf '\nhx.signature{ name = "e2e-watched", pattern = "WATCHED-E2E", action = "alert" }\n' >>"$POLICY"
+check "--watch-policy: an edit on disk reloads the policy" wait_for 50 rt_above reloads "$r0"
+check "... and its new signature is active" bash -c "'$HYPERIONCTL' -s '$SOCK' sig list | grep -q e2e-watched"
+cp "$RUN/broken.lua" "$POLICY"
+check "--watch-policy: a broken edit is refused" wait_for 50 rt_above reload_failures "$f0"
+check "... and the running policy keeps its signatures" bash -c "'$HYPERIONCTL' -s '$SOCK' sig list | grep -q e2e-watched"
+check "... with the error's file:line in the log" grep -q "reload refused.*policy.lua:[0-9]" "$RUN/daemon.log"
+cp "$RUN/policy.good" "$POLICY"
+check "ban still there after the watched reloads" bash -c "'$HYPERIONCTL' -s '$SOCK' ban list | grep -q '198.51.100.0/24'"
+
 kill -TERM "$DPID"; wait "$DPID"; rc=$?; DPID=
 check "second SIGTERM exits 0 (got $rc)" [ "$rc" = 0 ]
 

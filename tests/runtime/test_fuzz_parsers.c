@@ -386,7 +386,7 @@ static bool set_well_formed(const struct hyp_sigset *s, char *why, size_t len)
 	}
 	for (uint32_t st = 0; st < s->nstates; st++) {
 		const struct hyp_dfa_out *o = &s->out[st];
-		bool end = false, any = o->sig[0] != OUT_UNUSED;
+		bool end = false;
 
 		for (unsigned k = 0; k < HYP_STATE_OUT_MAX; k++) {
 			if (o->sig[k] == OUT_UNUSED) {
@@ -410,7 +410,6 @@ static bool set_well_formed(const struct hyp_sigset *s, char *why, size_t len)
 				return false;
 			}
 		}
-		(void)any;
 	}
 	return true;
 }
