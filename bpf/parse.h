@@ -274,7 +274,8 @@ static __always_inline int parse_l4(void *data, void *data_end, struct hyp_pkt *
 		/* type, code, checksum + 4 bytes (echo id/seq, or unused/MTU) exist in every message */
 		__u8 *ih = parse_ptr(data, data_end, off, 8);
 
-		if (!ih)
+		/* checked against the IP length too: bytes past it (Ethernet padding) are not the datagram's */
+		if (!ih || off + 8 > p->l3_end)
 			return HYP_R_DROP_MALFORMED_L4;
 		p->icmp_type = ih[0];
 		if (parse_is_echo(p)) {

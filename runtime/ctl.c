@@ -591,18 +591,7 @@ static int ctl_mkdir_parent(const char *path)
 	if (!slash || slash == dir)
 		return 0;
 	*slash = 0;
-	for (char *p = dir + 1; ; p++) {
-		if (*p == '/' || *p == 0) {
-			char ch = *p;
-			*p = 0;
-			if (mkdir(dir, 0755) && errno != EEXIST)
-				return -errno;
-			*p = ch;
-			if (!ch)
-				break;
-		}
-	}
-	return 0;
+	return daemon_mkdir_p(dir, 0755);
 }
 
 /* A socket file left by a killed daemon is replaced; one that still answers belongs to a live one. */

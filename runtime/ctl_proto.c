@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <event2/buffer.h>
 #include "ctl_proto.h"
+#include "log.h"
 
 /* A control character anywhere in a request would let one request smuggle a second line or confuse a
  * terminal that prints it back; DEL counts too. Bytes >= 0x80 (UTF-8) are fine. */
@@ -16,18 +17,8 @@ static bool ctl_is_ctrl(unsigned char c)
 	return c < 0x20 || c == 0x7f;
 }
 
-static int ctl_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int ctl_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
+/* Every parse error is -EINVAL with the reason in err. */
+#define ctl_errf(err, errlen, ...) hyp_errf(err, errlen, -EINVAL, __VA_ARGS__)
 
 int ctl_ttl_parse(const char *s, __u64 *out)
 {

@@ -1,7 +1,6 @@
 /* hyperiond wiring: lifecycle, ban/allow operations with reason texts, reload, expiry, snapshots. */
 #include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,19 +60,6 @@ struct daemon_priv {
 static struct daemon_priv *priv(struct hyp_daemon *d)
 {
 	return d->priv;
-}
-
-static int errf(char *err, size_t errlen, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
 }
 
 /* ---- reason table ---- */
@@ -193,13 +179,13 @@ int daemon_ban_add(struct hyp_daemon *d, const struct hyp_cidr *c, __u64 ttl_s, 
 
 	cidr_format(c, cs, sizeof(cs));
 	if (ttl_s > HYP_CTL_TTL_MAX)
-		return errf(err, errlen, -ERANGE, "ban %s: TTL %llus exceeds the maximum %llus", cs,
+		return hyp_errf(err, errlen, -ERANGE, "ban %s: TTL %llus exceeds the maximum %llus", cs,
 			    (unsigned long long)ttl_s, (unsigned long long)HYP_CTL_TTL_MAX);
 	if (reason && strlen(reason) >= HYP_REASON_MAX)
-		return errf(err, errlen, -EINVAL, "ban %s: reason longer than %d bytes", cs, HYP_REASON_MAX - 1);
+		return hyp_errf(err, errlen, -EINVAL, "ban %s: reason longer than %d bytes", cs, HYP_REASON_MAX - 1);
 	rc = ban_add(&d->dp, c, ttl_s, reason_code(reason));
 	if (rc)
-		return errf(err, errlen, rc, "ban %s: %s", cs, rc == -ENOSPC || rc == -E2BIG ?
+		return hyp_errf(err, errlen, rc, "ban %s: %s", cs, rc == -ENOSPC || rc == -E2BIG ?
 			    "ban table full" : strerror(-rc));
 	if (reason_set(&priv(d)->reasons, c, reason))
 		hyp_log(LOG_WARNING, "ban %s: out of memory for the reason text; ban kept without it", cs);
@@ -220,9 +206,9 @@ int daemon_ban_del(struct hyp_daemon *d, const struct hyp_cidr *c, char *err, si
 	if (!rc || rc == -ENOENT)
 		reason_del(&priv(d)->reasons, c);
 	if (rc == -ENOENT)
-		return errf(err, errlen, rc, "no ban for %s", cs);
+		return hyp_errf(err, errlen, rc, "no ban for %s", cs);
 	if (rc)
-		return errf(err, errlen, rc, "ban del %s: %s", cs, strerror(-rc));
+		return hyp_errf(err, errlen, rc, "ban del %s: %s", cs, strerror(-rc));
 	daemon_state_dirty(d);
 	return 0;
 }
@@ -241,7 +227,7 @@ int daemon_allow_add(struct hyp_daemon *d, const struct hyp_cidr *c, char *err, 
 
 	cidr_format(c, cs, sizeof(cs));
 	if (rc)
-		return errf(err, errlen, rc, "allow %s: %s", cs, rc == -ENOSPC || rc == -E2BIG ?
+		return hyp_errf(err, errlen, rc, "allow %s: %s", cs, rc == -ENOSPC || rc == -E2BIG ?
 			    "allowlist full" : strerror(-rc));
 	daemon_state_dirty(d);
 	return 0;
@@ -254,9 +240,9 @@ int daemon_allow_del(struct hyp_daemon *d, const struct hyp_cidr *c, char *err, 
 
 	cidr_format(c, cs, sizeof(cs));
 	if (rc == -ENOENT)
-		return errf(err, errlen, rc, "%s is not on the allowlist", cs);
+		return hyp_errf(err, errlen, rc, "%s is not on the allowlist", cs);
 	if (rc)
-		return errf(err, errlen, rc, "allow del %s: %s", cs, strerror(-rc));
+		return hyp_errf(err, errlen, rc, "allow del %s: %s", cs, strerror(-rc));
 	daemon_state_dirty(d);
 	return 0;
 }
@@ -274,6 +260,11 @@ int daemon_reload(struct hyp_daemon *d, char *err, size_t errlen)
 	char msg[1024] = "";
 	int rc;
 
+	/* Reloads come from loop callbacks (ctl, SIGHUP, the watcher), never from inside Lua. Should a
+	 * future API call this from a hook or timer, the running state would be freed under its own
+	 * stack: refuse instead. */
+	if (lua_vm_in_call())
+		return hyp_errf(err, errlen, -EBUSY, "reload refused: requested from inside a Lua call");
 	/* Whatever triggered this reload, the watcher need not reload this version of the file again
 	 * (a refused one included: it retries when the file changes next). */
 	if (d->priv && stat(d->opt.policy_path, &priv(d)->policy_st))
@@ -289,7 +280,7 @@ int daemon_reload(struct hyp_daemon *d, char *err, size_t errlen)
 	if (rc) {
 		d->st.reload_failures++;
 		hyp_log(LOG_ERR, "reload refused, previous policy keeps running: %s", msg[0] ? msg : strerror(-rc));
-		return errf(err, errlen, rc, "reload refused: %s", msg[0] ? msg : strerror(-rc));
+		return hyp_errf(err, errlen, rc, "reload refused: %s", msg[0] ? msg : strerror(-rc));
 	}
 	d->policy = np;
 	policy_free(old);
@@ -348,7 +339,7 @@ int daemon_state_save(struct hyp_daemon *d, char *err, size_t errlen)
 		rc = allow_foreach(&d->dp, snap_allow_cb, &sb);
 	if (rc) {
 		snap_free(&s);
-		return errf(err, errlen, rc < 0 ? rc : -ENOMEM, "snapshot: cannot read bans/allowlist: %s",
+		return hyp_errf(err, errlen, rc < 0 ? rc : -ENOMEM, "snapshot: cannot read bans/allowlist: %s",
 			    strerror(rc < 0 ? -rc : ENOMEM));
 	}
 	if (d->policy) {
@@ -567,7 +558,7 @@ static void stuck_cb(const char *what)
 	_exit(3);
 }
 
-static int mkdir_p(const char *path, mode_t mode)
+int daemon_mkdir_p(const char *path, unsigned mode)
 {
 	char buf[4096];
 
@@ -577,7 +568,7 @@ static int mkdir_p(const char *path, mode_t mode)
 		if (*p == '/' || !*p) {
 			char c = *p;
 			*p = 0;
-			if (mkdir(buf, mode) && errno != EEXIST)
+			if (mkdir(buf, (mode_t)mode) && errno != EEXIST)
 				return -errno;
 			*p = c;
 			if (!c)
@@ -632,7 +623,7 @@ int daemon_start(struct hyp_daemon *d)
 		hyp_log(LOG_ERR, "another hyperiond answers on %s; not starting", d->opt.socket_path);
 		return rc;
 	}
-	rc = mkdir_p(d->opt.state_dir, 0700);
+	rc = daemon_mkdir_p(d->opt.state_dir, 0700);
 	if (rc) {
 		hyp_log(LOG_ERR, "state dir %s: %s", d->opt.state_dir, strerror(-rc));
 		return rc;

@@ -67,6 +67,8 @@ int daemon_allow_del(struct hyp_daemon *d, const struct hyp_cidr *c, char *err, 
 /* Compile the policy file into a fresh Lua state; swap it in only if it loads. */
 int daemon_reload(struct hyp_daemon *d, char *err, size_t errlen);
 void daemon_state_dirty(struct hyp_daemon *d);  /* schedule a snapshot write */
+/* `mkdir -p path` with mode for the directories it creates: 0 or -errno. */
+int daemon_mkdir_p(const char *path, unsigned mode);
 
 /* Appended (daemon.c): the lifecycle hyperiond.c drives. daemon_start runs every step up to the
  * attached datapath and returns 0 or -errno (logged once); daemon_run loops until SIGTERM/SIGINT and

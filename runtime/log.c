@@ -87,6 +87,18 @@ static int log_libbpf_cb(enum libbpf_print_level level, const char *fmt, va_list
 	return 0;
 }
 
+int hyp_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
 void log_route_libbpf(void)
 {
 	libbpf_set_print(log_libbpf_cb);

@@ -438,6 +438,7 @@ void lua_vm_free(struct hyp_lua_vm *vm)
 }
 
 lua_State *lua_vm_state(struct hyp_lua_vm *vm) { return vm->L; }
+bool lua_vm_in_call(void) { return call_depth > 0; }
 const char *lua_vm_last_error(const struct hyp_lua_vm *vm) { return vm->last_err; }
 size_t lua_vm_mem_used(const struct hyp_lua_vm *vm) { return vm->used; }
 struct hyp_rt_stats *lua_vm_stats(struct hyp_lua_vm *vm) { return vm->st; }

@@ -63,6 +63,8 @@ struct hyp_rt_stats *lua_vm_stats(struct hyp_lua_vm *vm);
 /* True while the running call is past its deadline (C functions called from Lua should not start
  * new work then). */
 bool lua_vm_expired(void);
+/* True while any state is inside lua_vm_call (main thread): code that frees states checks it. */
+bool lua_vm_in_call(void);
 void *lua_vm_userdata(struct hyp_lua_vm *vm);
 void lua_vm_set_userdata(struct hyp_lua_vm *vm, void *ud);
 

@@ -445,6 +445,10 @@ int ban_add(struct hyp_dp *dp, const struct hyp_cidr *c, __u64 ttl_s, __u32 reas
 		hyp_log(LOG_ERR, "ban add: bad cidr (family %u, /%u)", c->family, c->prefixlen);
 		return -EINVAL;
 	}
+	/* Callers cap TTLs (HYP_CTL_TTL_MAX); this keeps any other caller from wrapping the expiry into
+	 * the past, which would make the ban a no-op. */
+	if (ttl_s > (UINT64_MAX - now) / 1000000000ull)
+		return -ERANGE;
 	b.created_ns = now;
 	b.expires_ns = ttl_s ? now + ttl_s * 1000000000ull : 0;
 	b.reason = reason;

@@ -1,7 +1,6 @@
 /* Persistent snapshot of bans, allowlist and hx.store: zlib-compressed, written atomically. */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 #include <zlib.h>
+#include "log.h"
 #include "state.h"
 
 /*
@@ -25,18 +25,6 @@
 #define STATE_HDR_LEN 24
 #define STATE_FILE_MAX (HYP_STATE_RAW_MAX + (HYP_STATE_RAW_MAX >> 4))  /* zlib worst case is < raw + 0.1% */
 
-static int state_errf(char *err, size_t errlen, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int state_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 int snap_add_ban(struct hyp_snapshot *s, const struct hyp_cidr *c, int64_t expires_wall_s, const char *reason)
 {
@@ -198,11 +186,11 @@ int state_encode(const struct hyp_snapshot *s, unsigned char **out, size_t *len,
 	if (s->store_len)
 		w_bytes(&raw, s->store, s->store_len);
 	if (raw.oom) {
-		rc = state_errf(err, errlen, -ENOMEM, "snapshot: out of memory");
+		rc = hyp_errf(err, errlen, -ENOMEM, "snapshot: out of memory");
 		goto out;
 	}
 	if (raw.len > HYP_STATE_RAW_MAX) {
-		rc = state_errf(err, errlen, -E2BIG, "snapshot: %zu bytes exceeds the %u byte limit", raw.len,
+		rc = hyp_errf(err, errlen, -E2BIG, "snapshot: %zu bytes exceeds the %u byte limit", raw.len,
 				HYP_STATE_RAW_MAX);
 		goto out;
 	}
@@ -212,18 +200,18 @@ int state_encode(const struct hyp_snapshot *s, unsigned char **out, size_t *len,
 	w_uint(&file, crc32(crc32(0L, Z_NULL, 0), raw.p, (uInt)raw.len), 4);
 	w_uint(&file, raw.len, 8);
 	if (file.oom) {
-		rc = state_errf(err, errlen, -ENOMEM, "snapshot: out of memory");
+		rc = hyp_errf(err, errlen, -ENOMEM, "snapshot: out of memory");
 		goto out;
 	}
 	unsigned char *p = realloc(file.p, STATE_HDR_LEN + clen);
 	if (!p) {
-		rc = state_errf(err, errlen, -ENOMEM, "snapshot: out of memory");
+		rc = hyp_errf(err, errlen, -ENOMEM, "snapshot: out of memory");
 		goto out;
 	}
 	file.p = p;
 	int zrc = compress2(file.p + STATE_HDR_LEN, &clen, raw.p, raw.len, Z_DEFAULT_COMPRESSION);
 	if (zrc != Z_OK) {
-		rc = state_errf(err, errlen, -EIO, "snapshot: compress: %s", zError(zrc));
+		rc = hyp_errf(err, errlen, -EIO, "snapshot: compress: %s", zError(zrc));
 		goto out;
 	}
 	*out = file.p;
@@ -244,29 +232,29 @@ int state_decode(const unsigned char *buf, size_t len, struct hyp_snapshot *s, c
 
 	memset(s, 0, sizeof(*s));
 	if (len < STATE_HDR_LEN || memcmp(buf, STATE_MAGIC, 8))
-		return state_errf(err, errlen, -EINVAL, "snapshot: not a hyperion snapshot (bad magic or too short)");
+		return hyp_errf(err, errlen, -EINVAL, "snapshot: not a hyperion snapshot (bad magic or too short)");
 	r_bytes(&h, 8);
 	uint32_t ver = (uint32_t)r_uint(&h, 4), crc = (uint32_t)r_uint(&h, 4);
 	uint64_t raw_len = r_uint(&h, 8);
 	if (ver != STATE_VERSION)
-		return state_errf(err, errlen, -EINVAL, "snapshot: unsupported version %u", ver);
+		return hyp_errf(err, errlen, -EINVAL, "snapshot: unsupported version %u", ver);
 	if (raw_len > HYP_STATE_RAW_MAX || raw_len < 20)
-		return state_errf(err, errlen, -EINVAL, "snapshot: implausible length %llu",
+		return hyp_errf(err, errlen, -EINVAL, "snapshot: implausible length %llu",
 				  (unsigned long long)raw_len);
 	raw = malloc(raw_len);
 	if (!raw)
-		return state_errf(err, errlen, -ENOMEM, "snapshot: out of memory");
+		return hyp_errf(err, errlen, -ENOMEM, "snapshot: out of memory");
 	uLongf got = raw_len;
 	uLong used = len - STATE_HDR_LEN;
 	/* uncompress2 reports how much input the stream used: bytes after its end mean a damaged file. */
 	int zrc = uncompress2(raw, &got, buf + STATE_HDR_LEN, &used);
 	if (zrc != Z_OK || got != raw_len || used != len - STATE_HDR_LEN) {
-		rc = state_errf(err, errlen, -EINVAL, "snapshot: corrupt or truncated data (%s)",
+		rc = hyp_errf(err, errlen, -EINVAL, "snapshot: corrupt or truncated data (%s)",
 				zrc != Z_OK ? zError(zrc) : got != raw_len ? "length mismatch" : "trailing bytes");
 		goto out;
 	}
 	if ((uint32_t)crc32(crc32(0L, Z_NULL, 0), raw, (uInt)raw_len) != crc) {
-		rc = state_errf(err, errlen, -EINVAL, "snapshot: checksum mismatch");
+		rc = hyp_errf(err, errlen, -EINVAL, "snapshot: checksum mismatch");
 		goto out;
 	}
 	struct rbuf r = { raw, raw_len, 0, false };
@@ -274,38 +262,38 @@ int state_decode(const unsigned char *buf, size_t len, struct hyp_snapshot *s, c
 	uint32_t nb = (uint32_t)r_uint(&r, 4), na = (uint32_t)r_uint(&r, 4), sl = (uint32_t)r_uint(&r, 4);
 	/* Each record takes at least 18 bytes: reject counts the data cannot hold before allocating. */
 	if ((uint64_t)nb * 28 + (uint64_t)na * 18 + sl > raw_len - r.off) {
-		rc = state_errf(err, errlen, -EINVAL, "snapshot: record counts exceed the data");
+		rc = hyp_errf(err, errlen, -EINVAL, "snapshot: record counts exceed the data");
 		goto out;
 	}
 	for (uint32_t i = 0; i < nb && !rc; i++) {
 		struct hyp_cidr c;
 		char reason[HYP_STATE_REASON_MAX];
 		if (r_cidr(&r, &c)) {
-			rc = state_errf(err, errlen, -EINVAL, "snapshot: ban %u: bad prefix", i);
+			rc = hyp_errf(err, errlen, -EINVAL, "snapshot: ban %u: bad prefix", i);
 			break;
 		}
 		int64_t exp = (int64_t)r_uint(&r, 8);
 		size_t rl = (size_t)r_uint(&r, 2);
 		const unsigned char *rp = rl < sizeof(reason) ? r_bytes(&r, rl) : NULL;
 		if (!rp || exp < 0) {
-			rc = state_errf(err, errlen, -EINVAL, "snapshot: ban %u: bad record", i);
+			rc = hyp_errf(err, errlen, -EINVAL, "snapshot: ban %u: bad record", i);
 			break;
 		}
 		memcpy(reason, rp, rl);
 		reason[rl] = 0;
 		if (strlen(reason) != rl) {
-			rc = state_errf(err, errlen, -EINVAL, "snapshot: ban %u: NUL in reason", i);
+			rc = hyp_errf(err, errlen, -EINVAL, "snapshot: ban %u: NUL in reason", i);
 			break;
 		}
 		if (snap_add_ban(&tmp, &c, exp, reason))
-			rc = state_errf(err, errlen, -ENOMEM, "snapshot: out of memory");
+			rc = hyp_errf(err, errlen, -ENOMEM, "snapshot: out of memory");
 	}
 	for (uint32_t i = 0; i < na && !rc; i++) {
 		struct hyp_cidr c;
 		if (r_cidr(&r, &c))
-			rc = state_errf(err, errlen, -EINVAL, "snapshot: allow %u: bad prefix", i);
+			rc = hyp_errf(err, errlen, -EINVAL, "snapshot: allow %u: bad prefix", i);
 		else if (snap_add_allow(&tmp, &c))
-			rc = state_errf(err, errlen, -ENOMEM, "snapshot: out of memory");
+			rc = hyp_errf(err, errlen, -ENOMEM, "snapshot: out of memory");
 	}
 	if (rc)
 		goto out;
@@ -313,14 +301,14 @@ int state_decode(const unsigned char *buf, size_t len, struct hyp_snapshot *s, c
 		const unsigned char *sp = r_bytes(&r, sl);
 		tmp.store = sp ? malloc(sl) : NULL;
 		if (!tmp.store) {
-			rc = state_errf(err, errlen, sp ? -ENOMEM : -EINVAL, "snapshot: bad store blob");
+			rc = hyp_errf(err, errlen, sp ? -ENOMEM : -EINVAL, "snapshot: bad store blob");
 			goto out;
 		}
 		memcpy(tmp.store, sp, sl);
 		tmp.store_len = sl;
 	}
 	if (r.short_read || r.off != r.len)
-		rc = state_errf(err, errlen, -EINVAL, "snapshot: %s", r.short_read ? "truncated records" :
+		rc = hyp_errf(err, errlen, -EINVAL, "snapshot: %s", r.short_read ? "truncated records" :
 				"trailing bytes after the records");
 out:
 	free(raw);
@@ -360,13 +348,13 @@ int state_write(const char *dir, const struct hyp_snapshot *s, char *err, size_t
 	int rc, fd;
 
 	if (state_path(path, sizeof(path), dir, "") || state_path(tmp, sizeof(tmp), dir, ".tmp"))
-		return state_errf(err, errlen, -ENAMETOOLONG, "snapshot: state dir path too long");
+		return hyp_errf(err, errlen, -ENAMETOOLONG, "snapshot: state dir path too long");
 	rc = state_encode(s, &data, &len, err, errlen);
 	if (rc)
 		return rc;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		rc = state_errf(err, errlen, -errno, "snapshot: open %s: %s", tmp, strerror(errno));
+		rc = hyp_errf(err, errlen, -errno, "snapshot: open %s: %s", tmp, strerror(errno));
 		goto out;
 	}
 	rc = write_all(fd, data, len);
@@ -376,19 +364,19 @@ int state_write(const char *dir, const struct hyp_snapshot *s, char *err, size_t
 	if (close(fd) && !rc)
 		rc = -errno;
 	if (rc) {
-		state_errf(err, errlen, rc, "snapshot: write %s: %s", tmp, strerror(-rc));
+		hyp_errf(err, errlen, rc, "snapshot: write %s: %s", tmp, strerror(-rc));
 		unlink(tmp);
 		goto out;
 	}
 	if (rename(tmp, path)) {
-		rc = state_errf(err, errlen, -errno, "snapshot: rename to %s: %s", path, strerror(errno));
+		rc = hyp_errf(err, errlen, -errno, "snapshot: rename to %s: %s", path, strerror(errno));
 		unlink(tmp);
 		goto out;
 	}
 	/* fsync the directory so the rename itself is durable. */
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0 || fsync(dfd))
-		rc = state_errf(err, errlen, -errno, "snapshot: fsync %s: %s", dir, strerror(errno));
+		rc = hyp_errf(err, errlen, -errno, "snapshot: fsync %s: %s", dir, strerror(errno));
 	if (dfd >= 0)
 		close(dfd);
 out:
@@ -405,18 +393,18 @@ int state_read(const char *dir, struct hyp_snapshot *s, char *err, size_t errlen
 
 	memset(s, 0, sizeof(*s));
 	if (state_path(path, sizeof(path), dir, ""))
-		return state_errf(err, errlen, -ENAMETOOLONG, "snapshot: state dir path too long");
+		return hyp_errf(err, errlen, -ENAMETOOLONG, "snapshot: state dir path too long");
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return state_errf(err, errlen, -errno, "snapshot: open %s: %s", path, strerror(errno));
+		return hyp_errf(err, errlen, -errno, "snapshot: open %s: %s", path, strerror(errno));
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > (off_t)STATE_FILE_MAX) {
 		close(fd);
-		return state_errf(err, errlen, -EINVAL, "snapshot: %s is not a regular file of sane size", path);
+		return hyp_errf(err, errlen, -EINVAL, "snapshot: %s is not a regular file of sane size", path);
 	}
 	data = malloc((size_t)st.st_size + 1);
 	if (!data) {
 		close(fd);
-		return state_errf(err, errlen, -ENOMEM, "snapshot: out of memory");
+		return hyp_errf(err, errlen, -ENOMEM, "snapshot: out of memory");
 	}
 	size_t got = 0;
 	while (got < (size_t)st.st_size) {
@@ -424,7 +412,7 @@ int state_read(const char *dir, struct hyp_snapshot *s, char *err, size_t errlen
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
-			rc = state_errf(err, errlen, r < 0 ? -errno : -EIO, "snapshot: read %s: %s", path,
+			rc = hyp_errf(err, errlen, r < 0 ? -errno : -EIO, "snapshot: read %s: %s", path,
 					r < 0 ? strerror(errno) : "short read");
 			break;
 		}
@@ -435,7 +423,7 @@ int state_read(const char *dir, struct hyp_snapshot *s, char *err, size_t errlen
 		char msg[256];
 		rc = state_decode(data, got, s, msg, sizeof(msg));
 		if (rc)
-			state_errf(err, errlen, rc, "%s: %s", path, msg);
+			hyp_errf(err, errlen, rc, "%s: %s", path, msg);
 	}
 	free(data);
 	return rc;
@@ -447,8 +435,8 @@ int state_quarantine(const char *dir, char *err, size_t errlen)
 
 	snprintf(suffix, sizeof(suffix), ".corrupt-%lld", (long long)time(NULL));
 	if (state_path(path, sizeof(path), dir, "") || state_path(aside, sizeof(aside), dir, suffix))
-		return state_errf(err, errlen, -ENAMETOOLONG, "snapshot: state dir path too long");
+		return hyp_errf(err, errlen, -ENAMETOOLONG, "snapshot: state dir path too long");
 	if (rename(path, aside))
-		return state_errf(err, errlen, -errno, "snapshot: rename %s: %s", path, strerror(errno));
-	return state_errf(err, errlen, 0, "%s", aside);
+		return hyp_errf(err, errlen, -errno, "snapshot: rename %s: %s", path, strerror(errno));
+	return hyp_errf(err, errlen, 0, "%s", aside);
 }

@@ -35,10 +35,14 @@ declare -A PREV=()
 counters() {
 	local line="" r v d
 	while read -r _ verdict r v; do
-		d=$((v - ${PREV[$r]:-0})); PREV[$r]=$v
+		d=$((v - ${PREV[$verdict/$r]:-0})); PREV[$verdict/$r]=$v   # monitor-mode series share reason names
 		[ "$d" -gt 0 ] || continue
-		[ "$verdict" = drop ] && line+="${R}$r +$d${N}  " || line+="$r +$d  "
-	done < <(labtool stats 2>/dev/null | awk '$1 == "verdict" { print $1, $2, $3, $4 }' | sort -k2,2r)
+		case $verdict in
+		drop) line+="${R}$r +$d${N}  " ;;
+		monitor) line+="${Y}would-$r +$d${N}  " ;;
+		*) line+="$r +$d  " ;;
+		esac
+	done < <(labtool stats 2>/dev/null | awk '$1 == "verdict" { print $1, $2, $3, $4 }' | sort -k2,2)
 	[ -n "$line" ] && printf '  %s%s counted%s %s\n' "$D" "$(elapsed)" "$N" "$line"
 }
 result() {   # rc: curl's exit code for an attack probe

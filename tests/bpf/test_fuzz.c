@@ -55,10 +55,9 @@
 #define IPV4_FRAG_MASK 0x1fff
 #define IPV6_FRAG_MASK 0xfff8
 #define REF_CONTINUE (-1)
-/* bpf/parse.h judges a TCP/UDP header against the IP length but an ICMP header only against the frame,
- * so an ICMP header cut by the IP length (the rest in Ethernet padding) passes. Reported; set to 1
- * when parse_l4 checks ICMP against l3_end too. */
-#define REF_ICMP_CHECKS_IP_LEN 0
+/* The datapath judges every L4 header, ICMP included, against the IP length, not the frame (this fuzzer
+ * found ICMP headers completed by Ethernet padding passing); 0 models the old, frame-only rule. */
+#define REF_ICMP_CHECKS_IP_LEN 1
 #define RBIT(r) (1u << (r))
 #define RMASK_DROPS (((1u << (HYP_R_DROP_SIG + 1)) - 1) & ~((1u << HYP_R_DROP_BANNED) - 1))
 

@@ -170,6 +170,9 @@ static void test_runaway(bool jit)
 		TAP_CHECK(ms >= TIMEOUT_MS * 0.9 && ms < STOP_BOUND_MS, "[%s] %s: stopped after %.1f ms (limit %d)", mode,
 			  runaways[i].name, ms, TIMEOUT_MS);
 		TAP_EQ(st.hook_timeouts, before + 1, "[%s] %s: hook_timeouts counted", mode, runaways[i].name);
+		const char *e = lua_vm_last_error(vm);
+		TAP_CHECK(!strncmp(e, "test:", 5) && strstr(e, ": exceeded the time limit"),
+			  "[%s] %s: error names the runaway's line (%s)", mode, runaways[i].name, e);
 		rc = run(vm, "after = (after or 0) + 1", NULL);
 		TAP_EQ(rc, 0, "[%s] %s: next call runs", mode, runaways[i].name);
 	}

@@ -243,6 +243,7 @@ static void test_bans(struct hyp_dp *dp)
 	TAP_EQ(ban_match(dp, HYP_AF_INET, a5, &which, &b), 0, "nothing banned any more");
 	struct hyp_cidr bad = { .family = 4, .prefixlen = 33 };
 	TAP_EQ(ban_add(dp, &bad, 0, 0), -EINVAL, "ban_add /33 is -EINVAL");
+	TAP_EQ(ban_add(dp, &c24, UINT64_MAX / 1000, 0), -ERANGE, "ban_add with a TTL that would wrap the expiry is -ERANGE");
 }
 
 static void test_allow(struct hyp_dp *dp)
