@@ -50,7 +50,7 @@ BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 PROGS     := $(BUILD)/hyperiond $(BUILD)/hyperionctl
 
-.PHONY: all deps test demo bench install clean check-deps
+.PHONY: all deps test demo bench install clean check-deps FORCE
 all: $(PROGS) $(TEST_BIN) $(BENCH_BIN)
 
 # --- dependencies ----------------------------------------------------------------------------------
@@ -86,6 +86,13 @@ $(SKEL): $(BPF_OBJ)
 $(BUILD)/obj/%.o: runtime/%.c $(HDRS) | $(BUILD)/obj
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+# The installed library path is compiled in (HYP_DEFAULT_LIBDIR): rebuild what uses it when PREFIX changes.
+PREFIX_STAMP := $(BUILD)/prefix.stamp
+$(PREFIX_STAMP): FORCE | $(BUILD)
+	$(Q)echo '$(PREFIX)' | cmp -s - $@ || echo '$(PREFIX)' > $@
+FORCE:
+$(BUILD)/obj/lua_vm.o: $(PREFIX_STAMP)
 
 $(LIBHYP): $(LIB_OBJ)
 	$(call msg,AR,$@)

@@ -128,7 +128,7 @@ events_rate() {   # payload -> "events_read/s hook_calls/s lost"
 	local e0 e1 h0 h1 l0 l1
 	e0=$(json_num events_read <<<"$s0"); e1=$(json_num events_read <<<"$s1")
 	h0=$(json_num hook_calls <<<"$s0"); h1=$(json_num hook_calls <<<"$s1")
-	l0=$(json_num ev_lost <<<"$s0"); l1=$(json_num ev_lost <<<"$s1")
+	l0=$(json_num events_lost <<<"$s0"); l1=$(json_num events_lost <<<"$s1")
 	awk -v e=$((${e1:-0} - ${e0:-0})) -v h=$((${h1:-0} - ${h0:-0})) -v l=$((${l1:-0} - ${l0:-0})) -v ns="$ns" \
 		'BEGIN { printf "%.0f %.0f %d", e * 1e9 / ns, h * 1e9 / ns, l }'
 }

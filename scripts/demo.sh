@@ -7,18 +7,18 @@
 # signature and a burst of malformed packets. Events and bans are printed as they happen (sampled: one
 # line per kind and source per second), then a summary. Ctrl-C cleans up.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 LAB_ID=$$
 source scripts/lab.sh
 POLICY=${POLICY:-scripts/default.lua}
 T0=$(date +%s.%N)
-FEED_PID= CLIENT_PID=
+FEED_PID='' CLIENT_PID=''
 
 if [ -t 1 ] || [ -n "${FORCE_COLOR:-}" ]; then
-	B=$'\033[1m' D=$'\033[2m' R=$'\033[31m' G=$'\033[32m' Y=$'\033[33m' C=$'\033[36m' M=$'\033[35m' N=$'\033[0m'
+	B=$'\033[1m' D=$'\033[2m' R=$'\033[31m' G=$'\033[32m' Y=$'\033[33m' C=$'\033[36m' N=$'\033[0m'
 	export FORCE_COLOR=1
 else
-	B= D= R= G= Y= C= M= N=
+	B='' D='' R='' G='' Y='' C='' N=''
 fi
 elapsed() { awk -v t0="$T0" -v t1="$(date +%s.%N)" 'BEGIN { printf "%5.1fs", t1 - t0 }'; }
 step=0
@@ -124,8 +124,8 @@ nmap4=$!
 att timeout 30 nmap -6 -n -Pn -sS -e eth0 -S "$LAB_ATTACKER_NET6::68" --max-retries 0 --min-rate 300 --max-rate 300 \
 	-p 1-1000 "$LAB_SERVER6" >"$LAB_DIR/nmap6.out" 2>&1 &
 nmap6=$!
-ban4= ban6=
-for i in $(seq 1 300); do
+ban4='' ban6=''
+for _ in $(seq 1 300); do
 	kill -0 "$nmap4" 2>/dev/null || kill -0 "$nmap6" 2>/dev/null || break
 	[ -z "$ban4" ] && lab_banned 192.0.2.68 && ban4=$(awk -v a="$t_scan" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 	[ -z "$ban6" ] && lab_banned "$LAB_ATTACKER_NET6::68" &&

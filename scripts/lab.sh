@@ -1,4 +1,5 @@
 # Lab of network namespaces shared by `make demo` and the end-to-end tests (source it, don't run it).
+# shellcheck shell=bash
 #
 #   server    192.0.2.1    2001:db8::1     runs hyperiond on its interface "hyp0" (XDP + tc egress)
 #   client    192.0.2.10   2001:db8::10    legitimate user

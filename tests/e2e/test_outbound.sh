@@ -6,7 +6,7 @@
 # And connections open BEFORE hyperiond starts (client -> server and server -> outside) survive its start
 # (mid-stream pickup confirmed by the local socket) and a later switch to strict pickup.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 LAB_ID=$$
 source scripts/lab.sh
 pass=0 fail=0 skip=0

