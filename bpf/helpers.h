@@ -71,10 +71,16 @@ struct hyp_pkt {
 /*
  * The datapath clock: every time stored in a map is CLOCK_MONOTONIC + cfg->clock_offset_ns, so tests
  * (and an operator) can age state by moving the offset. Two readings of it:
- *  - hyp_now(): the coarse clock (last timer tick, off by at most one jiffy, ~4 ms at HZ=250). For
- *    what is judged in seconds: conntrack created/last_seen and timeouts, ban expiry, pickup grace,
- *    event sampling buckets. bpf_ktime_get_ns() reads the TSC, which in this VM costs ~25 ns a call
- *    (read_tsc was 15% of the banned-source path); the coarse read is a few loads.
+ *  - hyp_now(): the coarse clock (as of the last timer tick, up to one jiffy behind: 4 ms at HZ=250).
+ *    For what is judged in seconds: conntrack created/last_seen and timeouts, ban expiry, pickup
+ *    grace, event sampling buckets. It changes once per tick, so each CPU keeps the value it read
+ *    with the jiffies count it read it at (clock_cache) and asks the kernel again only when jiffies
+ *    moved: bpf_jiffies64() is inlined by the verifier into one load, so most packets pay one load
+ *    and one inlined per-CPU array lookup instead of a helper call. A call costs more than its body
+ *    here: every return goes through the SRSO "safe RET" thunk, and bpf_ktime_get_ns() reads the
+ *    TSC, ~25 ns a call in this VM (read_tsc was 15% of the banned-source path). jiffies and the
+ *    coarse clock advance in the same tick but not atomically together, so the cached value can lag
+ *    the coarse clock by one more tick at most.
  *  - hyp_now_fine(): the exact clock, for the per-source packet/SYN buckets (a fraction of a second
  *    matters at high rates) and event timestamps (user space orders and dates them). Read only when
  *    one of those is actually used.
@@ -83,7 +89,17 @@ struct hyp_pkt {
  */
 static __always_inline __u64 hyp_now(const struct hyp_config *cfg)
 {
-	return bpf_ktime_get_coarse_ns() + cfg->clock_offset_ns;
+	__u32 zero = 0;
+	struct hyp_clock *c = bpf_map_lookup_elem(&clock_cache, &zero);
+	__u64 j = bpf_jiffies64();
+
+	if (!c)     /* cannot happen for index 0 of a one-entry array */
+		return bpf_ktime_get_coarse_ns() + cfg->clock_offset_ns;
+	if (c->jiffies != j || !c->ns) {
+		c->ns = bpf_ktime_get_coarse_ns();
+		c->jiffies = j;
+	}
+	return c->ns + cfg->clock_offset_ns;
 }
 
 static __always_inline __u64 hyp_now_fine(const struct hyp_config *cfg)

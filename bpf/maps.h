@@ -147,6 +147,20 @@ struct {
 	__type(value, struct hyp_flow);
 } scratch_dp SEC(".maps");
 
+/* Per-CPU coarse-clock cache (datapath-internal, see hyp_now() in helpers.h): the coarse clock as
+ * last read on this CPU and the jiffies value it was read at. */
+struct hyp_clock {
+	__u64 jiffies;
+	__u64 ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hyp_clock);
+} clock_cache SEC(".maps");
+
 /* Suppression cache in front of ev_sample (datapath-internal): a source whose event bucket is empty
  * is remembered here with the time its next token is due, so a flood of its events costs one array
  * lookup instead of an LRU hash lookup each. Shared by all CPUs (pending is added atomically), so the

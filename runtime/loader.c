@@ -67,7 +67,11 @@ static int bpffs_ensure(const char *dir)
 		hyp_log(LOG_ERR, "mount bpffs at %s: %s", LOADER_BPFFS, strerror(errno));
 		return err;
 	}
-	hyp_log(LOG_INFO, "mounted bpffs at %s", LOADER_BPFFS);
+	/* Under `ip netns exec` /sys is a fresh mount private to this process: pins made there vanish with
+	 * it, so kill -9 would stop enforcement and a restart could re-adopt nothing. Say so loudly. */
+	hyp_log(LOG_WARNING, "mounted bpffs at %s: if this is a private mount namespace (ip netns exec), "
+		"pins vanish when the daemon exits; run it in the host's mount namespace (nsenter --net=...)",
+		LOADER_BPFFS);
 	return 0;
 }
 

@@ -60,14 +60,21 @@ do
 	t.ok(hx.bans["198.51.100.7"] ~= nil, "autoban: the 20th refused flow bans")
 	for _ = 1, 10 do hx.emit("match", { src = "198.51.100.6", action = "alert", sig = "watch" }) end
 	t.eq(hx.bans["198.51.100.6"], nil, "autoban: alert-only matches are not evidence")
-	for _ = 1, 4 do hx.emit("match", { src = "198.51.100.6", action = "drop", sig = "etc-passwd" }) end
+	for i = 1, 4 do hx.emit("match", { src = "198.51.100.6", sport = 41000 + i, action = "drop", sig = "etc-passwd" }) end
 	t.eq(hx.bans["198.51.100.6"], nil, "autoban: 4 drop matches do not ban")
-	hx.emit("match", { src = "198.51.100.6", action = "drop", sig = "etc-passwd" })
+	for _ = 1, 10 do hx.emit("match", { src = "198.51.100.6", sport = 41001, action = "drop", sig = "etc-passwd" }) end
+	t.eq(hx.bans["198.51.100.6"], nil, "autoban: retransmissions of one dropped request count once")
+	hx.emit("match", { src = "198.51.100.6", sport = 41005, action = "drop", sig = "etc-passwd" })
 	t.ok(hx.bans["198.51.100.6"] and hx.bans["198.51.100.6"].reason:find("sig etc-passwd", 1, true),
 		"autoban: 5th drop match bans, reason names the signature")
 	hx.emit("match", { src = "198.51.100.5", action = "ban", sig = "log4shell" })
 	t.ok(hx.bans["198.51.100.5"] and hx.bans["198.51.100.5"].reason:find("signature log4shell", 1, true),
 		"autoban: a ban-action signature bans on the first hit")
+	hx.unban("198.51.100.5")    -- the ban ran out; the dropped request is still being retransmitted
+	hx.emit("match", { src = "198.51.100.5", action = "ban", sig = "log4shell" })
+	t.eq(hx.bans["198.51.100.5"], nil, "autoban: a retransmitted request does not earn a second ban")
+	hx.emit("match", { src = "198.51.100.5", sport = 41999, action = "ban", sig = "log4shell" })
+	t.ok(hx.bans["198.51.100.5"] ~= nil, "autoban: a new request from the same source bans again")
 	for _ = 1, 50 do
 		hx.emit("invalid", { src = "127.0.0.1" })
 		hx.emit("match", { src = "::1", action = "ban", sig = "x" })

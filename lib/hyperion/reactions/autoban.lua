@@ -7,6 +7,7 @@
 local hooks = require("hyperion.hooks")
 local window = require("hyperion.window")
 local common = require("hyperion.reactions.common")
+local lru = require("hyperion.lru")
 
 local M = {}
 
@@ -16,6 +17,10 @@ M.DEFAULTS = {
 	weights = { match = 1, invalid = 1, policy = 0.25 },  -- per event; refused flows are weak evidence
 	ban_actions = { ban = true },                     -- signature actions that ban at once
 	count_alerts = false,
+	-- A dropped segment never reaches the receiver, so the sender's kernel retransmits it for minutes and
+	-- each copy matches again: a match repeating the same flow and signature within `rematch` is that one
+	-- request, not a new offence (otherwise one request would earn an ever-growing ban).
+	rematch = "30m",
 	allow = {},                 -- networks never banned (loopback always)
 	bantime = "10m",            -- only when escalate = false
 	escalate = { base = "10m", factor = 2, max = "1w", forget = "1d" },
@@ -40,6 +45,9 @@ function M.setup(opts)
 	local self = setmetatable({ o = o, hx = hx }, Autoban)
 	self.window_s = common.seconds(o.window, "autoban", "window")
 	self.counts = window.new{ window = self.window_s, cap = o.cap, clock = o.clock or hx.now }
+	self.clock = o.clock or hx.now
+	self.rematch_s = common.seconds(o.rematch, "autoban", "rematch")
+	self.seen = lru.new(o.cap)      -- flow + signature -> time of its last match
 	self.banner = common.banner("autoban", { hx = hx, allow = o.allow, bantime = o.bantime,
 		escalate = o.escalate, prefix = o.prefix, clock = o.clock or nil })
 	local kinds = {}
@@ -55,11 +63,23 @@ local function what(ev)
 	return ev.kind .. (ev.reason and ("/" .. ev.reason) or "")
 end
 
+-- True when this match repeats one already counted (same flow, same signature, within rematch).
+function Autoban:retransmit(ev)
+	if self.rematch_s <= 0 or not ev.sport or ev.sport == 0 then return false end
+	local key = string.format("%s|%s|%s|%s|%s|%s", ev.src, ev.sport, tostring(ev.dst), ev.dport,
+		tostring(ev.proto), tostring(ev.sig))
+	local now = self.clock()
+	local last = self.seen:get(key)
+	self.seen:set(key, now)
+	return last ~= nil and now - last < self.rematch_s
+end
+
 function Autoban:event(ev)
 	local src = ev.src
 	if not src or self.banner:allowed(src) then return end
 	local o = self.o
 	if ev.kind == "match" then
+		if self:retransmit(ev) then return end
 		if o.ban_actions[ev.action] then
 			self.banner:ban(src, "signature " .. tostring(ev.sig), ev)
 			self.counts:reset(src)
