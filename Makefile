@@ -169,11 +169,12 @@ $(BENCH_SKEL): $(BENCH_BPF_OBJ)
 	$(call msg,SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name benchxdp > $@
 
-$(BUILD)/bench/trafficgen $(BUILD)/bench/xdprx $(BUILD)/bench/reactlat: $(BUILD)/bench/%: bench/%.c bench/frame.h $(BENCH_SKEL)
+$(BUILD)/bench/trafficgen $(BUILD)/bench/xdprx $(BUILD)/bench/reactlat: $(BUILD)/bench/%: bench/%.c bench/frame.h bench/rx.h $(BENCH_SKEL)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(BENCH_LIBBPF)
 
 $(BUILD)/bench/micro $(BUILD)/bench/hyprx: $(BENCH_SKEL)
+$(BUILD)/bench/hyprx: bench/rx.h
 
 .PHONY: bench-deps bench-tools
 BENCH_DEB := ipset conntrack

@@ -3,7 +3,6 @@
  * interface, and print the datapath's own books when stopped (SIGTERM/SIGINT). */
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,22 +11,11 @@
 #include "loader.h"
 #include "maps.h"
 #include "sigcompile.h"
+#include "rx.h"
 
-#define HR_POLL_US 20000
 #define HR_LINE_MAX 256
 #define HR_BAN_CHUNK 8192         /* bans per ban_add_batch call */
 #define HR_PORTS_MAX 16
-
-static volatile sig_atomic_t stop, report;
-
-/* SIGTERM/SIGINT: print and exit; SIGUSR1: print the books so far (a snapshot between phases of a run). */
-static void on_signal(int sig)
-{
-	if (sig == SIGUSR1)
-		report = 1;
-	else
-		stop = 1;
-}
 
 struct hr_opts {
 	const char *ifname, *sig_file, *ban_file, *ready;
@@ -147,8 +135,9 @@ static void parse_args(int argc, char **argv, struct hr_opts *o)
 		usage();
 }
 
-static void print_books(struct hyp_dp *dp)
+static void print_books(void *ctx)
 {
+	struct hyp_dp *dp = ctx;
 	static struct hyp_totals t;
 	unsigned long long dropped = 0, passed = 0;
 
@@ -224,22 +213,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hyprx: attach %s: %s\n", o.ifname, strerror(-rc));
 		goto fail;
 	}
-	signal(SIGTERM, on_signal);
-	signal(SIGINT, on_signal);
-	signal(SIGUSR1, on_signal);
-	if (o.ready) {
-		FILE *f = fopen(o.ready, "w");
-		if (f)
-			fclose(f);
-	}
-	while (!stop) {
-		usleep(HR_POLL_US);
-		if (report) {
-			report = 0;
-			print_books(&dp);
-		}
-	}
-	print_books(&dp);
+	rx_run(o.ready, print_books, &dp);
 	dp_detach_all(&dp);
 	dp_close(&dp);
 	if (set)

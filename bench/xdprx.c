@@ -2,7 +2,6 @@
  * (native mode, through a bpf_link so it goes away with the process), print the counts when stopped. */
 #include <errno.h>
 #include <net/if.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,20 +10,9 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "bench/benchxdp.skel.h"
+#include "rx.h"
 
 #define RX_COUNTERS 2
-#define RX_POLL_US 20000
-
-static volatile sig_atomic_t stop, report;
-
-/* SIGTERM/SIGINT: print and exit; SIGUSR1: print the books so far (a snapshot between phases of a run). */
-static void on_signal(int sig)
-{
-	if (sig == SIGUSR1)
-		report = 1;
-	else
-		stop = 1;
-}
 
 /* Per-CPU counters summed: frames, bytes. */
 static void read_counts(int map_fd, unsigned long long out[RX_COUNTERS])
@@ -39,6 +27,20 @@ static void read_counts(int map_fd, unsigned long long out[RX_COUNTERS])
 				out[k] += v[c];
 	}
 	free(v);
+}
+
+struct rx_books {
+	int map_fd;
+	unsigned long long c[RX_COUNTERS];
+};
+
+static void print_counts(void *ctx)
+{
+	struct rx_books *b = ctx;
+
+	read_counts(b->map_fd, b->c);
+	printf("frames=%llu bytes=%llu\n", b->c[0], b->c[1]);
+	fflush(stdout);
 }
 
 int main(int argc, char **argv)
@@ -64,27 +66,9 @@ int main(int argc, char **argv)
 		benchxdp__destroy(skel);
 		return 1;
 	}
-	signal(SIGTERM, on_signal);
-	signal(SIGINT, on_signal);
-	signal(SIGUSR1, on_signal);
-	if (argc > 3) {
-		FILE *f = fopen(argv[3], "w");
-		if (f)
-			fclose(f);
-	}
-	/* polling, not pause(): a signal landing between the test and pause() would hang */
-	unsigned long long c[RX_COUNTERS] = { 0 };
-	while (!stop) {
-		usleep(RX_POLL_US);
-		if (report) {
-			report = 0;
-			read_counts(bpf_map__fd(skel->maps.rx_stats), c);
-			printf("frames=%llu bytes=%llu\n", c[0], c[1]);
-			fflush(stdout);
-		}
-	}
-	read_counts(bpf_map__fd(skel->maps.rx_stats), c);
-	printf("frames=%llu bytes=%llu\n", c[0], c[1]);
+	struct rx_books books = { .map_fd = bpf_map__fd(skel->maps.rx_stats) };
+
+	rx_run(argc > 3 ? argv[3] : NULL, print_counts, &books);
 	close(link);
 	benchxdp__destroy(skel);
 	return 0;

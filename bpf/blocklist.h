@@ -13,7 +13,8 @@
  * with a single type clang shares the relocated field offset between the four reads in a register
  * and adds it to the map pointer, which the verifier refuses ("pointer arithmetic on map_ptr").
  */
-#define HYP_TRIE_FLAVOUR(x) struct lpm_trie___##x { size_t n_entries; } __attribute__((preserve_access_index))
+#define HYP_TRIE_FLAVOUR(x) \
+	struct lpm_trie___##x { size_t n_entries; } __attribute__((preserve_access_index))
 HYP_TRIE_FLAVOUR(allow4);
 HYP_TRIE_FLAVOUR(allow6);
 HYP_TRIE_FLAVOUR(bans4);

@@ -329,8 +329,8 @@ static __always_inline int ct_miss(void *ctx, struct hyp_pkt *p, const struct hy
 
 /*
  * Conntrack step for TCP, UDP and ICMP (ingress and egress). One lookup in the map the flow most
- * likely lives in, a second in the other only on a miss. Returns PASS_FLOW / PASS_NEW / PASS_ICMP (egress:
- * PASS_EGRESS) or a drop reason; sets p->flow, p->dir, p->state and the pending flow event.
+ * likely lives in, a second in the other only on a miss. Returns PASS_FLOW / PASS_NEW / PASS_ICMP
+ * (egress: PASS_EGRESS) or a drop reason; sets p->flow, p->dir, p->state and the pending flow event.
  */
 static __always_inline int ct_track(void *ctx, struct hyp_pkt *p)
 {

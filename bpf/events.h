@@ -117,6 +117,18 @@ static __always_inline bool ev_sample_take(struct hyp_pkt *p, __u8 kind, __u32 *
 	hyp_addr_copy(k.addr, p->saddr);
 	k.family = p->family;
 	k.kind = kind;
+	/* The flood case inline: a pair parked in ev_cache is suppressed here with an inlined array
+	 * lookup, without the call into hyp_ev_sample() (which repeats this check, then does the rest). */
+	{
+		__u32 slot = ev_cache_slot(&k);
+		struct hyp_ev_cache *c = bpf_map_lookup_elem(&ev_cache, &slot);
+
+		if (c && ev_key_eq(&c->key, &k) && pkt_now(p) < c->until_ns) {
+			__sync_fetch_and_add(&c->pending, 1);
+			hyp_count(HYP_C_EV_SAMPLED);
+			return false;
+		}
+	}
 	r = hyp_ev_sample(&k, pkt_now(p), cfg->ev_rate, cfg->ev_burst);
 	if (r < 0)
 		return false;

@@ -388,6 +388,39 @@ static int api_pend(lua_State *L, struct hyp_policy *p, int op, const struct hyp
 	return 1;
 }
 
+/* The daemon call behind one ban/allowlist operation: 0, -ENOENT (nothing to remove) or -errno with err set. */
+static int list_op_apply(struct hyp_daemon *d, int op, const struct hyp_cidr *c, __u64 ttl, const char *reason,
+			 char *err, size_t errlen)
+{
+	switch (op) {
+	case HYP_PEND_BAN: return daemon_ban_add(d, c, ttl, reason, err, errlen);
+	case HYP_PEND_UNBAN: return daemon_ban_del(d, c, err, errlen);
+	case HYP_PEND_ALLOW: return daemon_allow_add(d, c, err, errlen);
+	case HYP_PEND_DISALLOW: return daemon_allow_del(d, c, err, errlen);
+	}
+	snprintf(err, errlen, "unknown list operation %d", op);
+	return -EINVAL;
+}
+
+/* What hx.ban/unban/allow/disallow share: queued while the policy loads, else applied now.
+ * -> true | false (unban/disallow: there was no such entry) | nil, err */
+static int api_list_op(lua_State *L, struct hyp_policy *p, int op, const struct hyp_cidr *c, __u64 ttl,
+		       const char *reason)
+{
+	if (!p->active)
+		return api_pend(L, p, op, c, ttl, reason);
+	char err[API_ERR_MAX] = "";
+	int rc = list_op_apply(p->d, op, c, ttl, reason, err, sizeof(err));
+	if (rc == -ENOENT && (op == HYP_PEND_UNBAN || op == HYP_PEND_DISALLOW)) {
+		lua_pushboolean(L, 0);
+		return 1;
+	}
+	if (rc)
+		return api_fail(L, err);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 /* hx.ban(cidr, ttl_s = 0 (permanent), reason = "lua") -> true | nil, err. Through daemon_ban_add so the
  * reason is recorded and persisted. */
 static int api_ban(lua_State *L)
@@ -399,13 +432,7 @@ static int api_ban(lua_State *L)
 	const char *reason = luaL_optstring(L, 3, "lua");
 	if (strlen(reason) >= HYP_REASON_MAX)
 		return luaL_error(L, "hx.ban: reason longer than %d bytes", HYP_REASON_MAX - 1);
-	if (!p->active)
-		return api_pend(L, p, HYP_PEND_BAN, &c, ttl, reason);
-	char err[API_ERR_MAX] = "";
-	if (daemon_ban_add(p->d, &c, ttl, reason, err, sizeof(err)))
-		return api_fail(L, err);
-	lua_pushboolean(L, 1);
-	return 1;
+	return api_list_op(L, p, HYP_PEND_BAN, &c, ttl, reason);
 }
 
 /* hx.unban(cidr) -> true if removed, false if there was no such ban | nil, err */
@@ -414,18 +441,7 @@ static int api_unban(lua_State *L)
 	struct hyp_policy *p = api_policy(L);
 	struct hyp_cidr c;
 	api_cidr(L, 1, "hx.unban", false, &c);
-	if (!p->active)
-		return api_pend(L, p, HYP_PEND_UNBAN, &c, 0, NULL);
-	char err[API_ERR_MAX] = "";
-	int rc = daemon_ban_del(p->d, &c, err, sizeof(err));
-	if (rc == -ENOENT) {
-		lua_pushboolean(L, 0);
-		return 1;
-	}
-	if (rc)
-		return api_fail(L, err);
-	lua_pushboolean(L, 1);
-	return 1;
+	return api_list_op(L, p, HYP_PEND_UNBAN, &c, 0, NULL);
 }
 
 /* hx.banned(ip) -> false | true, {cidr=, ttl=seconds left (0 = permanent), reason=, hits=} */
@@ -464,23 +480,13 @@ static int api_banned(lua_State *L)
 	return 2;
 }
 
+/* hx.allow(cidr) -> true | nil, err; hx.disallow(cidr) -> true if removed, false if not listed | nil, err */
 static int api_allow_op(lua_State *L, bool add)
 {
 	struct hyp_policy *p = api_policy(L);
 	struct hyp_cidr c;
 	api_cidr(L, 1, add ? "hx.allow" : "hx.disallow", false, &c);
-	if (!p->active)
-		return api_pend(L, p, add ? HYP_PEND_ALLOW : HYP_PEND_DISALLOW, &c, 0, NULL);
-	char err[API_ERR_MAX] = "";
-	int rc = add ? daemon_allow_add(p->d, &c, err, sizeof(err)) : daemon_allow_del(p->d, &c, err, sizeof(err));
-	if (rc == -ENOENT && !add) {
-		lua_pushboolean(L, 0);
-		return 1;
-	}
-	if (rc)
-		return api_fail(L, err);
-	lua_pushboolean(L, 1);
-	return 1;
+	return api_list_op(L, p, add ? HYP_PEND_ALLOW : HYP_PEND_DISALLOW, &c, 0, NULL);
 }
 
 static int api_allow(lua_State *L) { return api_allow_op(L, true); }
@@ -492,13 +498,7 @@ int lua_api_pending_flush(struct hyp_policy *p)
 	for (unsigned i = 0; i < p->npending; i++) {
 		struct hyp_pending *e = &p->pending[i];
 		char err[API_ERR_MAX] = "";
-		int rc = 0;
-		switch (e->op) {
-		case HYP_PEND_BAN: rc = daemon_ban_add(p->d, &e->cidr, e->ttl_s, e->reason, err, sizeof(err)); break;
-		case HYP_PEND_UNBAN: rc = daemon_ban_del(p->d, &e->cidr, err, sizeof(err)); break;
-		case HYP_PEND_ALLOW: rc = daemon_allow_add(p->d, &e->cidr, err, sizeof(err)); break;
-		case HYP_PEND_DISALLOW: rc = daemon_allow_del(p->d, &e->cidr, err, sizeof(err)); break;
-		}
+		int rc = list_op_apply(p->d, e->op, &e->cidr, e->ttl_s, e->reason, err, sizeof(err));
 		if (rc && rc != -ENOENT) {
 			hyp_log(LOG_WARNING, "policy %s: %s", p->path, err);
 			failed++;

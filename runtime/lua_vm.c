@@ -31,7 +31,6 @@ struct hyp_lua_vm {
 	unsigned timeout_ms;
 	struct hyp_rt_stats *st;
 	struct hyp_rt_stats own_st;
-	void *ud;
 	char last_err[HYP_LUA_ERR_MAX];
 };
 
@@ -442,8 +441,6 @@ bool lua_vm_in_call(void) { return call_depth > 0; }
 const char *lua_vm_last_error(const struct hyp_lua_vm *vm) { return vm->last_err; }
 size_t lua_vm_mem_used(const struct hyp_lua_vm *vm) { return vm->used; }
 struct hyp_rt_stats *lua_vm_stats(struct hyp_lua_vm *vm) { return vm->st; }
-void *lua_vm_userdata(struct hyp_lua_vm *vm) { return vm->ud; }
-void lua_vm_set_userdata(struct hyp_lua_vm *vm, void *ud) { vm->ud = ud; }
 
 /* --- the call boundary ---------------------------------------------------------------------------- */
 

@@ -65,8 +65,6 @@ struct hyp_rt_stats *lua_vm_stats(struct hyp_lua_vm *vm);
 bool lua_vm_expired(void);
 /* True while any state is inside lua_vm_call (main thread): code that frees states checks it. */
 bool lua_vm_in_call(void);
-void *lua_vm_userdata(struct hyp_lua_vm *vm);
-void lua_vm_set_userdata(struct hyp_lua_vm *vm, void *ud);
 
 /* A call stuck in a single C function (e.g. a pathological string.find) cannot be interrupted safely.
  * HYP_LUA_STUCK_MS past the deadline the watchdog logs it and calls fn from the watchdog thread

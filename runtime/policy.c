@@ -127,7 +127,6 @@ int policy_load(struct hyp_daemon *d, const char *path, struct hyp_policy **out,
 		free(p);
 		return rc;
 	}
-	lua_vm_set_userdata(p->vm, p);
 	lua_api_open(p);
 
 	rc = policy_require_hyperion(p);

@@ -30,6 +30,16 @@ static int syn_from(const char *src, const char *dst, uint16_t dport, uint8_t *b
 	return pkt_build(&o, b, PKT_MAX);
 }
 
+/* One fresh SYN from src through XDP: verdict and the single stats entry it counts (dpt_expect). */
+static bool syn_expect(struct dpt *t, const char *src, const char *dst, uint16_t dport, int want_rc,
+		       unsigned want_stat, const char *what)
+{
+	uint8_t b[PKT_MAX];
+	int len = syn_from(src, dst, dport, b, NULL);
+
+	return dpt_expect(t, b, len, want_rc, want_stat, what);
+}
+
 static uint64_t mono_ns(void)
 {
 	struct timespec ts;
@@ -55,14 +65,14 @@ static void test_v4_cidr_ban_covers_prefix_only(void)
 	if (!open_fresh(&t))
 		return;
 	TAP_EQ(dpt_ban(&t, "203.0.113.0/24", 0, BAN_REASON), 0, "ban 203.0.113.0/24");
-	len = syn_from("203.0.113.5", "198.51.100.1", 80, b, NULL);
-	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "v4 /24: first host dropped");
-	len = syn_from("203.0.113.250", "198.51.100.1", 22, b, NULL);
-	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "v4 /24: another host dropped");
-	len = syn_from("203.0.114.5", "198.51.100.1", 80, b, NULL);
-	dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_NEW, "v4 /24: next prefix untouched");
-	len = syn_from("198.51.100.1", "203.0.113.5", 80, b, NULL);
-	dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_NEW, "v4: a banned destination is not a banned source");
+	syn_expect(&t, "203.0.113.5", "198.51.100.1", 80,
+		   XDP_DROP, HYP_R_DROP_BANNED, "v4 /24: first host dropped");
+	syn_expect(&t, "203.0.113.250", "198.51.100.1", 22,
+		   XDP_DROP, HYP_R_DROP_BANNED, "v4 /24: another host dropped");
+	syn_expect(&t, "203.0.114.5", "198.51.100.1", 80,
+		   XDP_PASS, HYP_R_PASS_NEW, "v4 /24: next prefix untouched");
+	syn_expect(&t, "198.51.100.1", "203.0.113.5", 80,
+		   XDP_PASS, HYP_R_PASS_NEW, "v4: a banned destination is not a banned source");
 	{
 		struct pkt_opts o = { .family = 4, .src = "203.0.113.9", .proto = IPPROTO_UDP, .sport = 53,
 				      .dport = 53 };
@@ -87,63 +97,57 @@ static void test_v4_cidr_ban_covers_prefix_only(void)
 
 static void test_v6_cidr_ban_and_longest_prefix(void)
 {
-	uint8_t b[PKT_MAX];
 	struct dpt t;
-	int len;
 
 	if (!open_fresh(&t))
 		return;
 	TAP_EQ(dpt_ban(&t, "2001:db8:bad::/48", 0, 1), 0, "ban 2001:db8:bad::/48");
 	TAP_EQ(dpt_ban(&t, "2001:db8:cafe::7", 0, 2), 0, "ban 2001:db8:cafe::7/128");
-	len = syn_from("2001:db8:bad:1::5", "2001:db8::2", 80, b, NULL);
-	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "v6 /48: host inside dropped");
-	len = syn_from("2001:db8:bae::5", "2001:db8::2", 80, b, NULL);
-	dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_NEW, "v6 /48: neighbouring /48 untouched");
-	len = syn_from("2001:db8:cafe::7", "2001:db8::2", 80, b, NULL);
-	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "v6 /128: exact host dropped");
-	len = syn_from("2001:db8:cafe::8", "2001:db8::2", 80, b, NULL);
-	dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_NEW, "v6 /128: next host untouched");
+	syn_expect(&t, "2001:db8:bad:1::5", "2001:db8::2", 80,
+		   XDP_DROP, HYP_R_DROP_BANNED, "v6 /48: host inside dropped");
+	syn_expect(&t, "2001:db8:bae::5", "2001:db8::2", 80,
+		   XDP_PASS, HYP_R_PASS_NEW, "v6 /48: neighbouring /48 untouched");
+	syn_expect(&t, "2001:db8:cafe::7", "2001:db8::2", 80,
+		   XDP_DROP, HYP_R_DROP_BANNED, "v6 /128: exact host dropped");
+	syn_expect(&t, "2001:db8:cafe::8", "2001:db8::2", 80,
+		   XDP_PASS, HYP_R_PASS_NEW, "v6 /128: next host untouched");
 	/* the v4 trie must not answer for v6 sources or the other way round */
 	TAP_EQ(dpt_ban(&t, "192.0.2.0/24", 0, 3), 0, "ban 192.0.2.0/24");
-	len = syn_from("2001:db8::1", "2001:db8::2", 80, b, NULL);
-	dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_NEW, "v4 ban does not leak into v6 lookups");
+	syn_expect(&t, "2001:db8::1", "2001:db8::2", 80,
+		   XDP_PASS, HYP_R_PASS_NEW, "v4 ban does not leak into v6 lookups");
 	dpt_close(&t);
 }
 
 /* Expiry is judged on the datapath clock (ktime + clock_offset_ns), so moving the offset ages bans. */
 static void test_ban_expiry_follows_datapath_clock(void)
 {
-	uint8_t b[PKT_MAX];
 	struct dpt t;
-	int len;
 
 	if (!open_fresh(&t))
 		return;
 	TAP_EQ(dpt_ban(&t, "203.0.113.0/25", 60 * NS_PER_S, BAN_REASON), 0, "ban /25 for 60 s");
 	TAP_EQ(dpt_ban(&t, "203.0.113.128/25", 0, BAN_REASON), 0, "ban /25 permanently");
-	len = syn_from("203.0.113.5", "198.51.100.1", 80, b, NULL);
-	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "timed ban active at once");
+	syn_expect(&t, "203.0.113.5", "198.51.100.1", 80,
+		   XDP_DROP, HYP_R_DROP_BANNED, "timed ban active at once");
 	t.cfg.clock_offset_ns = 50 * NS_PER_S;
 	dpt_config_push(&t);
-	len = syn_from("203.0.113.5", "198.51.100.1", 80, b, NULL);
-	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "timed ban still active 50 s later");
+	syn_expect(&t, "203.0.113.5", "198.51.100.1", 80,
+		   XDP_DROP, HYP_R_DROP_BANNED, "timed ban still active 50 s later");
 	t.cfg.clock_offset_ns = 61 * NS_PER_S;
 	dpt_config_push(&t);
-	len = syn_from("203.0.113.5", "198.51.100.1", 80, b, NULL);
-	dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_NEW, "timed ban expired 61 s later");
+	syn_expect(&t, "203.0.113.5", "198.51.100.1", 80,
+		   XDP_PASS, HYP_R_PASS_NEW, "timed ban expired 61 s later");
 	t.cfg.clock_offset_ns = 365 * 24 * 3600 * NS_PER_S;
 	dpt_config_push(&t);
-	len = syn_from("203.0.113.200", "198.51.100.1", 80, b, NULL);
-	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "permanent ban (expires 0) still active a year later");
+	syn_expect(&t, "203.0.113.200", "198.51.100.1", 80,
+		   XDP_DROP, HYP_R_DROP_BANNED, "permanent ban (expires 0) still active a year later");
 	dpt_close(&t);
 }
 
 static void test_allowlist_beats_ban(void)
 {
-	uint8_t b[PKT_MAX];
 	struct hyp_ban ban;
 	struct dpt t;
-	int len;
 
 	if (!open_fresh(&t))
 		return;
@@ -155,14 +159,14 @@ static void test_allowlist_beats_ban(void)
 	t.cfg.tcp_all_open = 0;
 	t.cfg.udp_all_open = 0;
 	dpt_config_push(&t);
-	len = syn_from("203.0.113.5", "198.51.100.1", 80, b, NULL);
-	dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_ALLOW, "allowlisted v4 host passes despite ban and closed port");
-	len = syn_from("203.0.113.6", "198.51.100.1", 80, b, NULL);
-	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "its banned neighbour is dropped");
-	len = syn_from("2001:db8:bad:1::99", "2001:db8::2", 80, b, NULL);
-	dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_ALLOW, "allowlisted v6 /64 passes despite the /48 ban");
-	len = syn_from("2001:db8:bad:2::99", "2001:db8::2", 80, b, NULL);
-	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "the rest of the v6 /48 is dropped");
+	syn_expect(&t, "203.0.113.5", "198.51.100.1", 80,
+		   XDP_PASS, HYP_R_PASS_ALLOW, "allowlisted v4 host passes despite ban and closed port");
+	syn_expect(&t, "203.0.113.6", "198.51.100.1", 80,
+		   XDP_DROP, HYP_R_DROP_BANNED, "its banned neighbour is dropped");
+	syn_expect(&t, "2001:db8:bad:1::99", "2001:db8::2", 80,
+		   XDP_PASS, HYP_R_PASS_ALLOW, "allowlisted v6 /64 passes despite the /48 ban");
+	syn_expect(&t, "2001:db8:bad:2::99", "2001:db8::2", 80,
+		   XDP_DROP, HYP_R_DROP_BANNED, "the rest of the v6 /48 is dropped");
 	dpt_ban_get(&t, "203.0.113.0/24", &ban);
 	TAP_EQ(ban.hits, 1, "allowlisted packets do not count as ban hits");
 	dpt_close(&t);
@@ -229,8 +233,8 @@ static void test_block_event_and_scope(void)
 	/* monitor mode: the ban is reported, the packet passes */
 	t.cfg.mode = HYP_MODE_MONITOR;
 	dpt_config_push(&t);
-	len = syn_from("203.0.113.5", "198.51.100.1", 80, b, NULL);
-	dpt_expect(&t, b, len, XDP_PASS, HYP_STATS_MONITOR + HYP_R_DROP_BANNED, "monitor mode: banned source passes");
+	syn_expect(&t, "203.0.113.5", "198.51.100.1", 80,
+		   XDP_PASS, HYP_STATS_MONITOR + HYP_R_DROP_BANNED, "monitor mode: banned source passes");
 	dpt_events(&t);
 	e = dpt_event_find(&t, HYP_EV_BLOCK, &n);
 	TAP_CHECK(n == 1 && e->verdict == HYP_V_MONITOR && e->reason == HYP_R_DROP_BANNED,

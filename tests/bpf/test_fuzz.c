@@ -10,8 +10,10 @@
 #include <bpf/libbpf.h>
 #include "tap.h"
 #include "pkt.h"
+#include "rand.h"
 #include "dptest.h"
 #include "sigcompile.h"
+#include "sigtest.h"
 #include "maps.h"
 #include "hyperion.skel.h"
 
@@ -63,28 +65,6 @@
 
 enum { ETHT_IP = 0x0800, ETHT_IP6 = 0x86dd, ETHT_8021Q = 0x8100, ETHT_8021AD = 0x88a8, ETHT_ARP = 0x0806 };
 enum { NH_HOP = 0, NH_RT = 43, NH_FRAG = 44, NH_AH = 51, NH_DST = 60, NH_GRE = 47, NH_SCTP = 132 };
-
-/* ---- deterministic randomness ---- */
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-	/* xorshift64*: tiny, fast, and the same sequence everywhere for one seed */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545F4914F6CDD1DULL;
-}
-
-static uint32_t rn(uint32_t n)
-{
-	return n ? (uint32_t)(rnd() % n) : 0;
-}
-
-static bool chance(unsigned pct)
-{
-	return rn(100) < pct;
-}
 
 /* ---- the signatures loaded into both generations ---- */
 static struct hyp_sigset set;
@@ -444,14 +424,6 @@ struct fuzz {
 	int ncpu;
 };
 
-static void hexdump(const char *what, const uint8_t *b, uint32_t len)
-{
-	printf("#   %s (%u bytes): ", what, len);
-	for (uint32_t i = 0; i < len; i++)
-		printf("%02x", b[i]);
-	printf("\n");
-}
-
 /* Counts a violation; prints the first few with the frame so they reproduce without the fuzzer. */
 static void violation(struct fuzz *fz, unsigned *ctr, const uint8_t *b, uint32_t len, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
@@ -473,18 +445,18 @@ static void violation(struct fuzz *fz, unsigned *ctr, const uint8_t *b, uint32_t
 static void payload_make(struct fuzz *fz, uint32_t *len)
 {
 	static const char alphabet[] = "abEVILDROPBANMEalertmeQUERYevil \xff\x00xyz";
-	uint32_t n = rn(4) == 0 ? 0 : rn(chance(10) ? FUZZ_PAYLOAD_MAX : 64);
+	uint32_t n = rand_below(4) == 0 ? 0 : rand_below(rand_chance(10) ? FUZZ_PAYLOAD_MAX : 64);
 
 	for (uint32_t i = 0; i < n; i++)
-		fz->pay[i] = chance(50) ? (uint8_t)rnd() : (uint8_t)alphabet[rn(sizeof(alphabet) - 1)];
-	if (n && chance(40)) {
-		const char *p = sig_table[rn(NSIGS)].pat;
+		fz->pay[i] = rand_chance(50) ? (uint8_t)rand_next() : (uint8_t)alphabet[rand_below(sizeof(alphabet) - 1)];
+	if (n && rand_chance(40)) {
+		const char *p = sig_table[rand_below(NSIGS)].pat;
 		uint32_t pl = strlen(p), at;
 
 		if (pl <= n) {
-			at = rn(n - pl + 1);
+			at = rand_below(n - pl + 1);
 			for (uint32_t i = 0; i < pl; i++)
-				fz->pay[at + i] = chance(15) ? (uint8_t)(p[i] ^ 0x20) : (uint8_t)p[i];
+				fz->pay[at + i] = rand_chance(15) ? (uint8_t)(p[i] ^ 0x20) : (uint8_t)p[i];
 		}
 	}
 	*len = n;
@@ -493,10 +465,10 @@ static void payload_make(struct fuzz *fz, uint32_t *len)
 static void ext_random(uint8_t *ext, int *next)
 {
 	static const uint8_t kinds[] = { NH_HOP, NH_RT, NH_DST, NH_AH };
-	int n = chance(60) ? 0 : (int)rn(HYP_IPV6_EXT_MAX + 2);     /* sometimes one too many */
+	int n = rand_chance(60) ? 0 : (int)rand_below(HYP_IPV6_EXT_MAX + 2);     /* sometimes one too many */
 
 	for (int i = 0; i < n; i++)
-		ext[i] = kinds[rn(sizeof(kinds))];
+		ext[i] = kinds[rand_below(sizeof(kinds))];
 	*next = n;
 }
 
@@ -505,21 +477,21 @@ static void sess_reset(struct sess *s)
 	static const uint8_t protos[] = { IPPROTO_TCP, IPPROTO_TCP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP };
 
 	memset(s, 0, sizeof(*s));
-	s->family = chance(50) ? 4 : 6;
-	s->proto = protos[rn(sizeof(protos))];
+	s->family = rand_chance(50) ? 4 : 6;
+	s->proto = protos[rand_below(sizeof(protos))];
 	if (s->proto == IPPROTO_ICMP && s->family == 6)
 		s->proto = IPPROTO_ICMPV6;
-	s->ci = rn(4);
-	s->si = rn(3);
-	s->sport = 32768 + rn(32768);
-	s->dport = ports[rn(sizeof(ports) / sizeof(ports[0]))];
-	s->icmp_id = rnd();
-	s->outbound = chance(25);
-	s->cseq = rnd();
-	s->sseq = rnd();
-	s->nvlan = chance(70) ? 0 : rn(3);
-	s->qinq = chance(50);
-	if (s->family == 6 && chance(30))
+	s->ci = rand_below(4);
+	s->si = rand_below(3);
+	s->sport = 32768 + rand_below(32768);
+	s->dport = ports[rand_below(sizeof(ports) / sizeof(ports[0]))];
+	s->icmp_id = rand_next();
+	s->outbound = rand_chance(25);
+	s->cseq = rand_next();
+	s->sseq = rand_next();
+	s->nvlan = rand_chance(70) ? 0 : rand_below(3);
+	s->qinq = rand_chance(50);
+	if (s->family == 6 && rand_chance(30))
 		ext_random(s->ext, &s->next);
 	if (s->next > HYP_IPV6_EXT_MAX)
 		s->next = HYP_IPV6_EXT_MAX;
@@ -548,15 +520,15 @@ static bool sess_step(struct fuzz *fz, struct sess *s, struct pkt_opts *o, uint3
 			from_client = st != 1;
 			fl = script[st];
 		} else if (st < 10) {
-			from_client = chance(60);
+			from_client = rand_chance(60);
 			fl = TH_ACK | TH_PSH;
 			payload_make(fz, paylen);
 		} else {
-			from_client = chance(50);
-			fl = chance(70) ? TH_FIN | TH_ACK : TH_RST;
+			from_client = rand_chance(50);
+			fl = rand_chance(70) ? TH_FIN | TH_ACK : TH_RST;
 		}
-		if (chance(3))
-			fl = rnd();         /* a stray segment of any flags */
+		if (rand_chance(3))
+			fl = rand_next();         /* a stray segment of any flags */
 		o->tcp_flags = fl;
 		o->seq = from_client ? s->cseq : s->sseq;
 		o->ack = from_client ? s->sseq : s->cseq;
@@ -566,7 +538,7 @@ static bool sess_step(struct fuzz *fz, struct sess *s, struct pkt_opts *o, uint3
 			s->sseq += *paylen + ((fl & (TH_SYN | TH_FIN)) ? 1 : 0);
 		done = ++s->step > 11 || (fl & TH_RST);
 	} else if (s->proto == IPPROTO_UDP) {
-		from_client = s->step == 0 || chance(50);
+		from_client = s->step == 0 || rand_chance(50);
 		payload_make(fz, paylen);
 		done = ++s->step > 6;
 	} else {
@@ -600,38 +572,38 @@ static void combo_random(struct fuzz *fz, struct pkt_opts *o, uint32_t *paylen)
 	static const uint8_t icmp6[] = { 128, 129, 1, 135, 136, 134 };
 	static const uint8_t flags[] = { TH_SYN, TH_SYN | TH_ACK, TH_ACK, TH_ACK | TH_PSH, TH_FIN | TH_ACK, TH_RST,
 					 TH_SYN | TH_FIN, 0, TH_FIN | TH_PSH | TH_URG };
-	int src_kind = rn(10);
+	int src_kind = rand_below(10);
 
 	memset(o, 0, sizeof(*o));
-	o->family = chance(50) ? 4 : 6;
-	o->proto = o->family == 4 ? protos4[rn(sizeof(protos4))] : protos6[rn(sizeof(protos6))];
+	o->family = rand_chance(50) ? 4 : 6;
+	o->proto = o->family == 4 ? protos4[rand_below(sizeof(protos4))] : protos6[rand_below(sizeof(protos6))];
 	if (o->family == 4) {
-		o->src = src_kind == 0 ? V4_BANNED : src_kind == 1 ? V4_ALLOWED : v4_clients[rn(4)];
-		o->dst = v4_servers[rn(3)];
-		o->ip_opts_len = chance(70) ? 0 : 4 * rn(11);
-		if (chance(20)) {
-			o->more_frags = chance(50);
-			o->frag_offset = chance(50) ? 0 : 1 + rn(200);
+		o->src = src_kind == 0 ? V4_BANNED : src_kind == 1 ? V4_ALLOWED : v4_clients[rand_below(4)];
+		o->dst = v4_servers[rand_below(3)];
+		o->ip_opts_len = rand_chance(70) ? 0 : 4 * rand_below(11);
+		if (rand_chance(20)) {
+			o->more_frags = rand_chance(50);
+			o->frag_offset = rand_chance(50) ? 0 : 1 + rand_below(200);
 		}
 	} else {
-		o->src = src_kind == 0 ? V6_BANNED : src_kind == 1 ? V6_ALLOWED : v6_clients[rn(4)];
-		o->dst = v6_servers[rn(3)];
+		o->src = src_kind == 0 ? V6_BANNED : src_kind == 1 ? V6_ALLOWED : v6_clients[rand_below(4)];
+		o->dst = v6_servers[rand_below(3)];
 		ext_random(o->ext, &o->next);
-		if (chance(20)) {
+		if (rand_chance(20)) {
 			o->frag = true;
-			o->more_frags = chance(50);
-			o->frag_offset = chance(50) ? 0 : 1 + rn(200);
+			o->more_frags = rand_chance(50);
+			o->frag_offset = rand_chance(50) ? 0 : 1 + rand_below(200);
 		}
 	}
-	o->nvlan = chance(60) ? 0 : rn(4);      /* 3 tags: one too many */
-	o->qinq = chance(50);
-	o->sport = chance(50) ? ports[rn(sizeof(ports) / sizeof(ports[0]))] : rnd();
-	o->dport = ports[rn(sizeof(ports) / sizeof(ports[0]))];
-	o->tcp_flags = chance(80) ? flags[rn(sizeof(flags))] : rnd();
-	o->seq = rnd();
-	o->ack = rnd();
-	o->icmp_type = o->family == 4 ? icmp4[rn(sizeof(icmp4))] : icmp6[rn(sizeof(icmp6))];
-	o->icmp_id = rnd();
+	o->nvlan = rand_chance(60) ? 0 : rand_below(4);      /* 3 tags: one too many */
+	o->qinq = rand_chance(50);
+	o->sport = rand_chance(50) ? ports[rand_below(sizeof(ports) / sizeof(ports[0]))] : rand_next();
+	o->dport = ports[rand_below(sizeof(ports) / sizeof(ports[0]))];
+	o->tcp_flags = rand_chance(80) ? flags[rand_below(sizeof(flags))] : rand_next();
+	o->seq = rand_next();
+	o->ack = rand_next();
+	o->icmp_type = o->family == 4 ? icmp4[rand_below(sizeof(icmp4))] : icmp6[rand_below(sizeof(icmp6))];
+	o->icmp_id = rand_next();
 	payload_make(fz, paylen);
 }
 
@@ -690,63 +662,63 @@ static int mutate(uint8_t *b, uint32_t *len, uint32_t cap, const struct pkt_layo
 {
 	static const uint8_t boundary[] = { 0, 0xff, 0x7f, 0x80, 1, 0x0f, 0xf0, 0x45, 0x60, 0x50 };
 	struct fields f;
-	int kinds = 0, n = 1 + rn(4);
+	int kinds = 0, n = 1 + rand_below(4);
 
 	fields_of(b, lay, &f);
 	for (int i = 0; i < n && *len; i++) {
-		int op = rn(9);
+		int op = rand_below(9);
 		uint32_t at;
 
 		switch (op) {
 		case 0:     /* bit flip anywhere */
-			at = rn(*len);
-			b[at] ^= 1u << rn(8);
+			at = rand_below(*len);
+			b[at] ^= 1u << rand_below(8);
 			kinds |= MUT_OTHER;
 			break;
 		case 1:     /* boundary byte anywhere */
-			b[rn(*len)] = boundary[rn(sizeof(boundary))];
+			b[rand_below(*len)] = boundary[rand_below(sizeof(boundary))];
 			kinds |= MUT_OTHER;
 			break;
 		case 2:
 		case 3:     /* boundary or random value into a header field */
-			at = f.off[rn(f.n)];
+			at = f.off[rand_below(f.n)];
 			if (at < *len)
-				b[at] = chance(50) ? boundary[rn(sizeof(boundary))] : (uint8_t)rnd();
+				b[at] = rand_chance(50) ? boundary[rand_below(sizeof(boundary))] : (uint8_t)rand_next();
 			kinds |= MUT_OTHER;
 			break;
 		case 4:     /* a nibble: IHL, version, TCP doff */
-			at = f.off[rn(f.n)];
+			at = f.off[rand_below(f.n)];
 			if (at < *len)
-				b[at] = chance(50) ? (b[at] & 0xf0) | rn(16) : (b[at] & 0x0f) | rn(16) << 4;
+				b[at] = rand_chance(50) ? (b[at] & 0xf0) | rand_below(16) : (b[at] & 0x0f) | rand_below(16) << 4;
 			kinds |= MUT_OTHER;
 			break;
 		case 5:
 		case 6:     /* truncation, mostly inside the headers */
-			at = chance(70) && lay->payload_off > 0 ? rn(lay->payload_off + 1) : rn(*len + 1);
+			at = rand_chance(70) && lay->payload_off > 0 ? rand_below(lay->payload_off + 1) : rand_below(*len + 1);
 			if (at < *len) {
 				*len = at;
 				kinds |= MUT_TRUNC;
 			}
 			break;
 		case 7: {   /* random extension at the end */
-			uint32_t add = 1 + rn(64);
+			uint32_t add = 1 + rand_below(64);
 
 			if (*len + add > cap)
 				add = cap - *len;
 			for (uint32_t k = 0; k < add; k++)
-				b[*len + k] = rnd();
+				b[*len + k] = rand_next();
 			*len += add;
 			kinds |= MUT_OTHER;
 			break;
 		}
 		default: {  /* insert or delete bytes inside the frame (shifts every later header) */
-			uint32_t k = 1 + rn(8);
+			uint32_t k = 1 + rand_below(8);
 
-			at = rn(*len);
-			if (chance(50) && *len + k <= cap) {
+			at = rand_below(*len);
+			if (rand_chance(50) && *len + k <= cap) {
 				memmove(b + at + k, b + at, *len - at);
 				for (uint32_t j = 0; j < k; j++)
-					b[at + j] = rnd();
+					b[at + j] = rand_next();
 				*len += k;
 			} else if (at + k <= *len) {
 				memmove(b + at, b + at + k, *len - at - k);
@@ -789,18 +761,6 @@ static void counters_read_all(struct fuzz *fz, uint64_t *ctr)
 		for (int c = 0; c < fz->ncpu; c++)
 			ctr[i] += v[c];
 	}
-}
-
-static bool sig_in_scope(const struct hyp_sigdef *d, uint8_t proto, uint16_t dport)
-{
-	if (d->proto && d->proto != proto)
-		return false;
-	if (!d->nports)
-		return true;
-	for (unsigned i = 0; i < d->nports; i++)
-		if (d->ports[i] == dport)
-			return true;
-	return false;
 }
 
 /* Events drained after one frame: counts, kinds, and the fields the verdict determines. */
@@ -848,7 +808,7 @@ static void check_events(struct fuzz *fz, const uint8_t *b, uint32_t len, const 
 			n = n > HYP_EV_PAYLOAD ? HYP_EV_PAYLOAD : n;
 			if (e->sig >= set.nsigs || (e->action == HYP_ACT_ALERT) != (reason == HYP_R_PASS_ALERT) ||
 			    e->action != set.defs[e->sig].action ||
-			    !sig_in_scope(&set.defs[e->sig], r->proto, r->dport) || e->payload_len != n ||
+			    !sigdef_in_scope(&set.defs[e->sig], r->proto, r->dport) || e->payload_len != n ||
 			    memcmp(e->payload, b + r->pay_off, n))
 				violation(fz, &fz->v_evfields, b, len, "match event: sig %u action %u payload_len %u "
 					  "(want %u)", e->sig, e->action, e->payload_len, n);
@@ -1107,33 +1067,6 @@ static void walk_all(struct fuzz *fz)
 			  dpt_stats_total(&fz->t));
 }
 
-/* Signatures into both generations, so every later config flip keeps them. */
-static int sigs_push_both(struct dpt *t)
-{
-	int fd_sigs = bpf_map__fd(t->skel->maps.sigs), fd_dfa = bpf_map__fd(t->skel->maps.dfa);
-	int fd_out = bpf_map__fd(t->skel->maps.dfa_out);
-	struct hyp_sig none = {};
-
-	for (uint32_t g = 0; g < HYP_GENERATIONS; g++) {
-		for (uint32_t i = 0; i < HYP_SIG_MAX; i++) {
-			uint32_t k = g * HYP_SIG_MAX + i;
-
-			if (bpf_map_update_elem(fd_sigs, &k, i < set.nsigs ? &set.sigs[i] : &none, BPF_ANY))
-				return -errno;
-		}
-		for (uint32_t i = 0; i < set.nstates; i++) {
-			uint32_t k = g * HYP_DFA_STATES_MAX + i;
-
-			if (bpf_map_update_elem(fd_dfa, &k, &set.rows[i], BPF_ANY) ||
-			    bpf_map_update_elem(fd_out, &k, &set.out[i], BPF_ANY))
-				return -errno;
-		}
-	}
-	t->cfg.nsigs = set.nsigs;
-	t->cfg.dfa_states = set.nstates;
-	return dpt_config_push(t);
-}
-
 enum round_kind { ROUND_ENFORCE, ROUND_MONITOR, ROUND_STRICT, ROUND_TINY_RING };
 
 static void round_config(struct hyp_config *c, enum round_kind k)
@@ -1179,12 +1112,12 @@ static void fuzz_round(enum round_kind kind, const char *name, unsigned frames, 
 	fz.round = name;
 	fz.ncpu = libbpf_num_possible_cpus();
 	fz.drain_each = kind != ROUND_TINY_RING;
-	rng_state = seed ^ (0x9e3779b97f4a7c15ULL * (kind + 1));
+	rand_state = seed ^ (0x9e3779b97f4a7c15ULL * (kind + 1));
 	printf("# round %s: seed 0x%" PRIx64 ", %u frames\n", name, seed, frames);
 	if (!dpt_open_or_report(&fz.t, &o))
 		return;
 	round_config(&fz.t.cfg, kind);
-	TAP_CHECK(sigs_push_both(&fz.t) == 0, "%s: signatures and config loaded", name);
+	TAP_CHECK(dpt_sigset_push(&fz.t, &set, true) == 0, "%s: signatures and config loaded", name);
 	for (unsigned i = 0; i < NLISTS; i++) {
 		int rc = lists[i].ban ? dpt_ban(&fz.t, lists[i].cidr, 0, 1) : dpt_allow(&fz.t, lists[i].cidr);
 
@@ -1203,11 +1136,11 @@ static void fuzz_round(enum round_kind kind, const char *name, unsigned frames, 
 		bool xdp = true;
 		int blen, mut = 0;
 
-		if (chance(65)) {
-			xdp = sess_step(&fz, &fz.s[rn(FUZZ_SESSIONS)], &po, &paylen);
+		if (rand_chance(65)) {
+			xdp = sess_step(&fz, &fz.s[rand_below(FUZZ_SESSIONS)], &po, &paylen);
 		} else {
 			combo_random(&fz, &po, &paylen);
-			xdp = chance(85);
+			xdp = rand_chance(85);
 		}
 		po.payload = fz.pay;
 		po.payload_len = paylen;
@@ -1216,7 +1149,7 @@ static void fuzz_round(enum round_kind kind, const char *name, unsigned frames, 
 			continue;
 		len = blen;
 		hdr_end = lay.payload_off;
-		if (chance(55)) {
+		if (rand_chance(55)) {
 			mut = mutate(b, &len, sizeof(b), &lay);
 			fz.mutated++;
 		} else {
@@ -1294,21 +1227,9 @@ int main(void)
 	printf("# test_fuzz: seed 0x%" PRIx64 " (HYP_FUZZ_SEED), %u frames per round (HYP_FUZZ_FRAMES)\n", seed,
 	       frames);
 	listed_parse();
-	for (unsigned i = 0; i < NSIGS; i++) {
-		struct hyp_sigdef *d = &defs[i];
-
-		memset(d, 0, sizeof(*d));
-		snprintf(d->name, sizeof(d->name), "%s", sig_table[i].name);
-		d->pattern_len = strlen(sig_table[i].pat);
-		memcpy(d->pattern, sig_table[i].pat, d->pattern_len);
-		d->action = sig_table[i].action;
-		d->flags = sig_table[i].flags;
-		d->proto = sig_table[i].proto;
-		if (sig_table[i].port) {
-			d->nports = 1;
-			d->ports[0] = sig_table[i].port;
-		}
-	}
+	for (unsigned i = 0; i < NSIGS; i++)
+		sigdef_fill(&defs[i], sig_table[i].name, sig_table[i].pat, strlen(sig_table[i].pat),
+			    sig_table[i].action, sig_table[i].flags, sig_table[i].proto, sig_table[i].port);
 	rc = sigset_compile(&set, defs, NSIGS, err, sizeof(err));
 	TAP_CHECK(rc == 0, "signature set compiles (%s)", rc ? err : "ok");
 	if (rc)

@@ -50,12 +50,22 @@ static bool open_fresh(struct dpt *t)
 
 static void test_closed_tcp_port_drops_new_flow(void)
 {
+	/* the bitmap's word edges; port 22 in network order is 0x1600 = 5632: a byte-order slip would open 5632 */
+	static const struct { uint16_t port; int rc; unsigned stat; const char *what; } bitmap[] = {
+		{ 64, XDP_PASS, HYP_R_PASS_NEW, "bitmap: port 64 (word 1 bit 0) open" },
+		{ 63, XDP_DROP, HYP_R_DROP_PORT, "bitmap: port 63 (word 0 bit 63) closed" },
+		{ 65, XDP_DROP, HYP_R_DROP_PORT, "bitmap: port 65 closed" },
+		{ 65535, XDP_PASS, HYP_R_PASS_NEW, "bitmap: port 65535 open" },
+		{ 65534, XDP_DROP, HYP_R_DROP_PORT, "bitmap: port 65534 closed" },
+		{ 5632, XDP_DROP, HYP_R_DROP_PORT, "bitmap indexed in host order (5632 closed)" },
+	};
 	uint8_t b[PKT_MAX];
 	const struct hyp_event *e;
 	struct hyp_flow f;
 	uint16_t sport;
 	bool est = true;
 	struct dpt t;
+	unsigned i;
 	int len, n;
 
 	if (!open_fresh(&t))
@@ -86,19 +96,10 @@ static void test_closed_tcp_port_drops_new_flow(void)
 		TAP_EQ(e->sport, htons(sport), "policy event: sport");
 		TAP_EQ(e->proto, IPPROTO_TCP, "policy event: proto");
 	}
-	len = syn_to(64, b, &sport);
-	dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_NEW, "bitmap: port 64 (word 1 bit 0) open");
-	len = syn_to(63, b, &sport);
-	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_PORT, "bitmap: port 63 (word 0 bit 63) closed");
-	len = syn_to(65, b, &sport);
-	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_PORT, "bitmap: port 65 closed");
-	len = syn_to(65535, b, &sport);
-	dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_NEW, "bitmap: port 65535 open");
-	len = syn_to(65534, b, &sport);
-	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_PORT, "bitmap: port 65534 closed");
-	/* port 22 in network order is 0x1600 = 5632: a byte-order slip would open 5632 instead */
-	len = syn_to(5632, b, &sport);
-	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_PORT, "bitmap indexed in host order (5632 closed)");
+	for (i = 0; i < sizeof(bitmap) / sizeof(bitmap[0]); i++) {
+		len = syn_to(bitmap[i].port, b, &sport);
+		dpt_expect(&t, b, len, bitmap[i].rc, bitmap[i].stat, bitmap[i].what);
+	}
 	dpt_close(&t);
 }
 

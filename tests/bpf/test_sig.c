@@ -8,6 +8,8 @@
 #include "pkt.h"
 #include "dptest.h"
 #include "sigcompile.h"
+#include "sigtest.h"
+#include "rand.h"
 #include "hyperion.skel.h"
 
 #define CLIENT4 "192.0.2.10"
@@ -27,48 +29,7 @@ static char err[256];
 static void def_add(size_t i, const char *name, const char *pat, uint8_t action, uint8_t flags, uint8_t proto,
 		    uint16_t port)
 {
-	struct hyp_sigdef *d = &defs[i];
-
-	memset(d, 0, sizeof(*d));
-	snprintf(d->name, sizeof(d->name), "%s", name);
-	d->pattern_len = strlen(pat);
-	memcpy(d->pattern, pat, d->pattern_len);
-	d->action = action;
-	d->flags = flags;
-	d->proto = proto;
-	if (port) {
-		d->nports = 1;
-		d->ports[0] = port;
-	}
-}
-
-/* What the daemon's dp_config_apply does: the compiled set into the inactive generation, then flip. */
-static int sig_push(struct dpt *t)
-{
-	uint32_t zero = 0, cur = 0, g, i;
-	int fd_sigs = bpf_map__fd(t->skel->maps.sigs), fd_dfa = bpf_map__fd(t->skel->maps.dfa);
-	int fd_out = bpf_map__fd(t->skel->maps.dfa_out);
-	struct hyp_sig none = {};
-
-	if (bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.gen), &zero, &cur))
-		return -errno;
-	g = (cur + 1) % HYP_GENERATIONS;
-	for (i = 0; i < HYP_SIG_MAX; i++) {
-		uint32_t k = g * HYP_SIG_MAX + i;
-
-		if (bpf_map_update_elem(fd_sigs, &k, i < set.nsigs ? &set.sigs[i] : &none, BPF_ANY))
-			return -errno;
-	}
-	for (i = 0; i < set.nstates; i++) {
-		uint32_t k = g * HYP_DFA_STATES_MAX + i;
-
-		if (bpf_map_update_elem(fd_dfa, &k, &set.rows[i], BPF_ANY) ||
-		    bpf_map_update_elem(fd_out, &k, &set.out[i], BPF_ANY))
-			return -errno;
-	}
-	t->cfg.nsigs = set.nsigs;
-	t->cfg.dfa_states = set.nstates;
-	return dpt_config_push(t);
+	sigdef_fill(&defs[i], name, pat, strlen(pat), action, flags, proto, port);
 }
 
 /* Compile defs[0..n) and open a fresh datapath with them loaded. */
@@ -87,7 +48,7 @@ static bool sig_open(struct dpt *t, size_t n, const char *what)
 		TAP_CHECK(0, "%s: dpt_open: %s", what, strerror(-rc));
 		return false;
 	}
-	rc = sig_push(t);
+	rc = dpt_sigset_push(t, &set, false);
 	if (rc) {
 		TAP_CHECK(0, "%s: load signatures: %s", what, strerror(-rc));
 		dpt_close(t);
@@ -274,7 +235,7 @@ static void test_scan_depth(void)
 	if (!sig_open(&t, 1, "scan depth"))
 		return;
 	t.cfg.scan_depth = 64;
-	sig_push(&t);
+	dpt_sigset_push(&t, &set, false);
 	memset(pay, '.', sizeof(pay));
 	memcpy(pay + 100, "NEEDLE", 6);
 	udp_send(&t, &u, pay, sizeof(pay), XDP_PASS, HYP_R_PASS_NEW, "scan_depth 64: pattern at 100 not seen");
@@ -297,7 +258,7 @@ static void test_scan_depth(void)
 		sigset_free(&set);
 		if (sigset_compile(&set, defs, 2, err, sizeof(err)) == 0) {
 			t.cfg.scan_depth = 10;
-			sig_push(&t);
+			dpt_sigset_push(&t, &set, false);
 			seq = tcp_open(&t, &p);
 			tcp_send(&t, &p, seq, "0123456ATT....", XDP_PASS, HYP_R_PASS_FLOW, "partial scan: passes");
 			tcp_send(&t, &p, seq + 14, "ACK", XDP_PASS, HYP_R_PASS_FLOW,
@@ -312,7 +273,7 @@ static void test_scan_depth(void)
 		uint8_t big[1450];
 
 		t.cfg.scan_depth = HYP_SCAN_DEPTH_MAX;
-		sig_push(&t);
+		dpt_sigset_push(&t, &set, false);
 		memset(big, 'x', sizeof(big));
 		memcpy(big + sizeof(big) - 6, "NEEDLE", 6);
 		udp_send(&t, &u, big, sizeof(big), XDP_DROP, HYP_R_DROP_SIG, "max scan_depth: pattern at the end");
@@ -333,7 +294,7 @@ static void test_stream_depth(void)
 	if (!sig_open(&t, 1, "stream depth"))
 		return;
 	t.cfg.stream_depth = 100;
-	sig_push(&t);
+	dpt_sigset_push(&t, &set, false);
 	memset(seg, '.', 60);
 	seg[60] = '\0';
 
@@ -381,7 +342,7 @@ static void test_monitor(void)
 	if (!sig_open(&t, 1, "monitor"))
 		return;
 	t.cfg.mode = HYP_MODE_MONITOR;
-	sig_push(&t);
+	dpt_sigset_push(&t, &set, false);
 	seq = tcp_open(&t, &p);
 	dpt_events(&t);
 	tcp_send(&t, &p, seq, "xATTACK-PATTERN", XDP_PASS, HYP_STATS_MONITOR + HYP_R_DROP_SIG,
@@ -409,7 +370,7 @@ static void test_generation_flip(void)
 	TAP_CHECK(dpt_flow(&t, 4, IPPROTO_TCP, p.client, p.sport, p.server, p.dport, &f, NULL) == 0 &&
 		  (f.dfa_state[0] | f.dfa_state[1]) != 0, "gen: the flow carries a non-start state");
 	/* reload (same signatures): the flow's state belongs to the old generation's automaton */
-	sig_push(&t);
+	dpt_sigset_push(&t, &set, false);
 	seq += strlen("GET /?q=ATTACK-");
 	tcp_send(&t, &p, seq, "PATTERN HTTP/1.1", XDP_PASS, HYP_R_PASS_FLOW, "gen: state reset after a reload");
 	TAP_EQ(dpt_counter(&t, HYP_C_GEN_MISMATCH), 1, "gen: mismatch counted once");
@@ -452,15 +413,6 @@ static void test_full_set(void)
 	dpt_close(&t);
 }
 
-static uint32_t rng_state;
-static uint32_t rng(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 17;
-	rng_state ^= rng_state << 5;
-	return rng_state;
-}
-
 /* The XDP stepper against the user-space reference (sigset_scan over the same tables) on random
  * datagrams: many overlapping matches, alerts mixed with drops, scopes, lengths across block edges. */
 static void test_random_vs_reference(void)
@@ -474,16 +426,16 @@ static void test_random_vs_reference(void)
 	size_t n = 24, k;
 	struct dpt t;
 
-	rng_state = 4242;
+	rand32_state = 4242;
 	for (i = 0; i < (int)n; i++) {
 		char pat[8];
-		int len = 4 + rng() % 4;   /* long enough that about half the datagrams match */
+		int len = 4 + rand32() % 4;   /* long enough that about half the datagrams match */
 
 		for (k = 0; k < (size_t)len; k++)
-			pat[k] = alpha[rng() % 5];
+			pat[k] = alpha[rand32() % 5];
 		pat[len] = '\0';
-		def_add(i, "rnd", pat, rng() % 3, rng() % 2 ? HYP_SIGF_NOCASE : 0, protos[rng() % 3],
-			rng() % 3 ? 0 : ports[rng() % 2]);
+		def_add(i, "rnd", pat, rand32() % 3, rand32() % 2 ? HYP_SIGF_NOCASE : 0, protos[rand32() % 3],
+			rand32() % 3 ? 0 : ports[rand32() % 2]);
 	}
 	if (!sig_open(&t, n, "random"))
 		return;
@@ -492,14 +444,14 @@ static void test_random_vs_reference(void)
 	udp_send(&t, &u, "\x01", 1, XDP_PASS, HYP_R_PASS_NEW, "random: second flow opened");
 	for (i = 0; i < RAND_PACKETS; i++) {
 		uint8_t b[PKT_MAX];
-		uint32_t plen = 1 + rng() % sizeof(pay), scanned;
+		uint32_t plen = 1 + rand32() % sizeof(pay), scanned;
 		uint16_t st = 0;
 		int want, rc, idx, len, want_stat;
 		const struct hyp_event *ev;
 
 		u.dport = ports[i % 2];
 		for (k = 0; k < plen; k++)     /* x, y, z: never in a pattern, so not every datagram hits */
-			pay[k] = "abAB-xyz"[rng() % 8];
+			pay[k] = "abAB-xyz"[rand32() % 8];
 		scanned = plen < t.cfg.scan_depth ? plen : t.cfg.scan_depth;
 		want = sigset_scan(&set, &st, pay, scanned, IPPROTO_UDP, u.dport);
 		want_stat = want < 0 ? HYP_R_PASS_FLOW :
@@ -568,17 +520,17 @@ static void perf_report(void)
 		if (!sig_open(&t, nsigs[ni], "perf"))
 			return;
 		t.cfg.scan_depth = HYP_SCAN_DEPTH_MAX;
-		sig_push(&t);
+		dpt_sigset_push(&t, &set, false);
 		for (si = 0; si < 3; si++) {
 			int len = udp_pkt(&u, pay, sizes[si], b);
 			double scan, noscan;
 
 			scan = perf_run(&t, b, len);
 			t.cfg.scan_depth = 0;
-			sig_push(&t);
+			dpt_sigset_push(&t, &set, false);
 			noscan = perf_run(&t, b, len);
 			t.cfg.scan_depth = HYP_SCAN_DEPTH_MAX;
-			sig_push(&t);
+			dpt_sigset_push(&t, &set, false);
 			printf("# perf: %4d payload bytes, %3zu sigs (%u states): %.0f ns/packet scanning, "
 			       "%.0f ns without scanning\n", sizes[si], nsigs[ni], set.nstates, scan, noscan);
 		}

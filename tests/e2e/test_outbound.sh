@@ -9,39 +9,10 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 LAB_ID=$$
 source scripts/lab.sh
-pass=0 fail=0 skip=0
-BG_PIDS=()    # the sessions (they end on the stop file)
-SRV_PIDS=()   # servers (killed at cleanup)
+source tests/e2e/lib.sh
 
-ok() { pass=$((pass + 1)); echo "ok - $*"; }
-notok() { fail=$((fail + 1)); echo "not ok - $*"; }
-skip() { skip=$((skip + 1)); echo "# SKIP $*"; }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else notok "$what"; fi; }
-refused() { local what=$1; shift; if "$@"; then notok "$what"; else ok "$what"; fi; }
-note() { echo "# $*"; }
-finish() {
-	if [ "$skip" -gt 0 ]; then echo "$pass passed, $fail failed, $skip skipped"; else echo "$pass passed, $fail failed"; fi
-	[ "$fail" -eq 0 ]
-	exit
-}
-cleanup() {
-	local p
-	touch "$LAB_DIR/stop" 2>/dev/null
-	for p in "${BG_PIDS[@]}" "${SRV_PIDS[@]}"; do kill "$p" 2>/dev/null; done
-	if [ "$fail" -gt 0 ] && [ -f "$LAB_DIR/hyperiond.log" ]; then
-		echo "# hyperiond log (last 20 lines):"; tail -n 20 "$LAB_DIR/hyperiond.log" | sed 's/^/#   /'
-	fi
-	lab_down
-}
-
-if [ "$(id -u)" != 0 ]; then skip "needs root (network namespaces, XDP)"; finish; fi
-for t in ncat curl ping ss; do
-	command -v "$t" >/dev/null || { skip "missing $t (make deps)"; finish; }
-done
-[ -x "$HYPERIOND" ] && [ -x "$HYPERIONCTL" ] || { skip "build/hyperiond or build/hyperionctl not built"; finish; }
-
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+e2e_require ncat curl ping ss
+e2e_traps 20
 
 lab_up
 # outside: HTTP on 8080 (and a 2 MB file), an ncat echo server on 9000, a DNS-like responder on 53

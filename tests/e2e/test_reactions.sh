@@ -13,38 +13,11 @@ source scripts/lab.sh
 POLICY_SRC=${POLICY_SRC:-tests/e2e/policies/reactions.lua}   # overridable: run it against another policy
 LATENCY_TARGET_MS=100      # the target: reported, not asserted (timing on a shared 2-core box)
 LATENCY_LIMIT_MS=1000      # asserted: 10x the target, so only a broken path fails
-pass=0 fail=0 skip=0
-BG_PIDS=()
+source tests/e2e/lib.sh
 
-ok() { pass=$((pass + 1)); echo "ok - $*"; }
-notok() { fail=$((fail + 1)); echo "not ok - $*"; }
-skip() { skip=$((skip + 1)); echo "# SKIP $*"; }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else notok "$what"; fi; }
-note() { echo "# $*"; }
-finish() {
-	if [ "$skip" -gt 0 ]; then echo "$pass passed, $fail failed, $skip skipped"; else echo "$pass passed, $fail failed"; fi
-	[ "$fail" -eq 0 ]
-	exit
-}
-cleanup() {
-	local p
-	touch "$LAB_DIR/stop" 2>/dev/null
-	for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null; done
-	if [ "$fail" -gt 0 ] && [ -f "$LAB_DIR/hyperiond.log" ]; then
-		echo "# hyperiond log (last 30 lines):"; tail -n 30 "$LAB_DIR/hyperiond.log" | sed 's/^/#   /'
-	fi
-	lab_down
-}
-
-if [ "$(id -u)" != 0 ]; then skip "needs root (network namespaces, XDP)"; finish; fi
-for t in nmap hping3 ncat curl ss; do
-	command -v "$t" >/dev/null || { skip "missing $t (make deps)"; finish; }
-done
+e2e_require nmap hping3 ncat curl ss
 "$LAB_PY" -c 'import scapy.all' 2>/dev/null || { skip "missing python3-scapy (make deps)"; finish; }
-[ -x "$HYPERIOND" ] && [ -x "$HYPERIONCTL" ] || { skip "build/hyperiond or build/hyperionctl not built"; finish; }
-
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+e2e_traps 30
 
 lab_up
 mac=$(lab_server_mac)

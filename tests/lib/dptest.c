@@ -2,6 +2,7 @@
 #include "dptest.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include <time.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "maps.h"
 #include "hyperion.skel.h"
 #include "tap.h"
 
@@ -258,40 +260,28 @@ int dpt_flow(struct dpt *t, int family, uint8_t proto, const char *src, uint16_t
 	return -ENOENT;
 }
 
-/* Parses "addr[/len]" into an LPM key (host bits cleared); returns the family (4/6) or -EINVAL. */
-static int dpt_parse_cidr(const char *cidr, uint32_t *plen, uint8_t addr[16])
+union dpt_lpm_key {
+	struct hyp_lpm4_key v4;
+	struct hyp_lpm6_key v6;
+};
+
+/* "addr[/len]" (host bits cleared, as the runtime's cidr_parse does for operators) into the LPM key of its
+ * family's map, m4 or m6. Returns that map's fd or -EINVAL. */
+static int dpt_lpm_key(const char *cidr, struct bpf_map *m4, struct bpf_map *m6, union dpt_lpm_key *k)
 {
-	char buf[64];
-	char *slash, *end;
-	int family, max, i;
-	long n;
+	struct hyp_cidr c;
 
-	if (strlen(cidr) >= sizeof(buf))
+	if (cidr_parse(cidr, &c, true))
 		return -EINVAL;
-	strcpy(buf, cidr);
-	slash = strchr(buf, '/');
-	if (slash)
-		*slash = '\0';
-	family = strchr(buf, ':') ? 6 : 4;
-	max = family == 6 ? 128 : 32;
-	if (dpt_parse_addr(family, buf, addr))
-		return -EINVAL;
-	n = max;
-	if (slash) {
-		n = strtol(slash + 1, &end, 10);
-		if (*end || n < 0 || n > max)
-			return -EINVAL;
+	memset(k, 0, sizeof(*k));
+	if (c.family == HYP_AF_INET) {
+		k->v4.prefixlen = c.prefixlen;
+		memcpy(k->v4.addr, c.addr, sizeof(k->v4.addr));
+		return bpf_map__fd(m4);
 	}
-	*plen = n;
-	for (i = 0; i < max / 8; i++) {
-		int keep = n - i * 8;
-
-		if (keep <= 0)
-			addr[i] = 0;
-		else if (keep < 8)
-			addr[i] &= (uint8_t)(0xff << (8 - keep));
-	}
-	return family;
+	k->v6.prefixlen = c.prefixlen;
+	memcpy(k->v6.addr, c.addr, sizeof(k->v6.addr));
+	return bpf_map__fd(m6);
 }
 
 /* The datapath's clock: bpf_ktime_get_ns() is CLOCK_MONOTONIC, shifted by the pushed offset. */
@@ -303,73 +293,34 @@ static uint64_t dpt_now(struct dpt *t)
 int dpt_ban(struct dpt *t, const char *cidr, uint64_t ttl_ns, uint32_t reason)
 {
 	struct hyp_ban b = { .created_ns = dpt_now(t), .reason = reason };
-	uint8_t addr[16];
-	uint32_t plen;
-	int family = dpt_parse_cidr(cidr, &plen, addr);
-	int err;
+	union dpt_lpm_key k;
+	int fd = dpt_lpm_key(cidr, t->skel->maps.bans4, t->skel->maps.bans6, &k);
 
-	if (family < 0)
-		return family;
+	if (fd < 0)
+		return fd;
 	b.expires_ns = ttl_ns ? b.created_ns + ttl_ns : 0;
-	if (family == 4) {
-		struct hyp_lpm4_key k = { .prefixlen = plen };
-
-		memcpy(k.addr, addr, 4);
-		err = bpf_map_update_elem(bpf_map__fd(t->skel->maps.bans4), &k, &b, BPF_ANY);
-	} else {
-		struct hyp_lpm6_key k = { .prefixlen = plen };
-
-		memcpy(k.addr, addr, 16);
-		err = bpf_map_update_elem(bpf_map__fd(t->skel->maps.bans6), &k, &b, BPF_ANY);
-	}
-	return err ? -errno : 0;
+	return bpf_map_update_elem(fd, &k, &b, BPF_ANY) ? -errno : 0;
 }
 
 int dpt_allow(struct dpt *t, const char *cidr)
 {
 	struct hyp_allow a = { .created_ns = dpt_now(t) };
-	uint8_t addr[16];
-	uint32_t plen;
-	int family = dpt_parse_cidr(cidr, &plen, addr);
-	int err;
+	union dpt_lpm_key k;
+	int fd = dpt_lpm_key(cidr, t->skel->maps.allow4, t->skel->maps.allow6, &k);
 
-	if (family < 0)
-		return family;
-	if (family == 4) {
-		struct hyp_lpm4_key k = { .prefixlen = plen };
-
-		memcpy(k.addr, addr, 4);
-		err = bpf_map_update_elem(bpf_map__fd(t->skel->maps.allow4), &k, &a, BPF_ANY);
-	} else {
-		struct hyp_lpm6_key k = { .prefixlen = plen };
-
-		memcpy(k.addr, addr, 16);
-		err = bpf_map_update_elem(bpf_map__fd(t->skel->maps.allow6), &k, &a, BPF_ANY);
-	}
-	return err ? -errno : 0;
+	if (fd < 0)
+		return fd;
+	return bpf_map_update_elem(fd, &k, &a, BPF_ANY) ? -errno : 0;
 }
 
 int dpt_ban_get(struct dpt *t, const char *cidr, struct hyp_ban *b)
 {
-	uint8_t addr[16];
-	uint32_t plen;
-	int family = dpt_parse_cidr(cidr, &plen, addr);
-	int err;
+	union dpt_lpm_key k;
+	int fd = dpt_lpm_key(cidr, t->skel->maps.bans4, t->skel->maps.bans6, &k);
 
-	if (family < 0)
-		return family;
-	if (family == 4) {
-		struct hyp_lpm4_key k = { .prefixlen = plen };
-
-		memcpy(k.addr, addr, 4);
-		err = bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.bans4), &k, b);
-	} else {
-		struct hyp_lpm6_key k = { .prefixlen = plen };
-
-		memcpy(k.addr, addr, 16);
-		err = bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.bans6), &k, b);
-	}
-	return err ? -errno : 0;
+	if (fd < 0)
+		return fd;
+	return bpf_map_lookup_elem(fd, &k, b) ? -errno : 0;
 }
 
 int dpt_events(struct dpt *t)
@@ -380,24 +331,23 @@ int dpt_events(struct dpt *t)
 	return t->nev;
 }
 
-static const char *const dpt_reason_names[HYP_R_MAX] = {
-	"PASS_FLOW", "PASS_NEW", "PASS_ALLOW", "PASS_NONIP", "PASS_OTHER", "PASS_FRAG", "PASS_ICMP",
-	"PASS_ALERT", "PASS_EGRESS", "DROP_BANNED", "DROP_MALFORMED_L2", "DROP_VLAN_DEPTH",
-	"DROP_MALFORMED_L3", "DROP_EXT_CHAIN", "DROP_MALFORMED_L4", "DROP_FRAG", "DROP_INVALID",
-	"DROP_PORT", "DROP_RATE_SYN", "DROP_RATE_PPS", "DROP_SIG", "ABORTED",
-};
-
+/* The runtime's reason name (names.c, the one table) in capitals. Rotating buffers: a few calls may share
+ * one printf. */
 const char *dpt_stat_name(int idx)
 {
-	static char buf[48];
+	static char bufs[4][48];
+	static unsigned next;
+	char *buf = bufs[next++ % 4];
+	bool monitor = idx >= HYP_STATS_MONITOR;
 
 	if (idx == -1)
 		return "(no stats entry)";
 	if (idx < -1 || idx >= HYP_STATS_ENTRIES)
 		return "(several stats entries)";
-	if (idx < HYP_STATS_MONITOR)
-		return dpt_reason_names[idx];
-	snprintf(buf, sizeof(buf), "MONITOR+%s", dpt_reason_names[idx - HYP_STATS_MONITOR]);
+	snprintf(buf, sizeof(bufs[0]), "%s%s", monitor ? "MONITOR+" : "",
+		 reason_name(monitor ? idx - HYP_STATS_MONITOR : idx));
+	for (char *c = buf; *c; c++)
+		*c = (char)toupper((unsigned char)*c);
 	return buf;
 }
 

@@ -12,6 +12,8 @@
 #include "sigcompile.h"
 #include "ctl_proto.h"
 #include "tap.h"
+#include "rand.h"
+#include "sigtest.h"
 
 /*
  * Each parser gets fixed-seed random inputs and mutations of valid ones. Properties:
@@ -40,40 +42,11 @@
 #define REPORT_MAX 5                /* detailed reports per property */
 #define OUT_UNUSED 0xffff
 
-static uint64_t rng_state;
 static unsigned scale = 1;          /* HYP_FUZZ_SCALE: multiplies every iteration count */
 
 static unsigned iters(unsigned n)
 {
 	return n * scale;
-}
-
-static uint64_t rnd(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545F4914F6CDD1DULL;
-}
-
-static uint32_t rn(uint32_t n)
-{
-	return n ? (uint32_t)(rnd() % n) : 0;
-}
-
-static bool chance(unsigned pct)
-{
-	return rn(100) < pct;
-}
-
-static void hexdump(const char *what, const void *p, size_t len)
-{
-	const uint8_t *b = p;
-
-	printf("#   %s (%zu bytes): ", what, len);
-	for (size_t i = 0; i < len; i++)
-		printf("%02x", b[i]);
-	printf("\n");
 }
 
 static void report(unsigned *ctr, const void *input, size_t len, const char *fmt, ...)
@@ -142,13 +115,13 @@ static void cidr_valid_text(char *s, size_t cap)
 {
 	uint8_t a[16];
 	char t[INET6_ADDRSTRLEN];
-	bool v6 = chance(50);
+	bool v6 = rand_chance(50);
 
 	for (int i = 0; i < 16; i++)
-		a[i] = chance(30) ? 0 : rnd();
+		a[i] = rand_chance(30) ? 0 : rand_next();
 	inet_ntop(v6 ? AF_INET6 : AF_INET, a, t, sizeof(t));
-	if (chance(70))
-		snprintf(s, cap, "%s/%u", t, rn(v6 ? 140 : 40));
+	if (rand_chance(70))
+		snprintf(s, cap, "%s/%u", t, rand_below(v6 ? 140 : 40));
 	else
 		snprintf(s, cap, "%s", t);
 }
@@ -157,38 +130,38 @@ static void text_mutate(char *s, size_t cap)
 {
 	static const char alpha[] = "0123456789abcdefABCDEF:./ -+x%\t0";
 	size_t n = strlen(s);
-	int k = 1 + rn(3);
+	int k = 1 + rand_below(3);
 
 	for (int i = 0; i < k; i++) {
-		switch (rn(5)) {
+		switch (rand_below(5)) {
 		case 0:     /* replace */
 			if (n)
-				s[rn(n)] = chance(80) ? alpha[rn(sizeof(alpha) - 1)] : (char)(1 + rn(255));
+				s[rand_below(n)] = rand_chance(80) ? alpha[rand_below(sizeof(alpha) - 1)] : (char)(1 + rand_below(255));
 			break;
 		case 1:     /* insert */
 			if (n + 1 < cap) {
-				size_t at = rn(n + 1);
+				size_t at = rand_below(n + 1);
 
 				memmove(s + at + 1, s + at, n - at + 1);
-				s[at] = alpha[rn(sizeof(alpha) - 1)];
+				s[at] = alpha[rand_below(sizeof(alpha) - 1)];
 				n++;
 			}
 			break;
 		case 2:     /* delete */
 			if (n) {
-				size_t at = rn(n);
+				size_t at = rand_below(n);
 
 				memmove(s + at, s + at + 1, n - at);
 				n--;
 			}
 			break;
 		case 3:     /* truncate */
-			n = rn(n + 1);
+			n = rand_below(n + 1);
 			s[n] = 0;
 			break;
 		default:    /* duplicate a tail (long inputs, double slashes) */
 			if (n && n * 2 < cap) {
-				size_t at = rn(n);
+				size_t at = rand_below(n);
 
 				memmove(s + n, s + at, n - at + 1);
 				n += n - at;
@@ -205,19 +178,19 @@ static void fuzz_cidr(void)
 	for (unsigned it = 0; it < iters(CIDR_ITERS); it++) {
 		char s[CIDR_TEXT_MAX + 1], f1[128], f2[128];
 		struct hyp_cidr c, rc, c2, c3;
-		bool host = chance(30);
+		bool host = rand_chance(30);
 		int r, want;
 
-		if (chance(15)) {   /* pure noise */
+		if (rand_chance(15)) {   /* pure noise */
 			static const char alpha[] = "0123456789abcdef:./";
-			size_t n = rn(CIDR_TEXT_MAX);
+			size_t n = rand_below(CIDR_TEXT_MAX);
 
 			for (size_t i = 0; i < n; i++)
-				s[i] = alpha[rn(sizeof(alpha) - 1)];
+				s[i] = alpha[rand_below(sizeof(alpha) - 1)];
 			s[n] = 0;
 		} else {
 			cidr_valid_text(s, sizeof(s));
-			if (chance(60))
+			if (rand_chance(60))
 				text_mutate(s, sizeof(s));
 		}
 		memset(&c, 0xa5, sizeof(c));
@@ -310,27 +283,15 @@ static void sig_random(struct hyp_sigdef *d, unsigned id, unsigned maxlen)
 {
 	memset(d, 0, sizeof(*d));
 	snprintf(d->name, sizeof(d->name), "s%u", id);
-	d->pattern_len = 1 + rn(maxlen);
+	d->pattern_len = 1 + rand_below(maxlen);
 	for (unsigned i = 0; i < d->pattern_len; i++)
-		d->pattern[i] = sig_alpha[rn(sizeof(sig_alpha))];
-	d->action = rn(3);
-	d->flags = chance(30) ? HYP_SIGF_NOCASE : 0;
-	d->proto = chance(50) ? 0 : sig_protos[rn(sizeof(sig_protos))];
-	d->nports = chance(60) ? 0 : 1 + rn(3);
+		d->pattern[i] = sig_alpha[rand_below(sizeof(sig_alpha))];
+	d->action = rand_below(3);
+	d->flags = rand_chance(30) ? HYP_SIGF_NOCASE : 0;
+	d->proto = rand_chance(50) ? 0 : sig_protos[rand_below(sizeof(sig_protos))];
+	d->nports = rand_chance(60) ? 0 : 1 + rand_below(3);
 	for (unsigned i = 0; i < d->nports; i++)
-		d->ports[i] = sig_ports[rn(sizeof(sig_ports) / sizeof(sig_ports[0]))];
-}
-
-static bool ref_in_scope(const struct hyp_sigdef *d, uint8_t proto, uint16_t dport)
-{
-	if (d->proto && d->proto != proto)
-		return false;
-	if (!d->nports)
-		return true;
-	for (unsigned i = 0; i < d->nports; i++)
-		if (d->ports[i] == dport)
-			return true;
-	return false;
+		d->ports[i] = sig_ports[rand_below(sizeof(sig_ports) / sizeof(sig_ports[0]))];
 }
 
 static bool ref_ends_at(const struct hyp_sigdef *d, const uint8_t *buf, size_t end)
@@ -360,7 +321,7 @@ static int ref_scan(const struct hyp_sigdef *d, unsigned n, const uint8_t *buf, 
 		int best = -1, first_alert = -1;
 
 		for (unsigned s = 0; s < n; s++) {
-			if (!ref_in_scope(&d[s], proto, dport) || !ref_ends_at(&d[s], buf, i))
+			if (!sigdef_in_scope(&d[s], proto, dport) || !ref_ends_at(&d[s], buf, i))
 				continue;
 			if (d[s].action == HYP_ACT_ALERT) {
 				if (first_alert < 0)
@@ -416,20 +377,20 @@ static bool set_well_formed(const struct hyp_sigset *s, char *why, size_t len)
 
 static void scan_buf(uint8_t *buf, size_t *len, unsigned nsigs)
 {
-	size_t n = rn(SIG_BUF_MAX);
+	size_t n = rand_below(SIG_BUF_MAX);
 
 	for (size_t i = 0; i < n; i++)
-		buf[i] = chance(85) ? sig_alpha[rn(sizeof(sig_alpha))] : (uint8_t)rnd();
+		buf[i] = rand_chance(85) ? sig_alpha[rand_below(sizeof(sig_alpha))] : (uint8_t)rand_next();
 	/* plant a few patterns, some with flipped case */
-	for (int k = rn(4); k > 0 && nsigs; k--) {
-		const struct hyp_sigdef *d = &defs[rn(nsigs)];
+	for (int k = rand_below(4); k > 0 && nsigs; k--) {
+		const struct hyp_sigdef *d = &defs[rand_below(nsigs)];
 
 		if (d->pattern_len > n)
 			continue;
-		size_t at = rn(n - d->pattern_len + 1);
+		size_t at = rand_below(n - d->pattern_len + 1);
 
 		for (size_t i = 0; i < d->pattern_len; i++)
-			buf[at + i] = chance(20) && fold(d->pattern[i]) != d->pattern[i] ? fold(d->pattern[i]) :
+			buf[at + i] = rand_chance(20) && fold(d->pattern[i]) != d->pattern[i] ? fold(d->pattern[i]) :
 				      d->pattern[i];
 	}
 	*len = n;
@@ -448,16 +409,16 @@ static void fuzz_sigs(void)
 		int r;
 
 		sig_random(&d, it, HYP_PATTERN_MAX);
-		switch (rn(10)) {
+		switch (rand_below(10)) {
 		case 0: d.name[0] = 0; break;
 		case 1: memset(d.name, 'n', sizeof(d.name)); break;     /* unterminated */
-		case 2: d.pattern_len = chance(50) ? 0 : HYP_PATTERN_MAX + rn(3); break;
-		case 3: d.pattern_len = rnd(); break;
-		case 4: d.action = rnd(); break;
-		case 5: d.proto = rnd(); break;
-		case 6: d.flags = rnd(); break;
-		case 7: d.nports = rn(12); break;
-		case 8: if (d.nports) d.ports[rn(d.nports)] = 0; break;
+		case 2: d.pattern_len = rand_chance(50) ? 0 : HYP_PATTERN_MAX + rand_below(3); break;
+		case 3: d.pattern_len = rand_next(); break;
+		case 4: d.action = rand_next(); break;
+		case 5: d.proto = rand_next(); break;
+		case 6: d.flags = rand_next(); break;
+		case 7: d.nports = rand_below(12); break;
+		case 8: if (d.nports) d.ports[rand_below(d.nports)] = 0; break;
 		default: break;
 		}
 		err[0] = 0;
@@ -475,15 +436,15 @@ static void fuzz_sigs(void)
 
 		/* mostly small sets over a tiny alphabet (overlaps, shared prefixes, duplicates); a few
 		 * large ones near the limits, a few with one invalid definition */
-		switch (rn(20)) {
-		case 0: n = HYP_SIG_MAX + rn(2); maxlen = HYP_PATTERN_MAX; break;
-		case 1: n = 9 + rn(8); maxlen = 2; break;
-		default: n = 1 + rn(30); maxlen = 1 + rn(8); break;
+		switch (rand_below(20)) {
+		case 0: n = HYP_SIG_MAX + rand_below(2); maxlen = HYP_PATTERN_MAX; break;
+		case 1: n = 9 + rand_below(8); maxlen = 2; break;
+		default: n = 1 + rand_below(30); maxlen = 1 + rand_below(8); break;
 		}
 		for (unsigned i = 0; i < n; i++)
 			sig_random(&defs[i], i, maxlen);
-		if (chance(5))
-			defs[rn(n)].pattern_len = 0;
+		if (rand_chance(5))
+			defs[rand_below(n)].pattern_len = 0;
 		err[0] = 0;
 		r = sigset_compile(&set, defs, n, err, sizeof(err));
 		if (r != 0 && r != -E2BIG && r != -EINVAL) {
@@ -504,8 +465,8 @@ static void fuzz_sigs(void)
 			continue;
 		}
 		for (unsigned k = 0; k < SIG_SCANS; k++) {
-			uint8_t proto = sig_protos[1 + rn(sizeof(sig_protos) - 1)];
-			uint16_t dport = chance(70) ? sig_ports[rn(4)] : rnd();
+			uint8_t proto = sig_protos[1 + rand_below(sizeof(sig_protos) - 1)];
+			uint16_t dport = rand_chance(70) ? sig_ports[rand_below(4)] : rand_next();
 			size_t len, cut;
 			__u16 st = 0;
 			int got, want;
@@ -521,7 +482,7 @@ static void fuzz_sigs(void)
 				continue;
 			}
 			/* in two pieces: the state carries a pattern across the cut */
-			cut = rn(len + 1);
+			cut = rand_below(len + 1);
 			st = 0;
 			got = sigset_scan(&set, &st, buf, cut, proto, dport);
 			want = ref_scan(defs, n, buf, cut, 0, proto, dport);
@@ -594,12 +555,12 @@ static int ctl_argv_grammar(char words[][32])
 	static const char *const simple[] = { "status", "stats", "reload", "events", "flows" };
 	int n = 0;
 
-	switch (rn(4)) {
+	switch (rand_below(4)) {
 	case 0:
-		snprintf(words[n++], 32, "%s", simple[rn(5)]);
-		if (!strcmp(words[0], "flows") && chance(60)) {
+		snprintf(words[n++], 32, "%s", simple[rand_below(5)]);
+		if (!strcmp(words[0], "flows") && rand_chance(60)) {
 			snprintf(words[n++], 32, "--limit");
-			snprintf(words[n++], 32, "%u", chance(80) ? rn(HYP_CTL_FLOWS_MAX + 2) : (unsigned)rnd());
+			snprintf(words[n++], 32, "%u", rand_chance(80) ? rand_below(HYP_CTL_FLOWS_MAX + 2) : (unsigned)rand_next());
 		}
 		break;
 	case 1:
@@ -607,24 +568,24 @@ static int ctl_argv_grammar(char words[][32])
 		snprintf(words[n++], 32, "list");
 		break;
 	default:
-		snprintf(words[n++], 32, "%s", chance(50) ? "ban" : "allow");
-		snprintf(words[n++], 32, "%s", (const char *[]){ "add", "del", "list" }[rn(3)]);
+		snprintf(words[n++], 32, "%s", rand_chance(50) ? "ban" : "allow");
+		snprintf(words[n++], 32, "%s", (const char *[]){ "add", "del", "list" }[rand_below(3)]);
 		if (strcmp(words[1], "list"))
 			cidr_valid_text(words[n++], 32);
 		if (!strcmp(words[0], "ban") && !strcmp(words[1], "add")) {
-			if (chance(50)) {
+			if (rand_chance(50)) {
 				snprintf(words[n++], 32, "--ttl");
-				snprintf(words[n++], 32, "%u%s", rn(100000), (const char *[]){ "", "s", "m", "h", "d" }[rn(5)]);
+				snprintf(words[n++], 32, "%u%s", rand_below(100000), (const char *[]){ "", "s", "m", "h", "d" }[rand_below(5)]);
 			}
-			if (chance(50)) {
+			if (rand_chance(50)) {
 				snprintf(words[n++], 32, "--reason");
-				snprintf(words[n++], 32, "%s", chance(50) ? "port scan \"x\"" : "brute\\force");
+				snprintf(words[n++], 32, "%s", rand_chance(50) ? "port scan \"x\"" : "brute\\force");
 			}
 		}
 		break;
 	}
-	if (chance(30)) {   /* --json anywhere */
-		int at = rn(n + 1);
+	if (rand_chance(30)) {   /* --json anywhere */
+		int at = rand_below(n + 1);
 
 		memmove(words[at + 1], words[at], (size_t)(n - at) * 32);
 		snprintf(words[at], 32, "--json");
@@ -693,13 +654,13 @@ static void fuzz_ctl(void)
 		int argc, ra, rf, rl;
 		size_t len;
 
-		if (chance(60)) {
+		if (rand_chance(60)) {
 			argc = ctl_argv_grammar(words);
 		} else {
-			argc = rn(HYP_CTL_ARGS_MAX + 3);
+			argc = rand_below(HYP_CTL_ARGS_MAX + 3);
 			for (int i = 0; i < argc; i++) {
-				snprintf(words[i], sizeof(words[i]), "%s", ctl_words[rn(NWORDS)]);
-				if (chance(5))
+				snprintf(words[i], sizeof(words[i]), "%s", ctl_words[rand_below(NWORDS)]);
+				if (rand_chance(5))
 					text_mutate(words[i], sizeof(words[i]));
 			}
 		}
@@ -720,19 +681,19 @@ static void fuzz_ctl(void)
 		}
 
 		/* raw lines: a mutated formatted request, or noise, sometimes near the size limit */
-		if (rf >= 0 && chance(70)) {
+		if (rf >= 0 && rand_chance(70)) {
 			snprintf(line, sizeof(line), "%s", fmt);
 			text_mutate(line, sizeof(line));
 			len = strlen(line);
-		} else if (chance(3)) {
-			len = HYP_CTL_REQ_MAX - 2 + rn(4);
+		} else if (rand_chance(3)) {
+			len = HYP_CTL_REQ_MAX - 2 + rand_below(4);
 			for (size_t i = 0; i < len; i++)
-				line[i] = chance(90) ? 'a' + rn(3) : chance(50) ? ' ' : '"';
+				line[i] = rand_chance(90) ? 'a' + rand_below(3) : rand_chance(50) ? ' ' : '"';
 			line[len] = 0;
 		} else {
-			len = rn(80);
+			len = rand_below(80);
 			for (size_t i = 0; i < len; i++)
-				line[i] = chance(80) ? " \"\\abn-/.:1"[rn(11)] : (char)rnd();
+				line[i] = rand_chance(80) ? " \"\\abn-/.:1"[rand_below(11)] : (char)rand_next();
 			line[len] = 0;
 		}
 		err[0] = 0;
@@ -752,12 +713,12 @@ static void fuzz_ctl(void)
 			__u64 x = 0, y = 0;
 			int r1, r2;
 
-			if (chance(50))
-				snprintf(t, sizeof(t), "%" PRIu64 "%s", rnd() >> rn(64), (const char *[]){ "", "s", "m", "h",
-					 "d", "x" }[rn(6)]);
+			if (rand_chance(50))
+				snprintf(t, sizeof(t), "%" PRIu64 "%s", rand_next() >> rand_below(64), (const char *[]){ "", "s", "m", "h",
+					 "d", "x" }[rand_below(6)]);
 			else
-				snprintf(t, sizeof(t), "%s", ctl_words[rn(NWORDS)]);
-			if (chance(30))
+				snprintf(t, sizeof(t), "%s", ctl_words[rand_below(NWORDS)]);
+			if (rand_chance(30))
 				text_mutate(t, sizeof(t));
 			r1 = ctl_ttl_parse(t, &x);
 			r2 = ref_ttl(t, &y);
@@ -770,15 +731,15 @@ static void fuzz_ctl(void)
 
 		/* responses: one line each, whatever the text */
 		{
-			size_t n = rn(64), olen;
+			size_t n = rand_below(64), olen;
 			char text[64 + 1], *out;
 			const char *payload;
 
 			for (size_t i = 0; i < n; i++)
-				text[i] = (char)(1 + rn(255));
+				text[i] = (char)(1 + rand_below(255));
 			text[n] = 0;
 			evbuffer_drain(eb, evbuffer_get_length(eb));
-			if (chance(50))
+			if (rand_chance(50))
 				ctl_put_line(eb, "%s", text);
 			else
 				ctl_put_err(eb, "%s", text);
@@ -794,7 +755,7 @@ static void fuzz_ctl(void)
 
 			/* JSON string into a random (small) buffer: always terminated, always a literal */
 			char js[80];
-			size_t jl = rn(sizeof(js) + 1);
+			size_t jl = rand_below(sizeof(js) + 1);
 
 			memset(js, 0x5a, sizeof(js));
 			ctl_json_str(js, jl, text);
@@ -814,32 +775,32 @@ static void fuzz_ctl(void)
 			struct hyp_ban bn;
 			struct hyp_cidr c;
 			char row[512], reason[HYP_CTL_REASON_MAX];
-			size_t rl2 = 1 + rn(sizeof(row));
-			bool json = chance(50);
+			size_t rl2 = 1 + rand_below(sizeof(row));
+			bool json = rand_chance(50);
 
 			for (size_t i = 0; i < sizeof(ev); i++)
-				((uint8_t *)&ev)[i] = rnd();
+				((uint8_t *)&ev)[i] = rand_next();
 			for (size_t i = 0; i < sizeof(k); i++)
-				((uint8_t *)&k)[i] = rnd();
+				((uint8_t *)&k)[i] = rand_next();
 			for (size_t i = 0; i < sizeof(f); i++)
-				((uint8_t *)&f)[i] = rnd();
+				((uint8_t *)&f)[i] = rand_next();
 			for (size_t i = 0; i < sizeof(bn); i++)
-				((uint8_t *)&bn)[i] = rnd();
-			if (chance(50))
+				((uint8_t *)&bn)[i] = rand_next();
+			if (rand_chance(50))
 				ev.sig = 0xffffffffu;
-			k.family = chance(50) ? HYP_AF_INET : HYP_AF_INET6;
+			k.family = rand_chance(50) ? HYP_AF_INET : HYP_AF_INET6;
 			c.family = k.family;
-			c.prefixlen = rn(129);
+			c.prefixlen = rand_below(129);
 			memcpy(c.addr, k.addr_a, 16);
 			/* reasons reach the formatter already free of control bytes (ctl and hx.ban check) */
 			for (size_t i = 0; i + 1 < sizeof(reason); i++)
-				reason[i] = (char)(0x20 + rn(0x5f)) | (chance(10) ? 0x80 : 0);
-			reason[rn(sizeof(reason))] = 0;
+				reason[i] = (char)(0x20 + rand_below(0x5f)) | (rand_chance(10) ? 0x80 : 0);
+			reason[rand_below(sizeof(reason))] = 0;
 			reason[sizeof(reason) - 1] = 0;
-			switch (rn(3)) {
+			switch (rand_below(3)) {
 			case 0: ctl_fmt_event(row, rl2, json, &ev); break;
-			case 1: ctl_fmt_flow(row, rl2, json, &k, &f, chance(50), rnd()); break;
-			default: ctl_fmt_ban(row, rl2, json, &c, &bn, rnd(), reason); break;
+			case 1: ctl_fmt_flow(row, rl2, json, &k, &f, rand_chance(50), rand_next()); break;
+			default: ctl_fmt_ban(row, rl2, json, &c, &bn, rand_next(), reason); break;
 			}
 			if (!memchr(row, 0, rl2) || strchr(row, '\n'))
 				report(&v_fmt, NULL, 0, "row formatter output not one terminated line (%zu bytes)", rl2);
@@ -866,7 +827,7 @@ int main(void)
 	if (getenv("HYP_FUZZ_SCALE") && atoi(getenv("HYP_FUZZ_SCALE")) > 0)
 		scale = atoi(getenv("HYP_FUZZ_SCALE"));
 	printf("# test_fuzz_parsers: seed 0x%" PRIx64 " (HYP_FUZZ_SEED), scale %u (HYP_FUZZ_SCALE)\n", seed, scale);
-	rng_state = seed | 1;
+	rand_state = seed | 1;
 	fuzz_cidr();
 	fuzz_sigs();
 	fuzz_ctl();

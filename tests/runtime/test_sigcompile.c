@@ -4,6 +4,8 @@
 #include <string.h>
 #include "sigcompile.h"
 #include "tap.h"
+#include "sigtest.h"
+#include "rand.h"
 
 #define RAND_ROUNDS 300         /* random pattern sets compared with the naive matcher */
 #define RAND_INPUT_LEN 300
@@ -15,30 +17,9 @@ static struct hyp_sigset set;   /* large: keep it off the stack */
 static struct hyp_sigdef defs[HYP_SIG_MAX];
 static char err[256];
 
-/* xorshift32: fixed seeds make every run identical */
-static uint32_t rng_state;
-static uint32_t rng(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 17;
-	rng_state ^= rng_state << 5;
-	return rng_state;
-}
-
-static void def_set(struct hyp_sigdef *d, const char *name, const void *pat, uint32_t len, uint8_t action,
-		    uint8_t flags)
-{
-	memset(d, 0, sizeof(*d));
-	snprintf(d->name, sizeof(d->name), "%s", name);
-	memcpy(d->pattern, pat, len);
-	d->pattern_len = len;
-	d->action = action;
-	d->flags = flags;
-}
-
 static void def_str(struct hyp_sigdef *d, const char *name, const char *pat, uint8_t action, uint8_t flags)
 {
-	def_set(d, name, pat, strlen(pat), action, flags);
+	sigdef_fill(d, name, pat, strlen(pat), action, flags, 0, 0);
 }
 
 static uint8_t fold(uint8_t c)
@@ -289,15 +270,15 @@ static void random_defs(size_t n)
 
 		memset(d, 0, sizeof(*d));
 		snprintf(d->name, sizeof(d->name), "r%zu", i);
-		d->pattern_len = 1 + rng() % RAND_PAT_MAX;
+		d->pattern_len = 1 + rand32() % RAND_PAT_MAX;
 		for (k = 0; k < d->pattern_len; k++)
-			d->pattern[k] = alpha[rng() % (sizeof(alpha) - 1)];
-		d->action = rng() % 3;
-		d->flags = rng() % 2 ? HYP_SIGF_NOCASE : 0;
-		d->proto = protos[rng() % 3];
-		d->nports = rng() % 3;
+			d->pattern[k] = alpha[rand32() % (sizeof(alpha) - 1)];
+		d->action = rand32() % 3;
+		d->flags = rand32() % 2 ? HYP_SIGF_NOCASE : 0;
+		d->proto = protos[rand32() % 3];
+		d->nports = rand32() % 3;
 		for (k = 0; k < d->nports; k++)
-			d->ports[k] = ports[rng() % 3];
+			d->ports[k] = ports[rand32() % 3];
 	}
 }
 
@@ -309,9 +290,9 @@ static void test_random_vs_naive(void)
 	uint8_t buf[RAND_INPUT_LEN];
 	int round, bad_pos = 0, bad_scan = 0, bad_split = 0, failed = 0, e2big = 0;
 
-	rng_state = 0x9e3779b9;
+	rand32_state = 0x9e3779b9;
 	for (round = 0; round < RAND_ROUNDS; round++) {
-		size_t n = 1 + rng() % RAND_SIGS_MAX, i;
+		size_t n = 1 + rand32() % RAND_SIGS_MAX, i;
 		int pr, rc;
 
 		random_defs(n);
@@ -326,12 +307,12 @@ static void test_random_vs_naive(void)
 			continue;
 		}
 		for (i = 0; i < sizeof(buf); i++)
-			buf[i] = alpha[rng() % (sizeof(alpha) - 1)];
+			buf[i] = alpha[rand32() % (sizeof(alpha) - 1)];
 		for (pr = 0; pr < NPROBES; pr++) {
 			uint8_t proto = probe_proto[pr];
 			uint16_t port = probe_port[pr], st = 0, st2 = 0;
 			long p = dfa_vs_naive(&set, buf, sizeof(buf), proto, port);
-			int want, got, cut = rng() % sizeof(buf), got1, got2;
+			int want, got, cut = rand32() % sizeof(buf), got1, got2;
 
 			if (p >= 0) {
 				if (!bad_pos)
@@ -377,15 +358,15 @@ static void test_full_set(void)
 	int rc, found = 0, wrong = 0;
 	long p;
 
-	rng_state = 12345;
+	rand32_state = 12345;
 	for (i = 0; i < HYP_SIG_MAX; i++) {
 		uint8_t pat[HYP_PATTERN_MAX];
 		char name[16];
 
 		for (k = 0; k < HYP_PATTERN_MAX; k++)
-			pat[k] = rng() & 0xff;
+			pat[k] = rand32() & 0xff;
 		snprintf(name, sizeof(name), "full%zu", i);
-		def_set(&defs[i], name, pat, HYP_PATTERN_MAX, i % 3, i % 2 ? HYP_SIGF_NOCASE : 0);
+		sigdef_fill(&defs[i], name, pat, HYP_PATTERN_MAX, i % 3, i % 2 ? HYP_SIGF_NOCASE : 0, 0, 0);
 	}
 	rc = sigset_compile(&set, defs, HYP_SIG_MAX, err, sizeof(err));
 	TAP_EQ(rc, 0, "256 x 64-byte patterns compile (%s)", err);
@@ -398,7 +379,7 @@ static void test_full_set(void)
 		uint16_t st = 0;
 
 		for (k = 0; k < sizeof(buf); k++)
-			buf[k] = rng() & 0xff;
+			buf[k] = rand32() & 0xff;
 		memcpy(buf + HYP_PATTERN_MAX, defs[i].pattern, HYP_PATTERN_MAX);
 		rc = sigset_scan(&set, &st, buf, sizeof(buf), 6, 80);
 		found += rc == (int)i;
@@ -418,20 +399,20 @@ static void test_limits(void)
 
 	/* mixing exact patterns over {a,A} with a nocase run of 'a' pairs every trie node with every
 	 * run length: far more states than HYP_DFA_STATES_MAX */
-	rng_state = 777;
+	rand32_state = 777;
 	for (i = 0; i < 128; i++) {
 		uint8_t pat[HYP_PATTERN_MAX];
 
 		for (k = 0; k < HYP_PATTERN_MAX; k++)
-			pat[k] = rng() % 2 ? 'a' : 'A';
-		def_set(&defs[i], "exact", pat, HYP_PATTERN_MAX, HYP_ACT_DROP, 0);
+			pat[k] = rand32() % 2 ? 'a' : 'A';
+		sigdef_fill(&defs[i], "exact", pat, HYP_PATTERN_MAX, HYP_ACT_DROP, 0, 0, 0);
 	}
 	for (; i < 130; i++) {
 		uint8_t pat[HYP_PATTERN_MAX];
 
 		memset(pat, 'a', sizeof(pat));
 		pat[i - 128] = 'b';
-		def_set(&defs[i], "fold", pat, HYP_PATTERN_MAX, HYP_ACT_DROP, HYP_SIGF_NOCASE);
+		sigdef_fill(&defs[i], "fold", pat, HYP_PATTERN_MAX, HYP_ACT_DROP, HYP_SIGF_NOCASE, 0, 0);
 	}
 	rc = sigset_compile(&set, defs, 130, err, sizeof(err));
 	TAP_EQ(rc, -E2BIG, "state explosion is refused with -E2BIG");
@@ -453,7 +434,7 @@ static void test_limits(void)
 		uint8_t pat[HYP_PATTERN_MAX];
 
 		memset(pat, 'a', sizeof(pat));
-		def_set(&defs[i], "nest", pat, 1 + i, i % 3 == 0 ? HYP_ACT_ALERT : HYP_ACT_DROP, 0);
+		sigdef_fill(&defs[i], "nest", pat, 1 + i, i % 3 == 0 ? HYP_ACT_ALERT : HYP_ACT_DROP, 0, 0, 0);
 		if (i % 2) {    /* covered by the any-port ones */
 			defs[i].nports = 1;
 			defs[i].ports[0] = 80;
