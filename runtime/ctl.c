@@ -206,9 +206,8 @@ static void ctl_status(struct hyp_ctl *c, struct evbuffer *out, bool json)
 	allow_foreach(&d->dp, ctl_count_allow_cb, &allows);
 	bool have_cfg = cfg && !dp_config_read(&d->dp, cfg, &gen);
 	const char *mode = have_cfg ? (cfg->mode == HYP_MODE_MONITOR ? "monitor" : "enforce") : "unknown";
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);    /* not dp_now_ns(): a test clock offset must not skew uptime */
-	unsigned long long up = ((__u64)ts.tv_sec * 1000000000ull + (__u64)ts.tv_nsec - d->start_ns) / 1000000000ull;
+	/* not dp_now_ns(): a test clock offset must not skew uptime */
+	unsigned long long up = (mono_now_ns() - d->start_ns) / 1000000000ull;
 	const char *ppath = d->policy ? policy_path(d->policy) : d->opt.policy_path;
 	unsigned nsigs = d->policy ? policy_nsigs(d->policy) : 0;
 	free(cfg);

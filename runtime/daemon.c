@@ -602,15 +602,13 @@ int daemon_start(struct hyp_daemon *d)
 	struct hyp_loader_opts lo = { .pin_dir = d->opt.pin_dir };
 	struct daemon_priv *p = calloc(1, sizeof(*p));
 	char err[1024] = "";
-	struct timespec ts;
 	struct hyp_policy *pol = NULL;
 	int rc;
 
 	if (!p)
 		return -ENOMEM;
 	d->priv = p;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	d->start_ns = (__u64)ts.tv_sec * 1000000000ull + (__u64)ts.tv_nsec;
+	d->start_ns = mono_now_ns();
 	/* The Lua watchdog is a thread; libevent must be told before the base exists. */
 	evthread_use_pthreads();
 	d->base = event_base_new();

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <bpf/bpf.h>
 #include <event2/event.h>
 #include <lua.h>
@@ -27,13 +26,6 @@
 static struct hyp_policy *api_policy(lua_State *L)
 {
 	return lua_touserdata(L, lua_upvalueindex(1));
-}
-
-static __u64 mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (__u64)ts.tv_sec * 1000000000ull + (__u64)ts.tv_nsec;
 }
 
 /* --- argument helpers ----------------------------------------------------------------------------- */
@@ -763,7 +755,7 @@ static int api_log(lua_State *L)
 static int api_now(lua_State *L)
 {
 	struct hyp_policy *p = api_policy(L);
-	lua_pushnumber(L, (double)(mono_ns() + p->cfg.clock_offset_ns) / 1e9);
+	lua_pushnumber(L, (double)(mono_now_ns() + p->cfg.clock_offset_ns) / 1e9);
 	return 1;
 }
 

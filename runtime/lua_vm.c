@@ -55,13 +55,6 @@ static struct {
 static int call_depth;             /* main thread only */
 static struct hyp_lua_vm *prof_owner;   /* the state LuaJIT's (process-wide) profiler runs on */
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static struct timespec ns_to_ts(uint64_t ns)
 {
 	return (struct timespec){ .tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull) };
@@ -97,7 +90,7 @@ static void *vm_watchdog(void *arg)
 			pthread_cond_wait(&wd.cv, &wd.mu);
 		uint64_t id = wd.call_id;
 		struct timespec ts = ns_to_ts(wd.deadline_ns);
-		while (wd.vm && wd.call_id == id && mono_ns() < wd.deadline_ns)
+		while (wd.vm && wd.call_id == id && mono_now_ns() < wd.deadline_ns)
 			pthread_cond_timedwait(&wd.cv, &wd.mu, &ts);
 		if (!wd.vm || wd.call_id != id)
 			continue;
@@ -109,7 +102,7 @@ static void *vm_watchdog(void *arg)
 		while (wd.vm && wd.call_id == id) {
 			if (!wd.passive)
 				lua_sethook(wd.vm->L, vm_kill_hook, LUA_MASKCOUNT, 1);
-			uint64_t now = mono_ns();
+			uint64_t now = mono_now_ns();
 			if (!stuck_reported && now > wd.deadline_ns + (uint64_t)HYP_LUA_STUCK_MS * 1000000ull) {
 				stuck_reported = true;
 				hyp_log(LOG_CRIT, "lua: %s: still running %u ms past its deadline, stuck inside a C "
@@ -466,7 +459,7 @@ static void vm_deadline_arm(struct hyp_lua_vm *vm, const char *what, bool passiv
 	wd.passive = passive;
 	wd.what = what;
 	wd.call_id++;
-	wd.deadline_ns = mono_ns() + (uint64_t)vm->timeout_ms * 1000000ull;
+	wd.deadline_ns = mono_now_ns() + (uint64_t)vm->timeout_ms * 1000000ull;
 	__atomic_store_n(&wd.expired, 0, __ATOMIC_RELAXED);
 	wd.first_where[0] = 0;
 	pthread_cond_signal(&wd.cv);
@@ -532,9 +525,9 @@ static int vm_call(struct hyp_lua_vm *vm, int nargs, int nresults, const char *w
 	struct hyp_lua_vm *prev_handler_vm = handler_vm;
 	handler_vm = vm;
 	call_depth++;
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = mono_now_ns();
 	int rc = lua_pcall(L, nargs, nresults, fn);
-	uint64_t t1 = mono_ns();
+	uint64_t t1 = mono_now_ns();
 	call_depth--;
 	handler_vm = prev_handler_vm;
 	vm->in_handler = false;

@@ -21,13 +21,18 @@
  * no dp argument, so the offset is cached here by dp_config_apply()/dp_config_read(). */
 static __u64 maps_clock_offset_ns;
 
-__u64 dp_now_ns(void)
+__u64 mono_now_ns(void)
 {
 	struct timespec ts;
 
-	/* bpf_ktime_get_ns() is CLOCK_MONOTONIC: the same clock, so expiry times agree with the datapath. */
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (__u64)ts.tv_sec * 1000000000ull + (__u64)ts.tv_nsec + maps_clock_offset_ns;
+	return (__u64)ts.tv_sec * 1000000000ull + (__u64)ts.tv_nsec;
+}
+
+/* bpf_ktime_get_ns() is CLOCK_MONOTONIC: the same clock, so expiry times agree with the datapath. */
+__u64 dp_now_ns(void)
+{
+	return mono_now_ns() + maps_clock_offset_ns;
 }
 
 /* ---- policy ----------------------------------------------------------------------------------- */

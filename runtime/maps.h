@@ -22,6 +22,8 @@ int cidr_parse(const char *s, struct hyp_cidr *out, bool allow_host_bits);
 void cidr_format(const struct hyp_cidr *c, char *buf, size_t len);
 void addr_format(__u8 family, const __u8 *addr, char *buf, size_t len);
 
+/* CLOCK_MONOTONIC now: durations, deadlines and uptime (no test clock offset may skew them). */
+__u64 mono_now_ns(void);
 /* CLOCK_MONOTONIC now, the datapath's clock, plus the active generation's clock_offset_ns. */
 __u64 dp_now_ns(void);
 

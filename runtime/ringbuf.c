@@ -3,10 +3,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <bpf/libbpf.h>
 #include <event2/event.h>
 #include "log.h"
+#include "maps.h"
 #include "ringbuf.h"
 
 /* Returned by the sample callback when the batch is full: libbpf has already advanced the consumer
@@ -40,9 +40,7 @@ static int ringbuf_sample_cb(void *ctx, void *data, size_t size)
 
 static uint64_t ringbuf_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return mono_now_ns() / 1000000u;
 }
 
 int ringbuf_drain(struct hyp_ringbuf *r)

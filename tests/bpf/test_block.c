@@ -5,7 +5,6 @@
 #include <linux/bpf.h>
 #include <net/if.h>
 #include <netinet/in.h>
-#include <time.h>
 #include "tap.h"
 #include "pkt.h"
 #include "dptest.h"
@@ -38,14 +37,6 @@ static bool syn_expect(struct dpt *t, const char *src, const char *dst, uint16_t
 	int len = syn_from(src, dst, dport, b, NULL);
 
 	return dpt_expect(t, b, len, want_rc, want_stat, what);
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * NS_PER_S + ts.tv_nsec;
 }
 
 static bool open_fresh(struct dpt *t)
@@ -187,9 +178,9 @@ static void test_block_event_and_scope(void)
 	dpt_ban(&t, "2001:db8:bad::/48", 0, BAN_REASON);
 	dpt_events(&t);
 	len = syn_from("203.0.113.5", "198.51.100.1", 443, b, &sport);
-	t0 = mono_ns();
+	t0 = dpt_mono_ns();
 	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "v4 banned SYN");
-	t1 = mono_ns();
+	t1 = dpt_mono_ns();
 	dpt_events(&t);
 	e = dpt_event_find(&t, HYP_EV_BLOCK, &n);
 	TAP_EQ(n, 1, "one BLOCK event for one banned packet");

@@ -5,7 +5,6 @@
 #include <linux/bpf.h>
 #include <net/if.h>
 #include <netinet/in.h>
-#include <time.h>
 #include "tap.h"
 #include "pkt.h"
 #include "dptest.h"
@@ -26,14 +25,6 @@ enum {
 #define SERVER4 "198.51.100.1"
 
 static uint16_t sport_next = SPORT_BASE;
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
 
 static bool open_with(struct dpt *t, uint32_t ring)
 {
@@ -91,9 +82,9 @@ static bool one_event(struct dpt *t, const uint8_t *b, int len, int want_rc, uns
 	int n;
 
 	dpt_events(t);
-	*t0 = mono_ns();
+	*t0 = dpt_mono_ns();
 	dpt_expect(t, b, len, want_rc, want_stat, what);
-	*t1 = mono_ns();
+	*t1 = dpt_mono_ns();
 	dpt_events(t);
 	e = dpt_event_find(t, kind, &n);
 	TAP_EQ(n, 1, "%s: exactly one event of kind %u", what, kind);

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
-#include <time.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "tap.h"
@@ -203,7 +202,6 @@ static void test_harness_plumbing(void)
 	bool est = true;
 	int n, err, rc, ncpu, i;
 	uint32_t g, idx;
-	struct timespec ts;
 	uint64_t now;
 
 	err = dpt_open(&t, 1024, 1024);
@@ -270,8 +268,7 @@ static void test_harness_plumbing(void)
 	TAP_EQ(dpt_flow(&t, 4, IPPROTO_TCP, "192.0.2.1", 40001, "198.51.100.1", 80, &got, &est), -ENOENT,
 	       "dpt_flow: other tuple not found");
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+	now = dpt_mono_ns();
 	TAP_EQ(dpt_ban(&t, "203.0.113.77/24", 60ULL * 1000000000ULL, 9), 0, "dpt_ban v4 cidr");
 	err = dpt_ban_get(&t, "203.0.113.5", &ban);
 	TAP_EQ(err, 0, "ban /24 covers another host of the prefix");

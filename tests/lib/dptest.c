@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "maps.h"
@@ -30,12 +29,9 @@ static const uint64_t dpt_timeouts_s[HYP_CT_STATE_MAX] = {
 	[HYP_CT_ICMP] = 30,
 };
 
-static uint64_t dpt_mono_ns(void)
+uint64_t dpt_mono_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + ts.tv_nsec;
+	return mono_now_ns();
 }
 
 void dpt_config_defaults(struct hyp_config *cfg)

@@ -66,6 +66,8 @@ int dpt_xdp_reason(struct dpt *t, const void *frame, uint32_t len, int *rc);
 /* TAP check: verdict == want_rc and exactly stats[want_stat] grew by one. Returns true when both hold. */
 bool dpt_expect(struct dpt *t, const void *frame, uint32_t len, int want_rc, unsigned want_stat,
 		const char *what);
+/* CLOCK_MONOTONIC now (the runtime's mono_now_ns): bpf_ktime_get_ns() before the pushed clock offset. */
+uint64_t dpt_mono_ns(void);
 /* Name of a stats index ("DROP_PORT", "MONITOR+DROP_PORT"), for messages. */
 const char *dpt_stat_name(int idx);
 /* Events of one kind in t->ev (after dpt_events); returns the first or NULL, count in *n if non-NULL. */
