@@ -13,22 +13,6 @@
 #include "hyperion.skel.h"
 #include "tap.h"
 
-#define NSEC_PER_SEC 1000000000ULL
-
-/* Production-like conntrack timeouts (seconds), indexed by enum hyp_ct_state. */
-static const uint64_t dpt_timeouts_s[HYP_CT_STATE_MAX] = {
-	[HYP_CT_SYN_SENT] = 120,
-	[HYP_CT_SYN_RECV] = 60,
-	[HYP_CT_ESTABLISHED] = 5 * 24 * 3600,
-	[HYP_CT_FIN_WAIT] = 120,
-	[HYP_CT_CLOSE_WAIT] = 60,
-	[HYP_CT_TIME_WAIT] = 120,
-	[HYP_CT_CLOSED] = 10,
-	[HYP_CT_UDP] = 30,
-	[HYP_CT_UDP_REPLIED] = 180,
-	[HYP_CT_ICMP] = 30,
-};
-
 uint64_t dpt_mono_ns(void)
 {
 	return mono_now_ns();
@@ -36,19 +20,12 @@ uint64_t dpt_mono_ns(void)
 
 void dpt_config_defaults(struct hyp_config *cfg)
 {
-	int s;
-
-	memset(cfg, 0, sizeof(*cfg));
-	cfg->mode = HYP_MODE_ENFORCE;
-	cfg->pickup = HYP_PICKUP_SOCKET;
-	cfg->frag_policy = HYP_FRAG_PASS;
-	cfg->scan_depth = HYP_SCAN_DEPTH_DEFAULT;
-	cfg->capture_len = HYP_EV_PAYLOAD;
-	cfg->rl_v6_prefix = 64;
-	cfg->tcp_all_open = 1;
-	cfg->udp_all_open = 1;
-	for (s = 0; s < HYP_CT_STATE_MAX; s++)
-		cfg->timeout_ns[s] = dpt_timeouts_s[s] * NSEC_PER_SEC;
+	/* The production defaults (runtime/maps.c), minus what would make packet tables depend on history:
+	 * no stream depth cut-off and no event sampling. */
+	config_defaults(cfg);
+	cfg->stream_depth = 0;
+	cfg->ev_rate = 0;
+	cfg->ev_burst = 0;
 	cfg->start_ns = dpt_mono_ns();
 }
 
