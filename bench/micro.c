@@ -31,6 +31,7 @@
 #define TH_ACK_BENCH 0x10
 
 struct mc {
+	const char *only;            /* --only SUBSTR: run just the rungs whose name contains it (profiling) */
 	struct hyp_dp dp;
 	struct benchxdp *bx;
 	struct ring_buffer *rb;
@@ -119,6 +120,9 @@ static void rung(struct mc *m, const char *name, const void *frame, int len, uns
 	int rv = 0;
 	double ns;
 
+	if (m->only && !strstr(name, m->only))
+		return;
+
 	if (drain_events) {
 		/* events: short runs so the ring never fills (a full ring measures the reserve failure) */
 		double s[MC_SAMPLES];
@@ -140,7 +144,8 @@ static void rung(struct mc *m, const char *name, const void *frame, int len, uns
 	__u64 want = (__u64)repeat * MC_SAMPLES;
 	char check[96];
 	if (got >= want - 1)   /* the first packet of a flow rung may take the "new" path */
-		snprintf(check, sizeof(check), "%s, %s x%llu", verdict_name(rv), reason_name(reason),
+		snprintf(check, sizeof(check), "%s, %s%s x%llu", verdict_name(rv),
+			 reason >= HYP_STATS_MONITOR ? "monitor " : "", reason_name(reason % HYP_STATS_MONITOR),
 			 (unsigned long long)got);
 	else
 		snprintf(check, sizeof(check), "**unverified**: %s counted %llu of %llu (%s)", reason_name(reason),
@@ -175,12 +180,15 @@ static int compile_sigs(struct hyp_sigset **out, unsigned n, __u8 action)
 
 /* The ladder's policy: everything open, scan every byte, pickup within a grace period (so an ACK alone
  * makes an established flow), events sampled away unless a rung wants them. */
-static int apply(struct mc *m, const struct hyp_sigset *set, __u32 ev_rate, __u64 udp_timeout_ns)
+enum { MC_VCACHE_OFF = 1, MC_MONITOR = 2 };
+
+static int apply_opts(struct mc *m, const struct hyp_sigset *set, __u32 ev_rate, __u64 udp_timeout_ns, int opts)
 {
 	struct hyp_config cfg;
 
 	config_defaults(&cfg);
-	cfg.mode = HYP_MODE_ENFORCE;
+	cfg.mode = opts & MC_MONITOR ? HYP_MODE_MONITOR : HYP_MODE_ENFORCE;
+	cfg.vcache = !(opts & MC_VCACHE_OFF);
 	cfg.tcp_all_open = cfg.udp_all_open = 1;
 	cfg.scan_depth = HYP_SCAN_DEPTH_MAX;
 	cfg.stream_depth = 0;
@@ -193,6 +201,11 @@ static int apply(struct mc *m, const struct hyp_sigset *set, __u32 ev_rate, __u6
 	if (udp_timeout_ns)
 		cfg.timeout_ns[HYP_CT_UDP] = udp_timeout_ns;
 	return dp_config_apply(&m->dp, &cfg, set);
+}
+
+static int apply(struct mc *m, const struct hyp_sigset *set, __u32 ev_rate, __u64 udp_timeout_ns)
+{
+	return apply_opts(m, set, ev_rate, udp_timeout_ns, 0);
 }
 
 /* Flow insert with distinct flows: repeat=1 per frame (a repeated frame would hit its own entry), so
@@ -231,8 +244,21 @@ int main(int argc, char **argv)
 	int len, rv;
 	long evs = 0;
 
-	bool quick = argc > 1 && !strcmp(argv[1], "--quick");
-	m.repeat = quick ? MC_REPEAT_QUICK : MC_REPEAT_FULL;
+	bool quick = false;
+	m.repeat = MC_REPEAT_FULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--quick")) {
+			quick = true;
+			m.repeat = MC_REPEAT_QUICK;
+		} else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+			m.only = argv[++i];
+		} else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) {
+			m.repeat = (unsigned)strtoul(argv[++i], NULL, 0);
+		} else {
+			fprintf(stderr, "usage: %s [--quick] [--only RUNG-SUBSTRING] [--repeat N]\n", argv[0]);
+			return 2;
+		}
+	}
 	libbpf_set_print(NULL);
 	m.bx = benchxdp__open_and_load();
 	if (!m.bx || dp_open(&m.dp, &lo)) {
@@ -274,7 +300,8 @@ int main(int argc, char **argv)
 	rung(&m, "flow insert: UDP flow expired each packet (delete + insert, pass_new)", f, len, m.repeat,
 	     HYP_R_PASS_NEW, false);
 	apply(&m, NULL, 1, 0);
-	rung_insert(&m, f, quick ? MC_INSERT_FLOWS / 4 : MC_INSERT_FLOWS);
+	if (!m.only)
+		rung_insert(&m, f, quick ? MC_INSERT_FLOWS / 4 : MC_INSERT_FLOWS);
 
 	cidr_parse(MC_BAN_NET, &c, false);
 	ban_add(&m.dp, &c, 0, 0);
@@ -292,10 +319,23 @@ int main(int argc, char **argv)
 				 set->nsigs, set->nsigs > 1 ? "s" : "");
 			rung(&m, name, f, len, m.repeat, HYP_R_PASS_FLOW, false);
 		}
-		len = mk_frame(f, IPPROTO_UDP, 0, MC_SRC, 42000, 53, MC_SIG, 18);
+		/* The first match marks the flow dropped (HYP_FF_DROP); a repeated frame is then its flood.
+		 * Monitor mode marks nothing: there every packet is scanned and matched. */
 		char name[128];
-		snprintf(name, sizeof(name), "signature match, %u signature%s (drop_sig, events sampled away)",
+		apply_opts(&m, set, 1, 0, MC_MONITOR);
+		len = mk_frame(f, IPPROTO_UDP, 0, MC_SRC, (uint16_t)(42000 + k), 53, MC_SIG, 18);
+		snprintf(name, sizeof(name), "signature match every packet (monitor mode), %u signature%s",
 			 set->nsigs, set->nsigs > 1 ? "s" : "");
+		rung(&m, name, f, len, m.repeat, HYP_STATS_MONITOR + HYP_R_DROP_SIG, false);
+		apply_opts(&m, set, 1, 0, MC_VCACHE_OFF);
+		len = mk_frame(f, IPPROTO_UDP, 0, MC_SRC, (uint16_t)(42010 + k), 53, MC_SIG, 18);
+		snprintf(name, sizeof(name), "dropped flow, verdict cache off: conntrack mark (drop_sig), %u signature%s",
+			 set->nsigs, set->nsigs > 1 ? "s" : "");
+		rung(&m, name, f, len, m.repeat, HYP_R_DROP_SIG, false);
+		apply(&m, set, 1, 0);
+		len = mk_frame(f, IPPROTO_UDP, 0, MC_SRC, (uint16_t)(42020 + k), 53, MC_SIG, 18);
+		snprintf(name, sizeof(name), "dropped flow: verdict cache hit (drop_sig, events sampled away), "
+			 "%u signature%s", set->nsigs, set->nsigs > 1 ? "s" : "");
 		rung(&m, name, f, len, m.repeat, HYP_R_DROP_SIG, false);
 	}
 
@@ -303,9 +343,9 @@ int main(int argc, char **argv)
 	 * the same size, the difference is the cost of reserving, filling and submitting one event. */
 	apply(&m, m.sigs1, 1, 0);
 	len = mk_frame(f, IPPROTO_UDP, 0, MC_SRC, 42001, 53, MC_SIG, 18);
-	rung(&m, "signature match, event sampled away (short runs)", f, len, MC_EV_REPEAT, HYP_R_DROP_SIG, true);
+	rung(&m, "dropped flow, event sampled away (short runs)", f, len, MC_EV_REPEAT, HYP_R_DROP_SIG, true);
 	apply(&m, m.sigs1, 0, 0);
-	rung(&m, "signature match + event emitted (short runs, ring drained)", f, len, MC_EV_REPEAT, HYP_R_DROP_SIG,
+	rung(&m, "dropped flow + event emitted (short runs, ring drained)", f, len, MC_EV_REPEAT, HYP_R_DROP_SIG,
 	     true);
 	printf("\nevents consumed from the ring buffer: %ld\n", evs);
 

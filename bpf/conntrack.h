@@ -219,6 +219,10 @@ static __always_inline int ct_update(struct hyp_pkt *p, const struct hyp_flow_ke
 	__u8 dir = p->dir & 1;
 	__u8 s = f->state, ns = s;
 	bool promote = false;
+	/* read before a promotion can move the entry */
+	bool dropped = !p->egress && (f->flags & HYP_FF_DROP) && f->drop_dir == dir;
+	__u16 drop_sig = f->drop_sig;
+	__u8 drop_action = f->drop_action;
 
 	f->packets[dir] += 1;
 	f->bytes[dir] += p->pkt_len;
@@ -241,6 +245,13 @@ static __always_inline int ct_update(struct hyp_pkt *p, const struct hyp_flow_ke
 	if (promote && !est)
 		f = ct_promote(k, f);
 	p->flow = f;
+	if (dropped) {
+		/* the side that sent a drop-signature match: the rest of what it sends is dropped unread
+		 * (the state above still follows it, so the flow ends and expires as usual) */
+		p->sig = drop_sig;
+		p->action = drop_action;
+		return HYP_R_DROP_SIG;
+	}
 	return ct_pass(p, HYP_R_PASS_FLOW);
 }
 
@@ -330,7 +341,7 @@ static __always_inline int ct_miss(void *ctx, struct hyp_pkt *p, const struct hy
 /*
  * Conntrack step for TCP, UDP and ICMP (ingress and egress). One lookup in the map the flow most
  * likely lives in, a second in the other only on a miss. Returns PASS_FLOW / PASS_NEW / PASS_ICMP
- * (egress: PASS_EGRESS) or a drop reason; sets p->flow, p->dir, p->state and the pending flow event.
+ * (egress: PASS_EGRESS) or a drop reason (DROP_SIG: the sender of a HYP_FF_DROP flow); sets p->flow, p->dir, p->state and the pending flow event.
  */
 static __always_inline int ct_track(void *ctx, struct hyp_pkt *p)
 {

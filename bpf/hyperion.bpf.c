@@ -10,6 +10,7 @@
 #include "policy.h"
 #include "ratelimit.h"
 #include "events.h"
+#include "vcache.h"
 #include "blocklist.h"
 #include "conntrack.h"
 #include "inspect.h"
@@ -35,7 +36,19 @@ static __always_inline int xdp_inspect(struct xdp_md *ctx, struct hyp_pkt *p, in
 		return r;
 	p->sig = m.sig;
 	p->action = m.action;
-	return m.action == HYP_ACT_ALERT ? HYP_R_PASS_ALERT : HYP_R_DROP_SIG;
+	if (m.action == HYP_ACT_ALERT)
+		return HYP_R_PASS_ALERT;
+	/* IPS convention (Suricata's drop, Snort's block): a flow that sent an attack is dropped, not
+	 * just the packet. Its sender's later packets skip the scan (ct_update), and the verdict cache
+	 * drops them before any lookup. */
+	if (p->flow && !policy_is_monitor(cfg)) {
+		p->flow->flags |= HYP_FF_DROP;
+		p->flow->drop_sig = (__u16)(m.sig & (HYP_SIG_MAX - 1));
+		p->flow->drop_dir = p->dir & 1;
+		p->flow->drop_action = m.action;
+		vc_fill(p);
+	}
+	return HYP_R_DROP_SIG;
 }
 
 /* The ingress pipeline in the order of docs/design.md; returns the packet's one reason. */
@@ -43,7 +56,7 @@ static __always_inline int xdp_process(struct xdp_md *ctx, struct hyp_pkt *p)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	int r;
+	int r, l4 = HYP_CONTINUE;
 
 	p->pkt_len = data_end - data;
 	p->ifindex = ctx->ingress_ifindex;
@@ -54,6 +67,17 @@ static __always_inline int xdp_process(struct xdp_md *ctx, struct hyp_pkt *p)
 	r = policy_load(p);
 	if (r != HYP_CONTINUE)
 		return r;
+	/* Verdict cache first (bpf/vcache.h): the rest of a dropped flow's flood ends here. The probe
+	 * needs the ports, so L4 is parsed early, a failure judged in its usual place below. Only
+	 * packets with payload probe (an empty ACK of a dropped flow finds HYP_FF_DROP in conntrack). */
+	if (!p->nonfirst_frag && p->cfg->vcache) {
+		l4 = parse_l4(data, data_end, p);
+		if (l4 == HYP_CONTINUE && p->pay_len) {
+			r = vc_check(p);
+			if (r != HYP_CONTINUE)
+				return r;
+		}
+	}
 	r = allow_check(p);
 	if (r != HYP_CONTINUE)
 		return r;
@@ -62,15 +86,18 @@ static __always_inline int xdp_process(struct xdp_md *ctx, struct hyp_pkt *p)
 		return r;
 	if (p->nonfirst_frag)
 		return policy_frag(p->cfg);
-	r = parse_l4(data, data_end, p);
-	if (r != HYP_CONTINUE)
-		return r;
+	if (!p->l4_parsed)
+		l4 = parse_l4(data, data_end, p);
+	if (l4 != HYP_CONTINUE)
+		return l4;
 	r = rl_pps(p);
 	if (r != HYP_CONTINUE)
 		return r;
 	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP && !parse_is_icmp(p))
 		return HYP_R_PASS_OTHER;
 	r = ct_track(ctx, p);
+	if (r == HYP_R_DROP_SIG)
+		vc_fill(p);   /* the sender of a dropped flow: the next packets need no lookup */
 	if (r != HYP_R_PASS_FLOW && r != HYP_R_PASS_NEW)
 		return r;
 	return xdp_inspect(ctx, p, r);

@@ -22,9 +22,10 @@
 #define HYP_RINGBUF_BYTES (1 << 20)
 #endif
 
+/* [HYP_GEN_ACTIVE]: the active generation; [HYP_GEN_EPOCH]: the state epoch (bpf/vcache.h) */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, HYP_GEN_SLOTS);
 	__type(key, __u32);
 	__type(value, __u32);
 } gen SEC(".maps");
@@ -183,5 +184,34 @@ struct {
 	__type(key, __u32);
 	__type(value, struct hyp_ev_cache);
 } ev_cache SEC(".maps");
+
+/* Verdict cache (datapath-internal, bpf/vcache.h): per-CPU, so a hit is a few loads with no helper
+ * call and no shared cache line; HYP_VCACHE_SLOTS entries of 64 bytes (64 KiB per CPU), direct-mapped
+ * by a hash of the key (a collision replaces the older entry; conntrack still holds the verdict). */
+#ifndef HYP_VCACHE_SLOTS
+#define HYP_VCACHE_SLOTS 1024
+#endif
+struct hyp_vcache {
+	__u8 saddr[16];             /* key: the sending side's 5-tuple */
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 action;                /* the flow's drop signature's action */
+	__u8 pad;
+	__u32 sig;                  /* the flow's drop signature */
+	__u32 gen;                  /* made under this generation, */
+	__u32 epoch;                /* and this state epoch */
+	__u32 pad2;
+	__u64 until_ns;             /* datapath clock; 0 = empty */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, HYP_VCACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct hyp_vcache);
+} vcache SEC(".maps");
 
 #endif /* HYP_MAPS_H */

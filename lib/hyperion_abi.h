@@ -35,7 +35,11 @@ enum hyp_limits {
 	HYP_GENERATIONS = 2,        /* double-buffered config/signatures */
 	HYP_VLAN_MAX = 2,           /* 802.1Q + QinQ; more tags is a drop (HYP_R_DROP_VLAN_DEPTH) */
 	HYP_IPV6_EXT_MAX = 6,       /* extension headers walked; longer chains are dropped */
-	HYP_PORT_WORDS = 1024       /* 65536-bit port bitmap as 64-bit words */
+	HYP_PORT_WORDS = 1024,      /* 65536-bit port bitmap as 64-bit words */
+	HYP_GEN_ACTIVE = 0,         /* map "gen" slots: the active generation, and the state epoch that */
+	HYP_GEN_EPOCH = 1,          /* user space bumps when bans, allowlist or flows lose an entry */
+	HYP_GEN_SLOTS = 2,
+	HYP_VCACHE_TTL_S = 1        /* a cached flow drop is re-judged by conntrack at least this often */
 };
 
 enum hyp_family {
@@ -99,6 +103,7 @@ enum hyp_counter {
 	HYP_C_SCAN_BYTES = 11,      /* payload bytes stepped through the automaton */
 	HYP_C_SCAN_SKIPPED = 12,    /* packets not scanned: stream depth reached */
 	HYP_C_GEN_MISMATCH = 13,    /* flow automaton state reset after a signature reload */
+	HYP_C_VCACHE_HIT = 14,      /* drops decided by the per-CPU verdict cache (bpf/vcache.h) */
 	HYP_C_MAX = 16
 };
 
@@ -170,7 +175,9 @@ enum hyp_flow_flags {
 	HYP_FF_SCAN_DONE_1 = 8,     /* stream depth reached, direction 1 */
 	HYP_FF_FIN_0 = 16,          /* FIN seen from endpoint a */
 	HYP_FF_FIN_1 = 32,          /* FIN seen from endpoint b */
-	HYP_FF_ESTABLISHED_MAP = 64 /* entry lives in flows (not flows_new) */
+	HYP_FF_ESTABLISHED_MAP = 64,/* entry lives in flows (not flows_new) */
+	HYP_FF_DROP = 128           /* a drop signature matched: every later packet from the same side
+				     * is dropped as that signature (drop_sig) for the flow's life */
 };
 
 /*
@@ -201,7 +208,10 @@ struct hyp_flow {
 	__u8 orig;                  /* direction index of the originator */
 	__u8 flags;                 /* enum hyp_flow_flags */
 	__u8 dfa_gen;               /* generation dfa_state belongs to */
-	__u16 pad[3];
+	__u16 drop_sig;             /* HYP_FF_DROP: the signature id (< HYP_SIG_MAX), */
+	__u8 drop_dir;              /* the direction index that sent the match, */
+	__u8 drop_action;           /* and the signature's action (enum hyp_sig_action) */
+	__u16 pad[1];
 };
 
 /* Ban lists: LPM tries keyed by prefix length + address. */
@@ -301,7 +311,7 @@ struct hyp_config {
 	__u32 capture_len;          /* payload bytes copied into events, <= HYP_EV_PAYLOAD */
 	__u32 tcp_all_open;         /* 1: every TCP port accepts new inbound flows */
 	__u32 udp_all_open;         /* 1: every UDP port accepts new inbound flows */
-	__u32 pad0;
+	__u32 vcache;               /* 1: repeated drops answered from the per-CPU verdict cache */
 	__u64 timeout_ns[11];       /* per enum hyp_ct_state (HYP_CT_STATE_MAX) */
 	__u64 clock_offset_ns;      /* added to bpf_ktime_get_ns(); lets tests age flows and bans */
 	__u64 start_ns;             /* when the daemon started (for HYP_PICKUP_GRACE) */

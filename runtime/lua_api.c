@@ -195,6 +195,11 @@ static void config_key(lua_State *L, const char *k, struct hyp_config *cfg)
 		config_ports(L, v, k, cfg->udp_ports, &cfg->udp_all_open);
 	else if (!strcmp(k, "timeouts"))
 		config_timeouts(L, v, cfg);
+	else if (!strcmp(k, "verdict_cache")) {
+		if (lua_type(L, v) != LUA_TBOOLEAN)
+			luaL_error(L, "hx.config: verdict_cache must be true or false, got a %s", luaL_typename(L, v));
+		cfg->vcache = (__u32)lua_toboolean(L, v);
+	}
 	else
 		luaL_error(L, "hx.config: unknown key '%s'", k);
 }

@@ -59,6 +59,8 @@ void config_defaults(struct hyp_config *cfg)
 	/* Every port open for new inbound flows until a policy closes some. No rate limits (0). */
 	cfg->tcp_all_open = 1;
 	cfg->udp_all_open = 1;
+	/* Repeated drops (a banned source, a dropped flow) answered from the per-CPU verdict cache. */
+	cfg->vcache = 1;
 	/* Conntrack timeouts per state: nf_conntrack's TCP values (an idle established flow lives 5 days);
 	 * a replied UDP flow 180 s, so DNS/NTP clients with long polls keep their entry. */
 	cfg->timeout_ns[HYP_CT_NONE] = 0;
@@ -120,6 +122,32 @@ static int array_read(int fd, __u32 base, void *vals, __u32 n, size_t vsz)
 			return err;
 	}
 	return 0;
+}
+
+/* The datapath's verdict cache (bpf/vcache.h) keeps a dropped flow's verdict per CPU for up to a
+ * second; it trusts an entry only while gen[HYP_GEN_EPOCH] is what it was made under. Bumped after
+ * every change that must end such a drop at once: a flow removed, a source allowlisted. One writer
+ * (the daemon), so read-add-write needs no atomics; a failure is returned for the caller to log. */
+int state_epoch_bump(int fd_gen)
+{
+	__u32 k = HYP_GEN_EPOCH, v = 0;
+	int err = bpf_map_lookup_elem(fd_gen, &k, &v);
+
+	if (!err) {
+		v++;
+		err = bpf_map_update_elem(fd_gen, &k, &v, BPF_ANY);
+	}
+	return err;
+}
+
+/* After a successful change: a failed bump leaves cached drops standing up to their TTL, logged. */
+static void epoch_bump_logged(struct hyp_dp *dp, const char *what)
+{
+	int err = state_epoch_bump(dp->fd_gen);
+
+	if (err)
+		hyp_log(LOG_WARNING, "%s: cached flow drops not invalidated (they lapse within %d s): %s", what,
+			HYP_VCACHE_TTL_S, strerror(-err));
 }
 
 static int gen_read(struct hyp_dp *dp, __u32 *gen)
@@ -726,6 +754,8 @@ int allow_add(struct hyp_dp *dp, const struct hyp_cidr *c)
 	err = bpf_map_update_elem(allow_fd(dp, c->family), &k, &a, BPF_ANY);
 	if (err)
 		log_cidr_err("allow add", c, err);
+	else
+		epoch_bump_logged(dp, "allow add");
 	return err;
 }
 
@@ -824,6 +854,8 @@ int flow_delete(struct hyp_dp *dp, const struct hyp_flow_key *k)
 		err = bpf_map_delete_elem(dp->fd_flows_new, k);
 	if (err && err != -ENOENT)
 		hyp_log(LOG_ERR, "flow delete: %s", strerror(-err));
+	if (!err)
+		epoch_bump_logged(dp, "flow delete");
 	return err;
 }
 

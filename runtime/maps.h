@@ -51,6 +51,9 @@ int allow_del(struct hyp_dp *dp, const struct hyp_cidr *c);
 typedef int (*allow_iter_fn)(const struct hyp_cidr *c, const struct hyp_allow *a, void *arg);
 int allow_foreach(struct hyp_dp *dp, allow_iter_fn fn, void *arg);
 
+/* Bump the state epoch (gen[HYP_GEN_EPOCH]) so the datapath's verdict cache drops what it holds. */
+int state_epoch_bump(int fd_gen);
+
 /* Flows: build the canonical key from one packet's view (src -> dst). dir receives the direction
  * index of src in the canonical key (0 = endpoint a). */
 void flow_key_make(struct hyp_flow_key *k, __u8 family, __u8 proto, const __u8 *src, __u16 sport_be,

@@ -72,6 +72,7 @@ static const char *const counter_names[HYP_C_MAX] = {
 	[HYP_C_SCAN_BYTES] = "scan_bytes",
 	[HYP_C_SCAN_SKIPPED] = "scan_skipped",
 	[HYP_C_GEN_MISMATCH] = "gen_mismatch",
+	[HYP_C_VCACHE_HIT] = "vcache_hits",
 };
 
 /* Out-of-range values get "unknown" rather than NULL so callers can print any value a newer

@@ -408,6 +408,8 @@ struct sess {
 	uint8_t ext[PKT_EXT_MAX];
 };
 
+#define FUZZ_DROPPED_MAX 4096   /* dropped-flow senders remembered per round (more: not remembered) */
+
 struct fuzz {
 	struct dpt t;
 	const char *round;
@@ -422,6 +424,11 @@ struct fuzz {
 	uint64_t reasons_seen;      /* bit per stats index reached */
 	uint64_t stats_prev[HYP_STATS_ENTRIES], bytes_prev[HYP_STATS_ENTRIES], ctr_prev[HYP_C_MAX];
 	int ncpu;
+	/* senders whose flow a drop signature ended (HYP_FF_DROP): their later frames may end as DROP_SIG
+	 * whatever they carry, from conntrack or from the verdict cache */
+	struct fz_tuple { uint8_t family, proto; uint8_t saddr[16], daddr[16]; uint16_t sport, dport; }
+		dropped[FUZZ_DROPPED_MAX];
+	unsigned ndropped;
 };
 
 /* Counts a violation; prints the first few with the frame so they reproduce without the fuzzer. */
@@ -852,13 +859,48 @@ static void check_sig(struct fuzz *fz, const uint8_t *b, uint32_t len, const str
 			  udp ? "UDP" : "TCP", r->dport, n, id, dpt_stat_name(reason));
 }
 
+static bool fz_tuple_of(const struct ref *r, struct fz_tuple *k)
+{
+	if (r->stage != REF_CONTINUE || (r->proto != IPPROTO_TCP && r->proto != IPPROTO_UDP))
+		return false;
+	memset(k, 0, sizeof(*k));
+	k->family = (uint8_t)r->family;
+	k->proto = r->proto;
+	memcpy(k->saddr, r->saddr, 16);
+	memcpy(k->daddr, r->daddr, 16);
+	k->sport = r->sport;
+	k->dport = r->dport;
+	return true;
+}
+
+static bool fz_dropped(const struct fuzz *fz, const struct ref *r)
+{
+	struct fz_tuple k;
+
+	if (!fz_tuple_of(r, &k))
+		return false;
+	for (unsigned i = 0; i < fz->ndropped; i++)
+		if (!memcmp(&fz->dropped[i], &k, sizeof(k)))
+			return true;
+	return false;
+}
+
+static void fz_remember_drop(struct fuzz *fz, const struct ref *r)
+{
+	struct fz_tuple k;
+
+	if (fz_dropped(fz, r) || fz->ndropped == FUZZ_DROPPED_MAX || !fz_tuple_of(r, &k))
+		return;
+	fz->dropped[fz->ndropped++] = k;
+}
+
 static void fuzz_xdp(struct fuzz *fz, const uint8_t *b, uint32_t len, int mut, uint32_t hdr_end)
 {
 	struct dpt *t = &fz->t;
 	uint64_t pk[HYP_STATS_ENTRIES], by[HYP_STATS_ENTRIES], ctr[HYP_C_MAX];
 	int rc, idx = -1, reason;
 	uint32_t allowed;
-	bool monitor = t->cfg.mode == HYP_MODE_MONITOR, is_drop;
+	bool monitor = t->cfg.mode == HYP_MODE_MONITOR, is_drop, fdrop;
 	struct ref r;
 
 	rc = dpt_xdp(t, b, len);
@@ -906,6 +948,13 @@ static void fuzz_xdp(struct fuzz *fz, const uint8_t *b, uint32_t len, int mut, u
 			  dpt_stat_name(idx), monitor ? "monitor" : "enforce");
 	ref_classify(b, len, &t->cfg, &r);
 	allowed = ref_allowed(&r, &t->cfg);
+	fdrop = fz_dropped(fz, &r);
+	if (fdrop)
+		allowed |= RBIT(HYP_R_DROP_SIG);
+	/* the cache only ever answers for a sender conntrack marked */
+	if (ctr[HYP_C_VCACHE_HIT] != fz->ctr_prev[HYP_C_VCACHE_HIT] && (!fdrop || reason != HYP_R_DROP_SIG))
+		violation(fz, &fz->v_ref, b, len, "verdict cache hit (%s) for a sender never marked dropped",
+			  dpt_stat_name(idx));
 	if (!(allowed & RBIT(reason)))
 		violation(fz, &fz->v_ref, b, len, "datapath %s, reference allows 0x%x (stage %d, proto %u, l4_off %u, "
 			  "l3_end %u, flags 0x%x)", dpt_stat_name(idx), allowed, r.stage, r.proto, r.l4_off,
@@ -914,7 +963,10 @@ static void fuzz_xdp(struct fuzz *fz, const uint8_t *b, uint32_t len, int mut, u
 	if (mut == MUT_TRUNC && len < hdr_end && (reason == HYP_R_PASS_FLOW || reason == HYP_R_PASS_NEW))
 		violation(fz, &fz->v_trunc, b, len, "cut at %u inside headers ending at %u, yet %s", len, hdr_end,
 			  dpt_stat_name(reason));
-	check_sig(fz, b, len, &r, reason);
+	if (!fdrop)     /* a dropped flow's sender is not scanned: its verdict is the flow's */
+		check_sig(fz, b, len, &r, reason);
+	if (reason == HYP_R_DROP_SIG)
+		fz_remember_drop(fz, &r);
 	if (ref_untracked(&r, reason) && ct_counters_moved(ctr, fz->ctr_prev))
 		violation(fz, &fz->v_untracked, b, len, "%s frame (stage %d, proto %u) changed conntrack counters",
 			  dpt_stat_name(idx), r.stage, r.proto);
@@ -1213,6 +1265,9 @@ static void fuzz_round(enum round_kind kind, const char *name, unsigned frames, 
 	if (kind == ROUND_STRICT)
 		TAP_CHECK(ctr[HYP_C_EV_SAMPLED] > 0, "%s: sampling suppressed some events", name);
 	TAP_CHECK(fz.xdp_frames > frames / 2, "%s: most frames went through XDP (%u)", name, fz.xdp_frames);
+	if (fz.t.cfg.mode != HYP_MODE_MONITOR)
+		TAP_CHECK(fz.ndropped > 0 && ctr[HYP_C_VCACHE_HIT] > 0, "%s: flows were dropped (%u) and the verdict "
+			  "cache answered for them (%" PRIu64 " hits)", name, fz.ndropped, ctr[HYP_C_VCACHE_HIT]);
 	dpt_close(&fz.t);
 }
 

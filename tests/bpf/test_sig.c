@@ -1,5 +1,6 @@
 /* Payload signatures through the real XDP program: actions, TCP stream state, scope, depths, reloads. */
 #include <errno.h>
+#include <linux/pkt_cls.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
 #include <bpf/bpf.h>
@@ -140,6 +141,8 @@ static void test_actions(void)
 		int n;
 
 		snprintf(what, sizeof(what), "action %u", c[i].action);
+		/* a flow of its own each: a drop ends the flow it happens in (test_dropped_flow) */
+		p.sport = (uint16_t)(40100 + i);
 		dpt_events(&t);
 		udp_send(&t, &p, c[i].pay, strlen(c[i].pay), c[i].rc, c[i].stat, what);
 		dpt_events(&t);
@@ -154,6 +157,7 @@ static void test_actions(void)
 			  !memcmp(ev->payload, c[i].pay, strlen(c[i].pay)), "%s: event carries the payload", what);
 	}
 	/* an alert early in a payload does not hide a drop later in it */
+	p.sport = 40110;
 	udp_send(&t, &p, "EVIL-ALERT then EVIL-DROP", 25, XDP_DROP, HYP_R_DROP_SIG, "alert then drop: drop wins");
 	TAP_CHECK(dpt_counter(&t, HYP_C_SCAN_BYTES) > 0, "scanned bytes counted");
 	dpt_close(&t);
@@ -211,11 +215,13 @@ static void test_nocase_and_scope(void)
 	if (!sig_open(&t, 4, "nocase/scope"))
 		return;
 	udp_send(&t, &u, "q=SeLeCt * FROM users", 21, XDP_DROP, HYP_R_DROP_SIG, "nocase: mixed case matches");
-	/* the dropped datagram had already opened the UDP flow: from here on PASS_FLOW */
-	udp_send(&t, &u, "q=select * fro", 14, XDP_PASS, HYP_R_PASS_FLOW, "nocase: prefix does not");
+	/* that flow is dropped now: each drop below is followed by a new source port */
+	u.sport = 40013;
+	udp_send(&t, &u, "q=select * fro", 14, XDP_PASS, HYP_R_PASS_NEW, "nocase: prefix does not");
 	udp_send(&t, &u, "EXACT exact", 11, XDP_PASS, HYP_R_PASS_FLOW, "exact: other case does not match");
 	udp_send(&t, &u, "so Exact", 8, XDP_DROP, HYP_R_DROP_SIG, "exact: same case matches");
-	udp_send(&t, &u, "ADMIN-CMD", 9, XDP_PASS, HYP_R_PASS_FLOW, "scope: tcp-only sig ignores udp/8080");
+	u.sport = 40014;
+	udp_send(&t, &u, "ADMIN-CMD", 9, XDP_PASS, HYP_R_PASS_NEW, "scope: tcp-only sig ignores udp/8080");
 	udp_send(&t, &u, "UDP-ONLY", 8, XDP_DROP, HYP_R_DROP_SIG, "scope: udp sig matches udp");
 	seq = tcp_open(&t, &tcp80);
 	tcp_send(&t, &tcp80, seq, "ADMIN-CMD", XDP_PASS, HYP_R_PASS_FLOW, "scope: tcp/8080 sig ignores tcp/80");
@@ -328,6 +334,86 @@ static void test_stream_depth(void)
 	dpt_close(&t);
 }
 
+/* A drop-signature match drops the flow's sender for the flow's life (HYP_FF_DROP): later packets,
+ * clean or empty, end as the same signature; the other side, other flows and an allowlisted source
+ * are not affected. Repeats with payload come from the per-CPU verdict cache (bpf/vcache.h). */
+static void test_dropped_flow(void)
+{
+	struct peer u = { 4, CLIENT4, SERVER4, 40200, 53 };
+	struct peer reply = { 4, SERVER4, CLIENT4, 53, 40200 };
+	struct peer tp = { 4, CLIENT4, SERVER4, 40201, 80 };
+	const struct hyp_event *ev;
+	struct hyp_flow f;
+	uint64_t hits;
+	struct dpt t;
+	uint32_t seq;
+	uint8_t b[PKT_MAX];
+	int len, i;
+
+	def_add(0, "alert", "EVIL-ALERT", HYP_ACT_ALERT, 0, 0, 0);
+	def_add(1, "ban", "EVIL-BAN", HYP_ACT_BAN, 0, 0, 0);
+	if (!sig_open(&t, 2, "dropped flow"))
+		return;
+	udp_send(&t, &u, "EVIL-ALERT", 10, XDP_PASS, HYP_R_PASS_ALERT, "dropped flow: an alert does not end the flow");
+	udp_send(&t, &u, "hello", 5, XDP_PASS, HYP_R_PASS_FLOW, "dropped flow: after an alert, clean passes");
+	udp_send(&t, &u, "x EVIL-BAN", 10, XDP_DROP, HYP_R_DROP_SIG, "dropped flow: the match drops");
+	TAP_CHECK(dpt_flow(&t, 4, IPPROTO_UDP, u.client, u.sport, u.server, u.dport, &f, NULL) == 0 &&
+		  (f.flags & HYP_FF_DROP) && f.drop_sig == 1 && f.drop_action == HYP_ACT_BAN,
+		  "dropped flow: conntrack marks the flow with the signature and its action");
+	hits = dpt_counter(&t, HYP_C_VCACHE_HIT);
+	dpt_events(&t);
+	udp_send(&t, &u, "hello", 5, XDP_DROP, HYP_R_DROP_SIG, "dropped flow: a clean datagram of it drops");
+	dpt_events(&t);
+	ev = dpt_event_find(&t, HYP_EV_MATCH, NULL);
+	TAP_CHECK(ev && ev->sig == 1 && ev->action == HYP_ACT_BAN && ev->payload_len == 5 &&
+		  !memcmp(ev->payload, "hello", 5), "dropped flow: its match event names the flow's signature");
+	TAP_EQ(dpt_counter(&t, HYP_C_VCACHE_HIT), hits + 1, "dropped flow: the repeat came from the verdict cache");
+	udp_send(&t, &u, "", 0, XDP_DROP, HYP_R_DROP_SIG, "dropped flow: an empty datagram drops (conntrack)");
+	TAP_EQ(dpt_counter(&t, HYP_C_VCACHE_HIT), hits + 1, "dropped flow: without payload, no cache probe");
+	udp_send(&t, &reply, "answer", 6, XDP_PASS, HYP_R_PASS_FLOW, "dropped flow: the other side still passes");
+	u.sport = 40202;
+	udp_send(&t, &u, "hello", 5, XDP_PASS, HYP_R_PASS_NEW, "dropped flow: another flow of the source passes");
+	u.sport = 40200;
+	TAP_CHECK(dpt_flow(&t, 4, IPPROTO_UDP, u.client, u.sport, u.server, u.dport, &f, NULL) == 0 &&
+		  f.packets[0] + f.packets[1] >= 4, "dropped flow: conntrack still counts its packets");
+
+	/* TCP: the pure ACK after the match has no payload and finds the mark in conntrack */
+	seq = tcp_open(&t, &tp);
+	tcp_send(&t, &tp, seq, "GET EVIL-BAN", XDP_DROP, HYP_R_DROP_SIG, "dropped flow: TCP match drops");
+	len = tcp_pkt(&tp, false, TH_ACK, seq, NULL, 0, b);
+	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_SIG, "dropped flow: then a pure ACK drops");
+	tcp_send(&t, &tp, seq, "GET /index.html", XDP_DROP, HYP_R_DROP_SIG, "dropped flow: then clean data drops");
+	len = tcp_pkt(&tp, true, TH_ACK, 5001, "ok", 2, b);
+	TAP_EQ(dpt_tc(&t, b, len), TC_ACT_OK, "dropped flow: egress replies are never dropped");
+
+	/* an allowlist entry ends the cached drop at once (the epoch), not a TTL later */
+	TAP_EQ(dpt_allow(&t, CLIENT4 "/32"), 0, "dropped flow: allowlist the client");
+	udp_send(&t, &u, "hello", 5, XDP_PASS, HYP_R_PASS_ALLOW, "dropped flow: allowlisted source passes at once");
+
+	/* the cache is per-CPU memory only: with it off the verdict is the same, from conntrack */
+	t.cfg.vcache = 0;
+	dpt_sigset_push(&t, &set, false);
+	hits = dpt_counter(&t, HYP_C_VCACHE_HIT);
+	tp.client = "192.0.2.11";    /* not allowlisted */
+	tp.sport = 40203;
+	seq = tcp_open(&t, &tp);
+	tcp_send(&t, &tp, seq, "EVIL-BAN", XDP_DROP, HYP_R_DROP_SIG, "vcache off: the match drops");
+	for (i = 0; i < 3; i++)
+		tcp_send(&t, &tp, seq, "clean", XDP_DROP, HYP_R_DROP_SIG, "vcache off: the flow stays dropped");
+	TAP_EQ(dpt_counter(&t, HYP_C_VCACHE_HIT), hits, "vcache off: no cache hits");
+
+	/* monitor mode drops nothing, so it marks nothing: the flow goes on being scanned */
+	t.cfg.vcache = 1;
+	t.cfg.mode = HYP_MODE_MONITOR;
+	dpt_sigset_push(&t, &set, false);
+	tp.sport = 40204;
+	seq = tcp_open(&t, &tp);
+	tcp_send(&t, &tp, seq, "EVIL-BAN", XDP_PASS, HYP_STATS_MONITOR + HYP_R_DROP_SIG, "monitor: the match passes");
+	tcp_send(&t, &tp, seq + 8, "clean", XDP_PASS, HYP_R_PASS_FLOW, "monitor: the flow is not marked");
+	TAP_EQ(dpt_counter(&t, HYP_C_SEEN), dpt_stats_total(&t), "dropped flow: books: seen == sum(stats)");
+	dpt_close(&t);
+}
+
 /* Monitor mode: a drop signature passes (counted as MONITOR+DROP_SIG) and the segment, which reached
  * the receiver, advances the flow. */
 static void test_monitor(void)
@@ -409,7 +495,8 @@ static void test_full_set(void)
 	ev = dpt_event_find(&t, HYP_EV_MATCH, NULL);
 	TAP_CHECK(ev && ev->sig == HYP_SIG_MAX - 1 && ev->family == HYP_AF_INET6, "256 sigs: v6 event");
 	pay[10] ^= 1;
-	udp_send(&t, &u6, pay, strlen(pay), XDP_PASS, HYP_R_PASS_FLOW, "256 sigs: one byte off passes");
+	u6.sport++;     /* the matched flow is dropped as a whole */
+	udp_send(&t, &u6, pay, strlen(pay), XDP_PASS, HYP_R_PASS_NEW, "256 sigs: one byte off passes");
 	dpt_close(&t);
 }
 
@@ -439,9 +526,6 @@ static void test_random_vs_reference(void)
 	}
 	if (!sig_open(&t, n, "random"))
 		return;
-	udp_send(&t, &u, "\x01", 1, XDP_PASS, HYP_R_PASS_NEW, "random: flow opened");
-	u.dport = 80;
-	udp_send(&t, &u, "\x01", 1, XDP_PASS, HYP_R_PASS_NEW, "random: second flow opened");
 	for (i = 0; i < RAND_PACKETS; i++) {
 		uint8_t b[PKT_MAX];
 		uint32_t plen = 1 + rand32() % sizeof(pay), scanned;
@@ -450,11 +534,12 @@ static void test_random_vs_reference(void)
 		const struct hyp_event *ev;
 
 		u.dport = ports[i % 2];
+		u.sport = (uint16_t)(41000 + i);   /* a new flow each: a drop would end a shared one */
 		for (k = 0; k < plen; k++)     /* x, y, z: never in a pattern, so not every datagram hits */
 			pay[k] = "abAB-xyz"[rand32() % 8];
 		scanned = plen < t.cfg.scan_depth ? plen : t.cfg.scan_depth;
 		want = sigset_scan(&set, &st, pay, scanned, IPPROTO_UDP, u.dport);
-		want_stat = want < 0 ? HYP_R_PASS_FLOW :
+		want_stat = want < 0 ? HYP_R_PASS_NEW :
 			    set.sigs[want].action == HYP_ACT_ALERT ? HYP_R_PASS_ALERT : HYP_R_DROP_SIG;
 		len = udp_pkt(&u, pay, plen, b);
 		dpt_events(&t);
@@ -555,6 +640,7 @@ int main(void)
 	test_scan_depth();
 	test_stream_depth();
 	test_monitor();
+	test_dropped_flow();
 	test_generation_flip();
 	test_full_set();
 	test_random_vs_reference();

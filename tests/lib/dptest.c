@@ -283,7 +283,10 @@ int dpt_allow(struct dpt *t, const char *cidr)
 
 	if (fd < 0)
 		return fd;
-	return bpf_map_update_elem(fd, &k, &a, BPF_ANY) ? -errno : 0;
+	if (bpf_map_update_elem(fd, &k, &a, BPF_ANY))
+		return -errno;
+	/* as allow_add() does: the verdict cache must not keep dropping the newly allowed source */
+	return state_epoch_bump(bpf_map__fd(t->skel->maps.gen));
 }
 
 int dpt_ban_get(struct dpt *t, const char *cidr, struct hyp_ban *b)

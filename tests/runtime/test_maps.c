@@ -246,12 +246,23 @@ static void test_bans(struct hyp_dp *dp)
 	TAP_EQ(ban_add(dp, &c24, UINT64_MAX / 1000, 0), -ERANGE, "ban_add with a TTL that would wrap the expiry is -ERANGE");
 }
 
+static __u32 epoch_read(struct hyp_dp *dp)
+{
+	__u32 k = HYP_GEN_EPOCH, v = 0;
+
+	bpf_map_lookup_elem(dp->fd_gen, &k, &v);
+	return v;
+}
+
 static void test_allow(struct hyp_dp *dp)
 {
 	struct hyp_cidr a = C("203.0.113.0/24"), b6 = C("2001:db8:a::/64");
 	struct count_ctx x = { .target = b6 };
 
+	__u32 e0 = epoch_read(dp);
+
 	TAP_EQ(allow_add(dp, &a), 0, "allow_add 203.0.113.0/24");
+	TAP_EQ(epoch_read(dp), e0 + 1, "allow_add bumps the state epoch (ends cached drops of the source)");
 	TAP_EQ(allow_add(dp, &b6), 0, "allow_add 2001:db8:a::/64");
 	TAP_EQ(allow_foreach(dp, count_allow_cb, &x), 0, "allow_foreach");
 	TAP_CHECK(x.n4 == 1 && x.n6 == 1 && x.seen_target == 1, "allow_foreach saw both");
@@ -339,7 +350,7 @@ static void test_config(struct hyp_dp *dp)
 	TAP_CHECK(d->mode == HYP_MODE_ENFORCE && d->pickup == HYP_PICKUP_SOCKET && d->frag_policy == HYP_FRAG_PASS &&
 		  d->scan_depth == HYP_SCAN_DEPTH_DEFAULT && d->stream_depth == 1u << 20 && d->capture_len == 64 &&
 		  d->ev_rate == 20 && d->ev_burst == 40 && d->rl_v6_prefix == 64 && d->tcp_all_open &&
-		  d->udp_all_open && !d->syn_rate && !d->pps_rate, "config_defaults: documented values");
+		  d->udp_all_open && !d->syn_rate && !d->pps_rate && d->vcache == 1, "config_defaults: documented values");
 	TAP_CHECK(d->timeout_ns[HYP_CT_ESTABLISHED] == 5ull * 86400 * 1000000000ull &&
 		  d->timeout_ns[HYP_CT_SYN_SENT] == 120000000000ull && d->timeout_ns[HYP_CT_UDP] == 30000000000ull &&
 		  d->timeout_ns[HYP_CT_UDP_REPLIED] == 180000000000ull && d->timeout_ns[HYP_CT_CLOSED] == 10000000000ull,
@@ -496,10 +507,15 @@ static void test_flows(struct hyp_dp *dp)
 	TAP_EQ(flow_foreach(dp, flow_count_cb, n), 0, "flow_foreach over %d flows", FLOWS_MANY);
 	TAP_CHECK(inserted == FLOWS_MANY && n[1] == FLOWS_MANY + 1 && n[0] == 1,
 		  "batched walk saw every flow once (established %d, want %d)", n[1], FLOWS_MANY + 1);
+	__u32 e0 = epoch_read(dp);
+
 	TAP_EQ(flow_delete(dp, &k1), 0, "flow_delete from flows_new");
+	TAP_EQ(epoch_read(dp), e0 + 1, "flow_delete bumps the state epoch (ends a cached drop of the flow)");
 	TAP_EQ(flow_delete(dp, &k2), 0, "flow_delete from flows");
 	TAP_EQ(flow_lookup(dp, &k1, &g), -ENOENT, "deleted flow is gone");
+	e0 = epoch_read(dp);
 	TAP_EQ(flow_delete(dp, &k1), -ENOENT, "flow_delete again is -ENOENT");
+	TAP_EQ(epoch_read(dp), e0, "a failed flow_delete leaves the epoch alone");
 }
 
 static void test_stats(struct hyp_dp *dp)

@@ -83,6 +83,8 @@ static const struct bad_case bad[] = {
 	{ "mode value", "local hx = require('hyperion')\nhx.config{ mode = 'block' }\n", ":2: hx.config: mode must be one of" },
 	{ "port range", "local hx = require('hyperion')\nhx.config{ allow_tcp = {22, 70000} }\n", "allow_tcp[2] must be a port" },
 	{ "wrong type", "local hx = require('hyperion')\nhx.config{ syn_rate = 'fast' }\n", "syn_rate must be a number" },
+	{ "verdict_cache type", "local hx = require('hyperion')\nhx.config{ verdict_cache = 1 }\n",
+	  ":2: hx.config: verdict_cache must be true or false, got a number" },
 	{ "unknown timeout state", "local hx = require('hyperion')\nhx.config{ timeouts = { forever = 1 } }\n",
 	  "timeouts: unknown state 'forever'" },
 	{ "unknown event kind", "local hx = require('hyperion')\nhx.on('packet', function() end)\n",
@@ -123,7 +125,7 @@ static void test_load_errors(void)
 
 static const char *policy_v1 =
 	"local hx = require('hyperion')\n"
-	"hx.config{ mode = 'enforce', scan_depth = 300, allow_tcp = {22, 80, '8000-8002'}, allow_udp = {53},\n"
+	"hx.config{ mode = 'enforce', scan_depth = 300, verdict_cache = false, allow_tcp = {22, 80, '8000-8002'}, allow_udp = {53},\n"
 	"           syn_rate = 100, syn_burst = 200, timeouts = { established = 600 } }\n"
 	"hx.signature{ name = 'first', pattern = 'zzzz' }\n"
 	"hx.signature{ name = 'root-probe', pattern = 'root', action = 'drop', proto = 'tcp', ports = {80} }\n"
@@ -176,6 +178,7 @@ static void test_running(void)
 	TAP_CHECK(!((cfg.tcp_ports[23 / 64] >> (23 % 64)) & 1), "config: port 23 closed");
 	TAP_CHECK((cfg.udp_ports[53 / 64] >> (53 % 64)) & 1, "config: udp 53 open");
 	TAP_EQ(cfg.syn_rate, 100, "config: syn_rate");
+	TAP_EQ(cfg.vcache, 0, "config: verdict_cache = false turns the verdict cache off");
 	TAP_EQ(cfg.timeout_ns[HYP_CT_ESTABLISHED], 600ull * 1000000000ull, "config: timeouts.established");
 	TAP_EQ(cfg.nsigs, 2, "both signatures in the active generation");
 	TAP_EQ(policy_nsigs(p), 2, "policy_nsigs");
