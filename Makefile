@@ -169,7 +169,7 @@ $(BENCH_SKEL): $(BENCH_BPF_OBJ)
 	$(call msg,SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name benchxdp > $@
 
-$(BUILD)/bench/trafficgen $(BUILD)/bench/xdprx $(BUILD)/bench/reactlat: $(BUILD)/bench/%: bench/%.c bench/frame.h bench/rx.h $(BENCH_SKEL)
+$(BUILD)/bench/trafficgen $(BUILD)/bench/xdprx $(BUILD)/bench/reactlat: $(BUILD)/bench/%: bench/%.c bench/frame.h bench/rx.h lib/hyperion_abi.h $(BENCH_SKEL)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(BENCH_LIBBPF)
 

@@ -1,5 +1,6 @@
 /* hyperiond wiring: lifecycle, ban/allow operations with reason texts, reload, expiry, snapshots. */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,15 @@ struct daemon_priv {
 	__u64 next_expiry_ns;           /* earliest known ban expiry; 0 = none known */
 	__u64 expire_not_before_ns;     /* rate limit of the expiry walk (see expire_cb) */
 	__u64 snapshot_cost_ns;         /* how long the last snapshot took (spaces the next one) */
+	/* Snapshot writer thread (snap_writer): at most one write in flight, its data in snap. */
+	struct event *ev_snap_done;     /* activated by the writer when it is done */
+	pthread_t snap_thread;
+	bool snap_busy;                 /* a write is in flight: snap belongs to the writer */
+	bool snap_again;                /* a snapshot came due meanwhile: schedule one when done */
+	struct hyp_snapshot snap;
+	int snap_rc;
+	char snap_err[512];
+	__u64 snap_t0, snap_gen, dirty_gen;  /* dirty_gen counts changes; snap_gen: the one written */
 	bool started;
 };
 
@@ -327,18 +337,19 @@ static int snap_allow_cb(const struct hyp_cidr *c, const struct hyp_allow *a, vo
 	return sb->err;
 }
 
-int daemon_state_save(struct hyp_daemon *d, char *err, size_t errlen)
+/* Read bans, allowlist and hx.store into s (loop thread: the reason texts and Lua live there). */
+static int snap_collect(struct hyp_daemon *d, struct hyp_snapshot *s, char *err, size_t errlen)
 {
-	struct hyp_snapshot s = {0};
-	struct snap_build sb = { d, &s, dp_now_ns(), time(NULL), 0 };
+	struct snap_build sb = { d, s, dp_now_ns(), time(NULL), 0 };
 	int rc;
 
-	s.written_wall_s = sb.wall;
+	memset(s, 0, sizeof(*s));
+	s->written_wall_s = sb.wall;
 	rc = ban_foreach(&d->dp, snap_ban_cb, &sb);
 	if (!rc)
 		rc = allow_foreach(&d->dp, snap_allow_cb, &sb);
 	if (rc) {
-		snap_free(&s);
+		snap_free(s);
 		return hyp_errf(err, errlen, rc < 0 ? rc : -ENOMEM, "snapshot: cannot read bans/allowlist: %s",
 			    strerror(rc < 0 ? -rc : ENOMEM));
 	}
@@ -350,10 +361,32 @@ int daemon_state_save(struct hyp_daemon *d, char *err, size_t errlen)
 			/* Bans matter more than the store: write what we have, report the store problem. */
 			hyp_log(LOG_ERR, "snapshot: hx.store not saved: %s", strerror(-rc));
 		} else {
-			s.store = buf;
-			s.store_len = len;
+			s->store = buf;
+			s->store_len = len;
 		}
 	}
+	return 0;
+}
+
+/* Wait for a snapshot write in flight (stop, or a synchronous save must not race it). */
+static void snap_writer_join(struct daemon_priv *p)
+{
+	if (!p || !p->snap_busy)
+		return;
+	pthread_join(p->snap_thread, NULL);
+	p->snap_busy = false;
+	snap_free(&p->snap);
+}
+
+int daemon_state_save(struct hyp_daemon *d, char *err, size_t errlen)
+{
+	struct hyp_snapshot s;
+	int rc;
+
+	snap_writer_join(priv(d));
+	rc = snap_collect(d, &s, err, errlen);
+	if (rc)
+		return rc;
 	rc = state_write(d->opt.state_dir, &s, err, errlen);
 	if (!rc)
 		d->state_dirty = false;
@@ -361,17 +394,74 @@ int daemon_state_save(struct hyp_daemon *d, char *err, size_t errlen)
 	return rc;
 }
 
+/* The writer thread: encode, compress, write, fsync, rename, fsync the directory. fsync waits for the
+ * filesystem's journal, milliseconds to seconds on a busy disk, which on the loop would hold up every
+ * event and reaction meanwhile. Touches only p->snap*, then wakes the loop (event_active is
+ * thread-safe: evthread_use_pthreads). */
+static void *snap_writer(void *arg)
+{
+	struct hyp_daemon *d = arg;
+	struct daemon_priv *p = priv(d);
+
+	p->snap_rc = state_write(d->opt.state_dir, &p->snap, p->snap_err, sizeof(p->snap_err));
+	event_active(p->ev_snap_done, 0, 0);
+	return NULL;
+}
+
+static void snap_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hyp_daemon *d = arg;
+	struct daemon_priv *p = priv(d);
+	(void)fd;
+	(void)what;
+
+	if (!p->snap_busy)
+		return;
+	snap_writer_join(p);
+	p->snapshot_cost_ns = dp_now_ns() - p->snap_t0;
+	if (p->snap_rc)
+		hyp_log(LOG_ERR, "%s", p->snap_err);   /* state stays dirty: the next change retries */
+	else if (p->snap_gen == p->dirty_gen)
+		d->state_dirty = false;                 /* nothing changed since it was taken */
+	if (p->snap_again)
+		daemon_state_dirty(d);
+}
+
 static void snapshot_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct hyp_daemon *d = arg;
+	struct daemon_priv *p = priv(d);
 	char err[512];
 	(void)fd;
 	(void)what;
 
-	__u64 t0 = dp_now_ns();
-	if (daemon_state_save(d, err, sizeof(err)))
-		hyp_log(LOG_ERR, "%s", err);   /* state stays dirty: the next change retries */
-	priv(d)->snapshot_cost_ns = dp_now_ns() - t0;
+	if (p->snap_busy) {             /* one write at a time: this one is taken when it is done */
+		p->snap_again = true;
+		return;
+	}
+	p->snap_again = false;
+	p->snap_t0 = dp_now_ns();
+	if (snap_collect(d, &p->snap, err, sizeof(err))) {
+		hyp_log(LOG_ERR, "%s", err);
+		return;
+	}
+	p->snap_gen = p->dirty_gen;
+	sigset_t all, old;              /* signals stay with the loop thread */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = pthread_create(&p->snap_thread, NULL, snap_writer, d);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!rc) {
+		p->snap_busy = true;
+		return;
+	}
+	/* No thread: write from here, as a synchronous save would. */
+	if (state_write(d->opt.state_dir, &p->snap, err, sizeof(err)))
+		hyp_log(LOG_ERR, "%s", err);
+	else if (p->snap_gen == p->dirty_gen)
+		d->state_dirty = false;
+	snap_free(&p->snap);
+	p->snapshot_cost_ns = dp_now_ns() - p->snap_t0;
 }
 
 void daemon_state_dirty(struct hyp_daemon *d)
@@ -385,6 +475,8 @@ void daemon_state_dirty(struct hyp_daemon *d)
 	struct timeval tv = { (time_t)(us / 1000000), (suseconds_t)(us % 1000000) };
 
 	d->state_dirty = true;
+	if (p)
+		p->dirty_gen++;
 	/* Changes within the delay share one write; a burst of 10k bans costs one snapshot. */
 	if (p && p->ev_snapshot && !evtimer_pending(p->ev_snapshot, NULL))
 		evtimer_add(p->ev_snapshot, &tv);
@@ -611,7 +703,15 @@ int daemon_start(struct hyp_daemon *d)
 	d->start_ns = mono_now_ns();
 	/* The Lua watchdog is a thread; libevent must be told before the base exists. */
 	evthread_use_pthreads();
-	d->base = event_base_new();
+	/* Precise timers (timerfd): the ring-buffer reader polls every HYP_RB_POLL_US under load, which
+	 * epoll_wait's millisecond timeout would round up to 1 ms. */
+	struct event_config *cfg = event_config_new();
+	if (cfg && !event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER))
+		d->base = event_base_new_with_config(cfg);
+	if (cfg)
+		event_config_free(cfg);
+	if (!d->base)
+		d->base = event_base_new();
 	if (!d->base) {
 		hyp_log(LOG_ERR, "cannot create the event loop");
 		return -ENOMEM;
@@ -663,10 +763,11 @@ int daemon_start(struct hyp_daemon *d)
 	}
 	p->ev_expire = timer_new(d, EV_PERSIST, expire_cb, DAEMON_EXPIRE_INTERVAL_MS);
 	p->ev_snapshot = timer_new(d, 0, snapshot_cb, 0);
+	p->ev_snap_done = timer_new(d, 0, snap_done_cb, 0);
 	p->ev_hup = evsignal_new(d->base, SIGHUP, sighup_cb, d);
 	p->ev_term = evsignal_new(d->base, SIGTERM, sigterm_cb, d);
 	p->ev_int = evsignal_new(d->base, SIGINT, sigterm_cb, d);
-	if (!p->ev_expire || !p->ev_snapshot || !p->ev_hup || !p->ev_term || !p->ev_int ||
+	if (!p->ev_expire || !p->ev_snapshot || !p->ev_snap_done || !p->ev_hup || !p->ev_term || !p->ev_int ||
 	    evsignal_add(p->ev_hup, NULL) || evsignal_add(p->ev_term, NULL) || evsignal_add(p->ev_int, NULL)) {
 		hyp_log(LOG_ERR, "cannot set up timers and signal handlers");
 		rc = -ENOMEM;
@@ -714,13 +815,15 @@ void daemon_stop(struct hyp_daemon *d, bool detach)
 	struct daemon_priv *p = priv(d);
 	char err[512];
 
+	snap_writer_join(p);
 	if (p && p->started && daemon_state_save(d, err, sizeof(err)))
 		hyp_log(LOG_ERR, "final %s", err);
 	if (p) {
 		metrics_close(p->metrics);
 		ctl_close(p->ctl);
 		ringbuf_close(p->rb);
-		struct event *evs[] = { p->ev_expire, p->ev_snapshot, p->ev_hup, p->ev_term, p->ev_int, p->ev_watch };
+		struct event *evs[] = { p->ev_expire, p->ev_snapshot, p->ev_snap_done, p->ev_hup, p->ev_term, p->ev_int,
+					p->ev_watch };
 		for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 			if (evs[i])
 				event_free(evs[i]);

@@ -48,6 +48,8 @@ static struct {
 	uint64_t deadline_ns;
 	int expired;                    /* __atomic: the current call is past its deadline */
 	bool passive;                   /* only raise the flag: the state's own hook polls it */
+	bool idle;                      /* watchdog waits without a timeout: the next call must wake it */
+	uint64_t wake_ns;               /* watchdog waits until then (0: not in a timed wait) */
 	char first_where[160];          /* main thread: where the kill hook first fired in this call */
 	void (*on_stuck)(const char *what);
 } wd = { .mu = PTHREAD_MUTEX_INITIALIZER };
@@ -81,19 +83,52 @@ bool lua_vm_expired(void)
 	return __atomic_load_n(&wd.expired, __ATOMIC_RELAXED) != 0;
 }
 
+/* Sleep until ns (0: until signalled), publishing how, so that vm_deadline_arm() knows whether a new
+ * deadline needs a wakeup. */
+static void vm_watchdog_wait(uint64_t ns)
+{
+	if (ns) {
+		struct timespec ts = ns_to_ts(ns);
+		wd.wake_ns = ns;
+		pthread_cond_timedwait(&wd.cv, &wd.mu, &ts);
+		wd.wake_ns = 0;
+	} else {
+		wd.idle = true;
+		pthread_cond_wait(&wd.cv, &wd.mu);
+		wd.idle = false;
+	}
+}
+
+/*
+ * The watchdog is not woken per call: at tens of thousands of calls per second, a wakeup (two context
+ * switches and a contended mutex each) cost more than the calls. It sleeps until the deadline of the call
+ * it saw last and then looks again; a call that starts meanwhile has a later deadline, so nothing is
+ * missed. Between calls it keeps waking every HYP_LUA_WD_LINGER_MS until HYP_LUA_WD_IDLE_MS passed
+ * without one, then waits untimed; only then (or for a deadline earlier than its wakeup, with mixed
+ * timeouts) does vm_deadline_arm() signal it.
+ */
 static void *vm_watchdog(void *arg)
 {
+	uint64_t seen_id = 0, last_active_ns = 0;
+
 	(void)arg;
 	pthread_mutex_lock(&wd.mu);
 	for (;;) {
-		while (!wd.vm)
-			pthread_cond_wait(&wd.cv, &wd.mu);
-		uint64_t id = wd.call_id;
-		struct timespec ts = ns_to_ts(wd.deadline_ns);
-		while (wd.vm && wd.call_id == id && mono_now_ns() < wd.deadline_ns)
-			pthread_cond_timedwait(&wd.cv, &wd.mu, &ts);
-		if (!wd.vm || wd.call_id != id)
+		uint64_t now = mono_now_ns();
+		if (wd.call_id != seen_id || wd.vm) {
+			seen_id = wd.call_id;
+			last_active_ns = now;
+		}
+		if (!wd.vm) {
+			bool lingering = now - last_active_ns < (uint64_t)HYP_LUA_WD_IDLE_MS * 1000000ull;
+			vm_watchdog_wait(lingering ? now + (uint64_t)HYP_LUA_WD_LINGER_MS * 1000000ull : 0);
 			continue;
+		}
+		uint64_t id = wd.call_id;
+		if (now < wd.deadline_ns) {
+			vm_watchdog_wait(wd.deadline_ns);
+			continue;   /* the same call, a later one or none: look again */
+		}
 		/* Past the deadline. lua_sethook only stores the hook and patches the dispatch table, which
 		 * is what lua.c does from a signal handler; we repeat it because the interpreter may
 		 * rewrite the hook mask concurrently (profiler callback, trace exit) and lose our bits. */
@@ -102,7 +137,7 @@ static void *vm_watchdog(void *arg)
 		while (wd.vm && wd.call_id == id) {
 			if (!wd.passive)
 				lua_sethook(wd.vm->L, vm_kill_hook, LUA_MASKCOUNT, 1);
-			uint64_t now = mono_now_ns();
+			now = mono_now_ns();
 			if (!stuck_reported && now > wd.deadline_ns + (uint64_t)HYP_LUA_STUCK_MS * 1000000ull) {
 				stuck_reported = true;
 				hyp_log(LOG_CRIT, "lua: %s: still running %u ms past its deadline, stuck inside a C "
@@ -115,7 +150,7 @@ static void *vm_watchdog(void *arg)
 					continue;
 				}
 			}
-			ts = ns_to_ts(now + (uint64_t)HYP_LUA_REARM_MS * 1000000ull);
+			struct timespec ts = ns_to_ts(now + (uint64_t)HYP_LUA_REARM_MS * 1000000ull);
 			pthread_cond_timedwait(&wd.cv, &wd.mu, &ts);
 		}
 	}
@@ -133,6 +168,8 @@ static void vm_atfork_child(void)
 	pthread_mutex_init(&wd.mu, NULL);
 	wd.started = false;
 	wd.vm = NULL;
+	wd.idle = false;
+	wd.wake_ns = 0;
 	__atomic_store_n(&wd.expired, 0, __ATOMIC_RELAXED);
 	call_depth = 0;
 	prof_stale = true;
@@ -462,8 +499,11 @@ static void vm_deadline_arm(struct hyp_lua_vm *vm, const char *what, bool passiv
 	wd.deadline_ns = mono_now_ns() + (uint64_t)vm->timeout_ms * 1000000ull;
 	__atomic_store_n(&wd.expired, 0, __ATOMIC_RELAXED);
 	wd.first_where[0] = 0;
-	pthread_cond_signal(&wd.cv);
+	/* A watchdog in a timed wait that ends by this deadline finds the call by itself (see vm_watchdog). */
+	bool wake = wd.idle || (wd.wake_ns && wd.wake_ns > wd.deadline_ns);
 	pthread_mutex_unlock(&wd.mu);
+	if (wake)
+		pthread_cond_signal(&wd.cv);
 }
 
 /* Returns whether the deadline had passed. The hook is cleared under the lock so the watchdog cannot
@@ -475,8 +515,11 @@ static bool vm_deadline_disarm(struct hyp_lua_vm *vm)
 	wd.vm = NULL;
 	__atomic_store_n(&wd.expired, 0, __ATOMIC_RELAXED);
 	lua_sethook(vm->L, NULL, 0, 0);
-	pthread_cond_signal(&wd.cv);
 	pthread_mutex_unlock(&wd.mu);
+	/* Only a watchdog re-arming an expired call needs to hear that it ended; otherwise it notices at
+	 * its next wakeup. */
+	if (expired)
+		pthread_cond_signal(&wd.cv);
 	return expired;
 }
 

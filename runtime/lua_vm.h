@@ -23,6 +23,8 @@ struct hyp_lua_vm;
  */
 #define HYP_LUA_PROF_INTERVAL_MS 5      /* max extra latency to kick a JIT trace out; SIGPROF period */
 #define HYP_LUA_REARM_MS 5              /* watchdog re-sets the hook this often after the deadline */
+#define HYP_LUA_WD_LINGER_MS 50         /* between calls the watchdog wakes this often (no signal per call), */
+#define HYP_LUA_WD_IDLE_MS 1000         /* ... until no call was made for this long; then it waits untimed */
 #define HYP_LUA_STUCK_MS 2000           /* past the deadline: the call is stuck in one C function */
 #define HYP_LUA_MEM_RESERVE (1u << 20)  /* extra bytes the error handler may use to build a traceback */
 #define HYP_LUA_MEM_MIN (1u << 20)      /* smaller limits are raised to this (the stdlib needs ~200K) */

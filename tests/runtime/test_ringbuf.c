@@ -1,5 +1,6 @@
 /* Ring buffer reader: events reach the consumer in bounded batches from the libevent loop, none lost. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -39,6 +40,16 @@ static void sink_cb(const struct hyp_event *ev, size_t n, void *arg)
 	if (s->slow_ms) {
 		struct timespec ts = { 0, (long)s->slow_ms * 1000000L };
 		nanosleep(&ts, NULL);
+	}
+}
+
+/* Run the loop (blocking, each round bounded by 10 ms) until the sink holds want events or after rounds. */
+static void loop_until(struct event_base *base, const struct sink *s, size_t want, int rounds)
+{
+	for (int round = 0; round < rounds && s->total < want; round++) {
+		struct timeval tv = { 0, 10000 };
+		event_base_loopexit(base, &tv);
+		event_base_loop(base, EVLOOP_ONCE);
 	}
 }
 
@@ -97,6 +108,23 @@ int main(void)
 	}
 	TAP_EQ(dup, 0, "no event delivered twice");
 	TAP_EQ(missing, 0, "no source missing");
+
+	/* That burst switched the reader to polling on a timer (HYP_RB_POLL_ENTER or more at one wakeup):
+	 * what comes meanwhile is still read, and once a period brings fewer than HYP_RB_POLL_STAY the fd
+	 * is watched again, so a lone event later is read too. */
+	size_t had = s.total;
+	for (unsigned i = 0; i < HYP_RB_POLL_ENTER; i++) {
+		udp_from(i, 55, frame, &len);   /* new flows: another flow_new each */
+		dpt_xdp(&t, frame, (uint32_t)len);
+	}
+	loop_until(base, &s, had + HYP_RB_POLL_ENTER, 200);
+	TAP_EQ(s.total, had + HYP_RB_POLL_ENTER, "events arriving while the reader polls are read");
+	loop_until(base, &s, SIZE_MAX, 5);      /* empty periods: back to the fd */
+	udp_from(0, 56, frame, &len);
+	dpt_xdp(&t, frame, (uint32_t)len);
+	loop_until(base, &s, had + HYP_RB_POLL_ENTER + 1, 200);
+	TAP_EQ(s.total, had + HYP_RB_POLL_ENTER + 1, "a lone event after the load is read (none left unwatched)");
+	TAP_EQ(s.bad, 0, "polled events arrived whole");
 
 	/* Nothing pending: a drain reads nothing and calls nobody. */
 	size_t before = s.batches;
