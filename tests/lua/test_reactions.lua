@@ -70,6 +70,11 @@ do
 	hx.emit("match", { src = "198.51.100.5", action = "ban", sig = "log4shell" })
 	t.ok(hx.bans["198.51.100.5"] and hx.bans["198.51.100.5"].reason:find("signature log4shell", 1, true),
 		"autoban: a ban-action signature bans on the first hit")
+	hx.emit("match", { src = "192.0.2.44", sport = 42000, action = "drop", sig = "etc-passwd" })
+	hx.emit("match", { src = "192.0.2.44", sport = 42000, action = "drop", sig = "etc-passwd" })
+	t.eq(hx.bans["192.0.2.44"], nil, "autoban: a repeat on one flow with nothing suppressed is a retransmission")
+	hx.emit("match", { src = "192.0.2.44", sport = 42000, action = "drop", sig = "etc-passwd", suppressed = 40 })
+	t.ok(hx.bans["192.0.2.44"] ~= nil, "autoban: a flood on one flow (40 events suppressed) counts in full")
 	hx.unban("198.51.100.5")    -- the ban ran out; the dropped request is still being retransmitted
 	hx.emit("match", { src = "198.51.100.5", action = "ban", sig = "log4shell" })
 	t.eq(hx.bans["198.51.100.5"], nil, "autoban: a retransmitted request does not earn a second ban")

@@ -19,7 +19,9 @@ M.DEFAULTS = {
 	count_alerts = false,
 	-- A dropped segment never reaches the receiver, so the sender's kernel retransmits it for minutes and
 	-- each copy matches again: a match repeating the same flow and signature within `rematch` is that one
-	-- request, not a new offence (otherwise one request would earn an ever-growing ban).
+	-- request, not a new offence (otherwise one request would earn an ever-growing ban). Retransmissions
+	-- come seconds apart; a repeat that the datapath's sampling suppressed events before (ev.suppressed
+	-- > 0) is a flood on one flow and counts in full.
 	rematch = "30m",
 	allow = {},                 -- networks never banned (loopback always)
 	bantime = "10m",            -- only when escalate = false
@@ -63,7 +65,8 @@ local function what(ev)
 	return ev.kind .. (ev.reason and ("/" .. ev.reason) or "")
 end
 
--- True when this match repeats one already counted (same flow, same signature, within rematch).
+-- True when this match repeats one already counted (same flow, same signature, within rematch) and is
+-- no flood (nothing suppressed since the last delivered event).
 function Autoban:retransmit(ev)
 	if self.rematch_s <= 0 or not ev.sport or ev.sport == 0 then return false end
 	local key = string.format("%s|%s|%s|%s|%s|%s", ev.src, ev.sport, tostring(ev.dst), ev.dport,
@@ -71,6 +74,7 @@ function Autoban:retransmit(ev)
 	local now = self.clock()
 	local last = self.seen:get(key)
 	self.seen:set(key, now)
+	if (ev.suppressed or 0) > 0 then return false end
 	return last ~= nil and now - last < self.rematch_s
 end
 
