@@ -306,7 +306,12 @@ int main(int argc, char **argv)
 	cidr_parse(MC_BAN_NET, &c, false);
 	ban_add(&m.dp, &c, 0, 0);
 	len = mk_frame(f, IPPROTO_UDP, 0, MC_BANNED, 40000, 53, NULL, 18);
-	rung(&m, "ban hit (drop_banned, block events sampled away)", f, len, m.repeat, HYP_R_DROP_BANNED, false);
+	apply_opts(&m, NULL, 1, 0, MC_VCACHE_OFF);
+	rung(&m, "ban hit, verdict cache off: LPM lookup (drop_banned, block events sampled away)", f, len, m.repeat,
+	     HYP_R_DROP_BANNED, false);
+	apply(&m, NULL, 1, 0);
+	rung(&m, "ban hit: verdict cache (drop_banned, block events sampled away)", f, len, m.repeat,
+	     HYP_R_DROP_BANNED, false);
 
 	static const unsigned sizes[] = { 16, 256, 1500 };
 	for (int k = 0; k < 2; k++) {

@@ -45,6 +45,60 @@ static __always_inline int allow_check(const struct hyp_pkt *p)
 	return hit ? HYP_R_PASS_ALLOW : HYP_CONTINUE;
 }
 
+/* The ban covering (family, addr): one LPM lookup, the longest matching prefix. Two call sites each
+ * with a constant map. */
+static __always_inline struct hyp_ban *ban_lookup(__u8 family, const __u8 *addr)
+{
+	if (family == HYP_AF_INET) {
+		struct hyp_lpm4_key k = { .prefixlen = 32 };
+
+		*(__u32 *)k.addr = *(const __u32 *)addr;
+		return bpf_map_lookup_elem(&bans4, &k);
+	} else {
+		struct hyp_lpm6_key k = { .prefixlen = 128 };
+
+		__builtin_memcpy(k.addr, addr, 16);
+		return bpf_map_lookup_elem(&bans6, &k);
+	}
+}
+
+/*
+ * Cache the verdict for a source its ban b just dropped (bpf/vcache.h), carrying over the hits the
+ * slot counted: this source's (a refill), or on a collision another source's, found again through
+ * its own ban. Only a ban with HYP_VCACHE_BAN_MIN hits is cached, so a few packets are counted
+ * exactly; a cached one is re-judged at its own expiry.
+ */
+static __always_inline void ban_cache(struct hyp_pkt *p, struct hyp_ban *b)
+{
+	struct hyp_vcache k __attribute__((aligned(8)));
+	struct hyp_vcache *e;
+	__u64 until;
+	__u32 slot;
+
+	if (!vc_enabled(p))
+		return;
+	slot = vc_key(p, false, &k);
+	e = bpf_map_lookup_elem(&vcache, &slot);
+	if (!e)
+		return;
+	if (vc_key_eq(e, &k)) {
+		b->hits += e->hits;
+		e->hits = 0;
+	}
+	if (b->hits < HYP_VCACHE_BAN_MIN)
+		return;
+	if (e->hits && !e->proto) {
+		struct hyp_ban *o = ban_lookup(e->family, e->saddr);
+
+		if (o)
+			o->hits += e->hits;
+	}
+	until = pkt_now(p) + HYP_VCACHE_TTL_NS;
+	if (b->expires_ns && b->expires_ns < until)
+		until = b->expires_ns;
+	vc_write(p, e, &k, until);
+}
+
 /*
  * One LPM lookup decides a banned source: the longest matching prefix wins. A ban whose expires_ns is
  * past (on the datapath clock) no longer bans; user space deletes it later. If the longest match is
@@ -57,27 +111,25 @@ static __always_inline int ban_check(struct hyp_pkt *p)
 	struct hyp_ban *b;
 
 	/* only the packet's family's list is consulted, and an empty one not at all */
-	if (p->family == HYP_AF_INET) {
-		struct hyp_lpm4_key k = { .prefixlen = 32 };
-
-		if (blk_trie_empty(bans4))
-			return HYP_CONTINUE;
-		*(__u32 *)k.addr = *(__u32 *)p->saddr;
-		b = bpf_map_lookup_elem(&bans4, &k);
-	} else {
-		struct hyp_lpm6_key k = { .prefixlen = 128 };
-
-		if (blk_trie_empty(bans6))
-			return HYP_CONTINUE;
-		__builtin_memcpy(k.addr, p->saddr, 16);
-		b = bpf_map_lookup_elem(&bans6, &k);
-	}
+	if (p->family == HYP_AF_INET ? blk_trie_empty(bans4) : blk_trie_empty(bans6))
+		return HYP_CONTINUE;
+	b = ban_lookup(p->family, p->saddr);
 	if (!b)
 		return HYP_CONTINUE;
 	if (b->expires_ns && pkt_now(p) >= b->expires_ns)
 		return HYP_CONTINUE;
 	b->hits += 1;
+	ban_cache(p, b);
 	return HYP_R_DROP_BANNED;
+}
+
+/* The verdict cache's answer for a banned source, before the allowlist and the tries (a cached ban
+ * implies no allowlist entry as of its epoch); only while the family has bans at all. */
+static __always_inline int ban_check_cached(struct hyp_pkt *p)
+{
+	if (!p->cfg->vcache || (p->family == HYP_AF_INET ? blk_trie_empty(bans4) : blk_trie_empty(bans6)))
+		return HYP_CONTINUE;
+	return vc_check_src(p);
 }
 
 #endif /* HYP_BLOCKLIST_H */

@@ -67,9 +67,13 @@ static __always_inline int xdp_process(struct xdp_md *ctx, struct hyp_pkt *p)
 	r = policy_load(p);
 	if (r != HYP_CONTINUE)
 		return r;
-	/* Verdict cache first (bpf/vcache.h): the rest of a dropped flow's flood ends here. The probe
-	 * needs the ports, so L4 is parsed early, a failure judged in its usual place below. Only
-	 * packets with payload probe (an empty ACK of a dropped flow finds HYP_FF_DROP in conntrack). */
+	/* Verdict cache first (bpf/vcache.h): a banned source's flood, and the rest of a dropped flow's,
+	 * end here. The flow probe needs the ports, so L4 is parsed early, a failure judged in its usual
+	 * place below. Only packets with payload probe for a flow (an empty ACK of a dropped flow finds
+	 * HYP_FF_DROP in conntrack). */
+	r = ban_check_cached(p);
+	if (r != HYP_CONTINUE)
+		return r;
 	if (!p->nonfirst_frag && p->cfg->vcache) {
 		l4 = parse_l4(data, data_end, p);
 		if (l4 == HYP_CONTINUE && p->pay_len) {

@@ -187,23 +187,23 @@ struct {
 
 /* Verdict cache (datapath-internal, bpf/vcache.h): per-CPU, so a hit is a few loads with no helper
  * call and no shared cache line; HYP_VCACHE_SLOTS entries of 64 bytes (64 KiB per CPU), direct-mapped
- * by a hash of the key (a collision replaces the older entry; conntrack still holds the verdict). */
+ * by a hash of the key (a collision replaces the older entry; the ban or the flow still holds the verdict). */
 #ifndef HYP_VCACHE_SLOTS
 #define HYP_VCACHE_SLOTS 1024
 #endif
 struct hyp_vcache {
-	__u8 saddr[16];             /* key: the sending side's 5-tuple */
-	__u8 daddr[16];
+	__u8 saddr[16];             /* key: the sending side's 5-tuple (flow entry), or */
+	__u8 daddr[16];             /* the source alone, the rest zero (source entry) */
 	__u16 sport;
 	__u16 dport;
-	__u8 proto;
+	__u8 proto;                 /* 0: a source entry */
 	__u8 family;
 	__u8 action;                /* the flow's drop signature's action */
 	__u8 pad;
 	__u32 sig;                  /* the flow's drop signature */
 	__u32 gen;                  /* made under this generation, */
 	__u32 epoch;                /* and this state epoch */
-	__u32 pad2;
+	__u32 hits;                 /* source entry: ban hits counted here, not yet carried to the ban */
 	__u64 until_ns;             /* datapath clock; 0 = empty */
 };
 

@@ -3,22 +3,30 @@
 #define HYP_VCACHE_H
 
 /*
- * A flow that sent a drop-signature match is dropped for the rest of its life (HYP_FF_DROP,
- * docs/design.md "Dropped flows"), and an attack flood keeps sending on it. Reaching that verdict
- * through conntrack costs a flow lookup per packet, a helper call paid through the SRSO return
- * thunk, behind the allowlist and ban tries (two more calls when they are in use). This cache
- * remembers the verdict in a per-CPU array, which the verifier inlines into a few loads: a hit costs
- * the parse, an inline hash, one key compare and the stats.
+ * Two floods repeat one verdict: a banned source keeps sending, and a flow that sent a drop-signature
+ * match (HYP_FF_DROP, docs/design.md "Dropped flows") keeps sending. Reaching that verdict again costs
+ * an LPM lookup (the ban) or a flow lookup (the mark) per packet, each a helper call paid through the
+ * SRSO return thunk, behind the allowlist and ban tries. This cache remembers the verdict in a per-CPU
+ * array, which the verifier inlines into a few loads: a hit costs the parse, an inline hash, one key
+ * compare and the stats.
  *
- * An entry is keyed by the sending side's own 5-tuple (not the canonical key: only that side is
- * dropped) and is good for at most HYP_VCACHE_TTL_NS, and only while the generation (policy flips,
- * monitor mode, clock offset) and the state epoch (gen[HYP_GEN_EPOCH], bumped by user space when it
- * evicts flows or adds to the allowlist) are those it was made under. The TTL sends one packet per
- * entry and second through conntrack, which keeps the flow's last_seen (its life) current; what
- * user space is not told of (an LRU eviction of the flow) is outlived by at most the TTL.
- * What a hit does not do: add to the flow's packet and byte counters (stats[] counts every packet).
+ * Two kinds of entries, both only ever a verdict the slow path reached itself:
+ *  - source (proto 0): a banned source, cached once its ban counted HYP_VCACHE_BAN_MIN hits;
+ *  - flow (TCP/UDP): the sending side of a marked flow, keyed by the packet's own 5-tuple (not the
+ *    canonical key: only that side is dropped).
+ * An entry is good for at most HYP_VCACHE_TTL_NS (a ban's: not past its expiry), and only while the
+ * generation (policy flips, monitor mode, clock offset) and the state epoch (gen[HYP_GEN_EPOCH],
+ * bumped by user space on every ban written or removed, allowlist entry added or flow removed) are
+ * those it was made under. So an unban, an allowlist entry or a reload ends a cached drop at once;
+ * only what user space is not told of (an LRU eviction of the flow) is outlived, by the TTL at most.
+ * What a hit does not do: add to the flow's packet and byte counters or refresh its last_seen (the
+ * TTL sends one packet per entry and second through conntrack, which does). A ban's hits are counted
+ * in the entry and carried to the ban every HYP_VCACHE_BAN_MIN hits and at each refill (blocklist.h).
  */
 #define HYP_VCACHE_TTL_NS ((__u64)HYP_VCACHE_TTL_S * HYP_NS_PER_S)   /* staleness bound vs. refresh cost */
+/* A ban is cached from this many hits on, and its cached hits are carried back every this many: its
+ * hits count stays exact below it, and above it at most this many less one per CPU behind. */
+#define HYP_VCACHE_BAN_MIN 64
 
 static __always_inline __u32 vc_epoch(void)
 {
@@ -28,20 +36,29 @@ static __always_inline __u32 vc_epoch(void)
 	return e ? *e : 0;
 }
 
-/* Build this packet's key into v; returns its slot: a multiplicative hash of the folded words, top
- * bits (the best mixed), masked by the power-of-two slot count, which also bounds it for the verifier. */
-static __always_inline __u32 vc_key(const struct hyp_pkt *p, struct hyp_vcache *v)
+/* Build the key of this packet's flow entry (flow) or source entry into v; returns its slot: a
+ * multiplicative hash of the folded words, top bits (the best mixed), masked by the power-of-two slot
+ * count, which also bounds it for the verifier. */
+static __always_inline __u32 vc_key(const struct hyp_pkt *p, bool flow, struct hyp_vcache *v)
 {
 	const __u32 *w = (const __u32 *)p->saddr, *d = (const __u32 *)p->daddr;
+	__u32 h = w[0] ^ w[1] ^ w[2] ^ w[3] ^ p->family;
 
 	hyp_addr_copy(v->saddr, p->saddr);
-	hyp_addr_copy(v->daddr, p->daddr);
-	v->sport = p->sport;
-	v->dport = p->dport;
-	v->proto = p->proto;
+	if (flow) {
+		hyp_addr_copy(v->daddr, p->daddr);
+		v->sport = p->sport;
+		v->dport = p->dport;
+		v->proto = p->proto;
+		h ^= d[0] ^ d[1] ^ d[2] ^ d[3] ^ ((__u32)p->sport << 16 | p->dport) ^ ((__u32)p->proto << 8);
+	} else {
+		__builtin_memset(v->daddr, 0, sizeof(v->daddr));
+		v->sport = 0;
+		v->dport = 0;
+		v->proto = 0;
+	}
 	v->family = p->family;
-	return ((w[0] ^ w[1] ^ w[2] ^ w[3] ^ d[0] ^ d[1] ^ d[2] ^ d[3] ^ ((__u32)p->sport << 16 | p->dport) ^
-		 p->proto) * 2654435761u) >> 16 & (HYP_VCACHE_SLOTS - 1);
+	return (h * 2654435761u) >> 16 & (HYP_VCACHE_SLOTS - 1);
 }
 
 static __always_inline bool vc_key_eq(const struct hyp_vcache *a, const struct hyp_vcache *b)
@@ -52,61 +69,98 @@ static __always_inline bool vc_key_eq(const struct hyp_vcache *a, const struct h
 	       a->dport == b->dport && a->proto == b->proto && a->family == b->family;
 }
 
+/* This packet's live entry of one kind, or NULL. A stale one is emptied (until_ns 0) but keeps its key
+ * and pending hits, for the refill to carry them to their ban. */
+static __always_inline struct hyp_vcache *vc_live(struct hyp_pkt *p, bool flow)
+{
+	struct hyp_vcache k __attribute__((aligned(8)));
+	struct hyp_vcache *e;
+	__u32 slot = vc_key(p, flow, &k);
+
+	e = bpf_map_lookup_elem(&vcache, &slot);
+	if (!e || !e->until_ns || !vc_key_eq(e, &k))
+		return NULL;
+	if (e->gen != p->gen || e->epoch != vc_epoch() || pkt_now(p) >= e->until_ns) {
+		e->until_ns = 0;
+		return NULL;
+	}
+	return e;
+}
+
 /* Is this packet's sending side a dropped flow? DROP_SIG (p->sig, p->action set) or HYP_CONTINUE.
  * Needs the ports (parse_l4 done). */
 static __always_inline int vc_check(struct hyp_pkt *p)
 {
-	struct hyp_vcache k __attribute__((aligned(8)));
 	struct hyp_vcache *e;
-	__u32 slot;
 
 	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP)
 		return HYP_CONTINUE;
-	slot = vc_key(p, &k);
-	e = bpf_map_lookup_elem(&vcache, &slot);
-	if (!e || !e->until_ns || !vc_key_eq(e, &k))
+	e = vc_live(p, true);
+	if (!e)
 		return HYP_CONTINUE;
-	if (e->gen != p->gen || e->epoch != vc_epoch() || pkt_now(p) >= e->until_ns) {
-		e->until_ns = 0;    /* stale: conntrack decides, and refills it */
-		return HYP_CONTINUE;
-	}
 	p->sig = e->sig;
 	p->action = e->action;
 	hyp_count(HYP_C_VCACHE_HIT);
 	return HYP_R_DROP_SIG;
 }
 
+/* Is this packet's source banned, as far as the cache knows? DROP_BANNED or HYP_CONTINUE. Every
+ * HYP_VCACHE_BAN_MIN-th packet goes to the ban trie instead, which carries the counted hits over. */
+static __always_inline int vc_check_src(struct hyp_pkt *p)
+{
+	struct hyp_vcache *e = vc_live(p, false);
+
+	if (!e)
+		return HYP_CONTINUE;
+	if (e->hits >= HYP_VCACHE_BAN_MIN - 1) {
+		e->until_ns = 0;
+		return HYP_CONTINUE;
+	}
+	e->hits += 1;
+	hyp_count(HYP_C_VCACHE_HIT);
+	return HYP_R_DROP_BANNED;
+}
+
+/* Write entry e for key k (the caller settled what the slot held before). */
+static __always_inline void vc_write(struct hyp_pkt *p, struct hyp_vcache *e, const struct hyp_vcache *k,
+				     __u64 until)
+{
+	hyp_addr_copy(e->saddr, k->saddr);
+	hyp_addr_copy(e->daddr, k->daddr);
+	e->sport = k->sport;
+	e->dport = k->dport;
+	e->proto = k->proto;
+	e->family = k->family;
+	e->sig = p->sig;
+	e->action = p->action;
+	e->hits = 0;
+	e->gen = p->gen;
+	e->epoch = vc_epoch();
+	e->until_ns = until;
+}
+
+static __always_inline bool vc_enabled(const struct hyp_pkt *p)
+{
+	return p->cfg->vcache && !policy_is_monitor(p->cfg);
+}
+
 /* Remember the sender of the HYP_FF_DROP flow this packet belongs to. Not in monitor mode: nothing is
- * dropped there, every packet takes the whole path. */
+ * dropped there, every packet takes the whole path. A source entry's pending hits in the slot are
+ * lost (at most HYP_VCACHE_BAN_MIN - 1, and only on a hash collision). */
 static __always_inline void vc_fill(struct hyp_pkt *p)
 {
+	struct hyp_vcache k __attribute__((aligned(8)));
 	struct hyp_vcache *e;
 	__u32 slot;
 
-	if (!p->cfg->vcache || policy_is_monitor(p->cfg) || !p->flow || !(p->flow->flags & HYP_FF_DROP))
+	if (!vc_enabled(p) || !p->flow || !(p->flow->flags & HYP_FF_DROP))
 		return;
 	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP)
 		return;
-	{
-		struct hyp_vcache k __attribute__((aligned(8)));
-
-		slot = vc_key(p, &k);
-		e = bpf_map_lookup_elem(&vcache, &slot);
-		if (!e)
-			return;
-		/* per-CPU entry: nothing else writes it meanwhile */
-		hyp_addr_copy(e->saddr, k.saddr);
-		hyp_addr_copy(e->daddr, k.daddr);
-		e->sport = k.sport;
-		e->dport = k.dport;
-		e->proto = k.proto;
-		e->family = k.family;
-	}
-	e->sig = p->sig;
-	e->action = p->action;
-	e->gen = p->gen;
-	e->epoch = vc_epoch();
-	e->until_ns = pkt_now(p) + HYP_VCACHE_TTL_NS;
+	slot = vc_key(p, true, &k);
+	e = bpf_map_lookup_elem(&vcache, &slot);
+	if (e)
+		vc_write(p, e, &k, pkt_now(p) + HYP_VCACHE_TTL_NS);
 }
 
 #endif /* HYP_VCACHE_H */

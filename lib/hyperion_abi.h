@@ -229,7 +229,8 @@ struct hyp_ban {
 	__u64 expires_ns;           /* CLOCK_MONOTONIC; 0 = never */
 	__u64 created_ns;
 	__u32 reason;               /* free-form code chosen by user space (reason text lives there) */
-	__u32 hits;                 /* packets dropped, racy increment (approximate) */
+	__u32 hits;                 /* packets dropped; racy increment, and under a flood up to 63 per CPU
+				     * behind (verdict cache): approximate */
 };
 
 struct hyp_allow {

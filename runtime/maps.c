@@ -124,9 +124,10 @@ static int array_read(int fd, __u32 base, void *vals, __u32 n, size_t vsz)
 	return 0;
 }
 
-/* The datapath's verdict cache (bpf/vcache.h) keeps a dropped flow's verdict per CPU for up to a
- * second; it trusts an entry only while gen[HYP_GEN_EPOCH] is what it was made under. Bumped after
- * every change that must end such a drop at once: a flow removed, a source allowlisted. One writer
+/* The datapath's verdict cache (bpf/vcache.h) keeps a banned source's or a dropped flow's verdict per
+ * CPU for up to a second; it trusts an entry only while gen[HYP_GEN_EPOCH] is what it was made under.
+ * Bumped after every change that must end such a drop at once: a ban written or removed (expired
+ * bans need none: an entry never outlives its ban's expiry), a flow removed, a source allowlisted. One writer
  * (the daemon), so read-add-write needs no atomics; a failure is returned for the caller to log. */
 int state_epoch_bump(int fd_gen)
 {
@@ -488,6 +489,8 @@ int ban_add(struct hyp_dp *dp, const struct hyp_cidr *c, __u64 ttl_s, __u32 reas
 	err = bpf_map_update_elem(ban_fd(dp, c->family), &k, &b, BPF_ANY);
 	if (err)
 		log_cidr_err("ban add", c, err);
+	else
+		epoch_bump_logged(dp, "ban add");   /* a replaced ban may end sooner than a cached copy */
 	return err;
 }
 
@@ -501,6 +504,8 @@ int ban_del(struct hyp_dp *dp, const struct hyp_cidr *c)
 	err = bpf_map_delete_elem(ban_fd(dp, c->family), &k);
 	if (err && err != -ENOENT)
 		log_cidr_err("ban del", c, err);
+	if (!err)
+		epoch_bump_logged(dp, "ban del");
 	return err;
 }
 
@@ -631,6 +636,8 @@ int ban_add_batch(struct hyp_dp *dp, const struct hyp_cidr *c, const struct hyp_
 	err = r4 < 0 ? r4 : r6 < 0 ? r6 : r4 + r6;
 	if (err < 0)
 		hyp_log(LOG_ERR, "ban add batch: %zu entries (%u v4, %u v6): %s", n, n4, n6, strerror(-err));
+	if (r4 > 0 || r6 > 0)
+		epoch_bump_logged(dp, "ban add batch");
 out:
 	free(k4);
 	free(k6);

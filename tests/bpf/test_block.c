@@ -2,12 +2,17 @@
  * allowlist precedence, hit counting, BLOCK events, and what bans do not touch. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <linux/bpf.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include "tap.h"
 #include "pkt.h"
 #include "dptest.h"
+#include "maps.h"
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "hyperion.skel.h"
 
 #define NS_PER_S 1000000000ULL
 
@@ -233,6 +238,54 @@ static void test_block_event_and_scope(void)
 	dpt_close(&t);
 }
 
+/* A flooding banned source is answered from the per-CPU verdict cache once its ban counted
+ * HYP_VCACHE_BAN_MIN hits (64): every packet still counts as drop_banned, the ban's hits stay within
+ * 63 per CPU of the truth, and an unban or an allowlist entry (both bump the state epoch) ends the cached
+ * drop at the very next packet. */
+static void test_ban_verdict_cache(void)
+{
+	struct hyp_lpm4_key k = { .prefixlen = 24, .addr = { 203, 0, 113, 0 } };
+	const int n = 1000, ncpu = libbpf_num_possible_cpus();
+	uint8_t b[PKT_MAX];
+	struct hyp_ban ban;
+	uint64_t hits0, drops0;
+	struct dpt t;
+	int len, i, bad = 0, rc;
+
+	if (!open_fresh(&t))
+		return;
+	TAP_EQ(dpt_ban(&t, "203.0.113.0/24", 0, BAN_REASON), 0, "vcache: ban 203.0.113.0/24");
+	hits0 = dpt_counter(&t, HYP_C_VCACHE_HIT);
+	drops0 = dpt_stat(&t, HYP_R_DROP_BANNED);
+	len = syn_from("203.0.113.9", "198.51.100.1", 80, b, NULL);
+	for (i = 0; i < n; i++)
+		if (dpt_xdp(&t, b, len) != XDP_DROP)
+			bad++;
+	TAP_EQ(bad, 0, "vcache: %d frames of a flood from a banned source all dropped", n);
+	TAP_EQ(dpt_stat(&t, HYP_R_DROP_BANNED) - drops0, (uint64_t)n, "vcache: every one counted drop_banned");
+	TAP_CHECK(dpt_counter(&t, HYP_C_VCACHE_HIT) - hits0 >= (uint64_t)(n - 64 - n / 64),
+		  "vcache: the flood past the first 64 came from the cache (%" PRIu64 " hits)",
+		  dpt_counter(&t, HYP_C_VCACHE_HIT) - hits0);
+	TAP_EQ(dpt_ban_get(&t, "203.0.113.0/24", &ban), 0, "vcache: ban entry readable");
+	TAP_CHECK(ban.hits <= (uint32_t)n && ban.hits + 63u * (uint32_t)ncpu >= (uint32_t)n,
+		  "vcache: ban hits %u within 63 per CPU of %d", ban.hits, n);
+
+	/* what ban_del() does: delete, then bump the epoch */
+	rc = bpf_map_delete_elem(bpf_map__fd(t.skel->maps.bans4), &k);
+	TAP_EQ(rc, 0, "vcache: unban");
+	TAP_EQ(state_epoch_bump(bpf_map__fd(t.skel->maps.gen)), 0, "vcache: epoch bumped");
+	TAP_EQ(dpt_xdp(&t, b, len), XDP_PASS, "vcache: the next frame after the unban passes");
+
+	TAP_EQ(dpt_ban(&t, "203.0.113.0/24", 0, BAN_REASON), 0, "vcache: banned again");
+	for (i = 0; i < 200; i++)
+		dpt_xdp(&t, b, len);
+	TAP_EQ(dpt_allow(&t, "203.0.113.9/32"), 0, "vcache: allowlist the source");
+	syn_expect(&t, "203.0.113.9", "198.51.100.1", 80, XDP_PASS, HYP_R_PASS_ALLOW,
+		   "vcache: the allowlist beats the cached ban at once");
+	TAP_EQ(dpt_counter(&t, HYP_C_SEEN), dpt_stats_total(&t), "vcache: books: seen == sum(stats)");
+	dpt_close(&t);
+}
+
 int main(void)
 {
 	test_v4_cidr_ban_covers_prefix_only();
@@ -240,5 +293,6 @@ int main(void)
 	test_ban_expiry_follows_datapath_clock();
 	test_allowlist_beats_ban();
 	test_block_event_and_scope();
+	test_ban_verdict_cache();
 	return tap_done();
 }

@@ -272,7 +272,10 @@ int dpt_ban(struct dpt *t, const char *cidr, uint64_t ttl_ns, uint32_t reason)
 	if (fd < 0)
 		return fd;
 	b.expires_ns = ttl_ns ? b.created_ns + ttl_ns : 0;
-	return bpf_map_update_elem(fd, &k, &b, BPF_ANY) ? -errno : 0;
+	if (bpf_map_update_elem(fd, &k, &b, BPF_ANY))
+		return -errno;
+	/* as ban_add() does: a replaced ban must not live on in the verdict cache */
+	return state_epoch_bump(bpf_map__fd(t->skel->maps.gen));
 }
 
 int dpt_allow(struct dpt *t, const char *cidr)
