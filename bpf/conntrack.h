@@ -221,7 +221,8 @@ static __always_inline int ct_update(struct hyp_pkt *p, const struct hyp_flow_ke
 	bool promote = false;
 	/* read before a promotion can move the entry */
 	bool dropped = !p->egress && (f->flags & HYP_FF_DROP) && f->drop_dir == dir;
-	__u16 drop_sig = f->drop_sig;
+	/* signature ids are indexes into one generation: after a reload the id may name another one */
+	__u32 drop_sig = f->drop_gen == p->gen ? f->drop_sig : HYP_EV_NO_SIG;
 	__u8 drop_action = f->drop_action;
 
 	f->packets[dir] += 1;
@@ -341,7 +342,8 @@ static __always_inline int ct_miss(void *ctx, struct hyp_pkt *p, const struct hy
 /*
  * Conntrack step for TCP, UDP and ICMP (ingress and egress). One lookup in the map the flow most
  * likely lives in, a second in the other only on a miss. Returns PASS_FLOW / PASS_NEW / PASS_ICMP
- * (egress: PASS_EGRESS) or a drop reason (DROP_SIG: the sender of a HYP_FF_DROP flow); sets p->flow, p->dir, p->state and the pending flow event.
+ * (egress: PASS_EGRESS) or a drop reason (DROP_SIG: the sender of a HYP_FF_DROP flow); sets p->flow,
+ * p->dir, p->state and the pending flow event.
  */
 static __always_inline int ct_track(void *ctx, struct hyp_pkt *p)
 {

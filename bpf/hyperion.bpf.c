@@ -46,6 +46,7 @@ static __always_inline int xdp_inspect(struct xdp_md *ctx, struct hyp_pkt *p, in
 		p->flow->drop_sig = (__u16)(m.sig & (HYP_SIG_MAX - 1));
 		p->flow->drop_dir = p->dir & 1;
 		p->flow->drop_action = m.action;
+		p->flow->drop_gen = (__u8)p->gen;
 		vc_fill(p);
 	}
 	return HYP_R_DROP_SIG;

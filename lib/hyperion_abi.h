@@ -210,8 +210,9 @@ struct hyp_flow {
 	__u8 dfa_gen;               /* generation dfa_state belongs to */
 	__u16 drop_sig;             /* HYP_FF_DROP: the signature id (< HYP_SIG_MAX), */
 	__u8 drop_dir;              /* the direction index that sent the match, */
-	__u8 drop_action;           /* and the signature's action (enum hyp_sig_action) */
-	__u16 pad[1];
+	__u8 drop_action;           /* the signature's action (enum hyp_sig_action), */
+	__u8 drop_gen;              /* and the generation drop_sig is an id of */
+	__u8 pad;
 };
 
 /* Ban lists: LPM tries keyed by prefix length + address. */

@@ -377,6 +377,15 @@ static void test_dropped_flow(void)
 	TAP_CHECK(dpt_flow(&t, 4, IPPROTO_UDP, u.client, u.sport, u.server, u.dport, &f, NULL) == 0 &&
 		  f.packets[0] + f.packets[1] >= 4, "dropped flow: conntrack still counts its packets");
 
+	/* a reload: still dropped, but an id of the old generation no longer names a signature */
+	dpt_sigset_push(&t, &set, false);
+	dpt_events(&t);
+	udp_send(&t, &u, "hello", 5, XDP_DROP, HYP_R_DROP_SIG, "dropped flow: still dropped after a reload");
+	dpt_events(&t);
+	ev = dpt_event_find(&t, HYP_EV_MATCH, NULL);
+	TAP_CHECK(ev && ev->sig == 0xffffffffu && ev->action == HYP_ACT_BAN,
+		  "dropped flow: after a reload its events name no signature (ids are per generation)");
+
 	/* TCP: the pure ACK after the match has no payload and finds the mark in conntrack */
 	seq = tcp_open(&t, &tp);
 	tcp_send(&t, &tp, seq, "GET EVIL-BAN", XDP_DROP, HYP_R_DROP_SIG, "dropped flow: TCP match drops");
