@@ -96,7 +96,7 @@ static __always_inline void ban_cache(struct hyp_pkt *p, struct hyp_ban *b)
 	until = pkt_now(p) + HYP_VCACHE_TTL_NS;
 	if (b->expires_ns && b->expires_ns < until)
 		until = b->expires_ns;
-	vc_write(p, e, &k, until);
+	vc_write(p, e, &k, until, HYP_EV_NO_SIG, 0);
 }
 
 /*

@@ -129,6 +129,8 @@ static __always_inline int ct_create(struct hyp_pkt *p, const struct hyp_flow_ke
 	__u8 dir = p->dir & 1;
 	long err;
 
+	/* the 4-tuple's previous flow may have been a dropped one this CPU still remembers */
+	vc_forget(p);
 	if (!v)
 		return ct_pass(p, HYP_R_PASS_NEW);
 	v->created_ns = p->now;
@@ -220,9 +222,9 @@ static __always_inline int ct_update(struct hyp_pkt *p, const struct hyp_flow_ke
 	__u8 s = f->state, ns = s;
 	bool promote = false;
 	/* read before a promotion can move the entry */
-	bool dropped = !p->egress && (f->flags & HYP_FF_DROP) && f->drop_dir == dir;
-	/* signature ids are indexes into one generation: after a reload the id may name another one */
-	__u32 drop_sig = f->drop_gen == p->gen ? f->drop_sig : HYP_EV_NO_SIG;
+	bool dropped = !p->egress && (f->flags & HYP_FF_DROP) && ((f->drop_dirs >> dir) & 1);
+	/* signature ids index one config's set: after a reload the id may name another signature */
+	__u32 drop_sig = f->drop_serial == p->cfg->serial ? f->drop_sig : HYP_EV_NO_SIG;
 	__u8 drop_action = f->drop_action;
 
 	f->packets[dir] += 1;

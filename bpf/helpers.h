@@ -56,6 +56,7 @@ struct hyp_pkt {
 	__u32 pkt_len;              /* frame length */
 	__u32 tcp_seq;              /* host order */
 	__u32 gen;                  /* active generation, read once */
+	__u32 epoch;                /* state epoch (gen[HYP_GEN_EPOCH]), read with it: bpf/vcache.h */
 	__u32 ifindex;
 	__u64 now;                  /* coarse datapath clock (hyp_now), read once when first needed */
 	__u64 ev_packets;           /* flow totals for a pending FLOW_END event */

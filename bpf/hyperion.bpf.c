@@ -42,11 +42,16 @@ static __always_inline int xdp_inspect(struct xdp_md *ctx, struct hyp_pkt *p, in
 	 * just the packet. Its sender's later packets skip the scan (ct_update), and the verdict cache
 	 * drops them before any lookup. */
 	if (p->flow && !policy_is_monitor(cfg)) {
-		p->flow->flags |= HYP_FF_DROP;
-		p->flow->drop_sig = (__u16)(m.sig & (HYP_SIG_MAX - 1));
-		p->flow->drop_dir = p->dir & 1;
-		p->flow->drop_action = m.action;
-		p->flow->drop_gen = (__u8)p->gen;
+		struct hyp_flow *f = p->flow;
+
+		/* the first match names the flow's drop; a match from the other side adds that side */
+		if (!(f->flags & HYP_FF_DROP)) {
+			f->flags |= HYP_FF_DROP;
+			f->drop_sig = (__u16)(m.sig & (HYP_SIG_MAX - 1));
+			f->drop_action = m.action;
+			f->drop_serial = cfg->serial;
+		}
+		f->drop_dirs |= 1 << (p->dir & 1);
 		vc_fill(p);
 	}
 	return HYP_R_DROP_SIG;

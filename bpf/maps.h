@@ -199,9 +199,9 @@ struct hyp_vcache {
 	__u8 proto;                 /* 0: a source entry */
 	__u8 family;
 	__u8 action;                /* the flow's drop signature's action */
-	__u8 pad;
+	__u8 state;                 /* the flow's conntrack state when cached (for events) */
 	__u32 sig;                  /* the flow's drop signature */
-	__u32 gen;                  /* made under this generation, */
+	__u32 serial;               /* made under this config serial, */
 	__u32 epoch;                /* and this state epoch */
 	__u32 hits;                 /* source entry: ban hits counted here, not yet carried to the ban */
 	__u64 until_ns;             /* datapath clock; 0 = empty */

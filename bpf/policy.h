@@ -12,12 +12,16 @@
 static __always_inline int policy_load(struct hyp_pkt *p)
 {
 	__u32 zero = 0, g;
-	__u32 *gp = bpf_map_lookup_elem(&gen, &zero);
+	__u32 *gp = bpf_map_lookup_elem(&gen, &zero), ek = HYP_GEN_EPOCH, *ep;
 	const struct hyp_config *cfg;
 
 	if (!gp)
 		return HYP_R_ABORTED;
 	g = *gp;
+	/* Before any lookup the verdict cache may remember: a change user space makes meanwhile bumps the
+	 * epoch after it, so an entry made from this packet's lookups is born stale, never outlives it. */
+	ep = bpf_map_lookup_elem(&gen, &ek);
+	p->epoch = ep ? *ep : 0;
 	cfg = bpf_map_lookup_elem(&policy, &g);
 	if (!cfg)
 		return HYP_R_ABORTED;

@@ -28,37 +28,36 @@
  * hits count stays exact below it, and above it at most this many less one per CPU behind. */
 #define HYP_VCACHE_BAN_MIN 64
 
-static __always_inline __u32 vc_epoch(void)
+/* Build the key of a flow entry (flow) or a source entry into v; returns its slot: a multiplicative
+ * hash of the folded words, top bits (the best mixed), masked by the power-of-two slot count, which
+ * also bounds it for the verifier. */
+static __always_inline __u32 vc_key_of(const __u8 *saddr, const __u8 *daddr, __u16 sport, __u16 dport, __u8 proto,
+				       __u8 family, bool flow, struct hyp_vcache *v)
 {
-	__u32 k = HYP_GEN_EPOCH;
-	__u32 *e = bpf_map_lookup_elem(&gen, &k);
+	const __u32 *w = (const __u32 *)saddr, *d = (const __u32 *)daddr;
+	__u32 h = w[0] ^ w[1] ^ w[2] ^ w[3] ^ family;
 
-	return e ? *e : 0;
-}
-
-/* Build the key of this packet's flow entry (flow) or source entry into v; returns its slot: a
- * multiplicative hash of the folded words, top bits (the best mixed), masked by the power-of-two slot
- * count, which also bounds it for the verifier. */
-static __always_inline __u32 vc_key(const struct hyp_pkt *p, bool flow, struct hyp_vcache *v)
-{
-	const __u32 *w = (const __u32 *)p->saddr, *d = (const __u32 *)p->daddr;
-	__u32 h = w[0] ^ w[1] ^ w[2] ^ w[3] ^ p->family;
-
-	hyp_addr_copy(v->saddr, p->saddr);
+	hyp_addr_copy(v->saddr, saddr);
 	if (flow) {
-		hyp_addr_copy(v->daddr, p->daddr);
-		v->sport = p->sport;
-		v->dport = p->dport;
-		v->proto = p->proto;
-		h ^= d[0] ^ d[1] ^ d[2] ^ d[3] ^ ((__u32)p->sport << 16 | p->dport) ^ ((__u32)p->proto << 8);
+		hyp_addr_copy(v->daddr, daddr);
+		v->sport = sport;
+		v->dport = dport;
+		v->proto = proto;
+		h ^= d[0] ^ d[1] ^ d[2] ^ d[3] ^ ((__u32)sport << 16 | dport) ^ ((__u32)proto << 8);
 	} else {
 		__builtin_memset(v->daddr, 0, sizeof(v->daddr));
 		v->sport = 0;
 		v->dport = 0;
 		v->proto = 0;
 	}
-	v->family = p->family;
+	v->family = family;
 	return (h * 2654435761u) >> 16 & (HYP_VCACHE_SLOTS - 1);
+}
+
+/* This packet's key: the flow entry of its sending side, or its source entry. */
+static __always_inline __u32 vc_key(const struct hyp_pkt *p, bool flow, struct hyp_vcache *v)
+{
+	return vc_key_of(p->saddr, p->daddr, p->sport, p->dport, p->proto, p->family, flow, v);
 }
 
 static __always_inline bool vc_key_eq(const struct hyp_vcache *a, const struct hyp_vcache *b)
@@ -80,7 +79,7 @@ static __always_inline struct hyp_vcache *vc_live(struct hyp_pkt *p, bool flow)
 	e = bpf_map_lookup_elem(&vcache, &slot);
 	if (!e || !e->until_ns || !vc_key_eq(e, &k))
 		return NULL;
-	if (e->gen != p->gen || e->epoch != vc_epoch() || pkt_now(p) >= e->until_ns) {
+	if (e->serial != p->cfg->serial || e->epoch != p->epoch || pkt_now(p) >= e->until_ns) {
 		e->until_ns = 0;
 		return NULL;
 	}
@@ -95,11 +94,16 @@ static __always_inline int vc_check(struct hyp_pkt *p)
 
 	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP)
 		return HYP_CONTINUE;
+	/* SYN, FIN and RST change the flow's state (a SYN may open a new connection on the 4-tuple):
+	 * conntrack sees them all */
+	if (p->proto == IPPROTO_TCP && (p->tcp_flags & (HYP_TCP_SYN | HYP_TCP_FIN | HYP_TCP_RST)))
+		return HYP_CONTINUE;
 	e = vc_live(p, true);
 	if (!e)
 		return HYP_CONTINUE;
 	p->sig = e->sig;
 	p->action = e->action;
+	p->state = e->state;
 	hyp_count(HYP_C_VCACHE_HIT);
 	return HYP_R_DROP_SIG;
 }
@@ -123,7 +127,7 @@ static __always_inline int vc_check_src(struct hyp_pkt *p)
 
 /* Write entry e for key k (the caller settled what the slot held before). */
 static __always_inline void vc_write(struct hyp_pkt *p, struct hyp_vcache *e, const struct hyp_vcache *k,
-				     __u64 until)
+				     __u64 until, __u32 sig, __u8 action)
 {
 	hyp_addr_copy(e->saddr, k->saddr);
 	hyp_addr_copy(e->daddr, k->daddr);
@@ -131,11 +135,12 @@ static __always_inline void vc_write(struct hyp_pkt *p, struct hyp_vcache *e, co
 	e->dport = k->dport;
 	e->proto = k->proto;
 	e->family = k->family;
-	e->sig = p->sig;
-	e->action = p->action;
+	e->sig = sig;
+	e->action = action;
+	e->state = p->state;
 	e->hits = 0;
-	e->gen = p->gen;
-	e->epoch = vc_epoch();
+	e->serial = p->cfg->serial;
+	e->epoch = p->epoch;
 	e->until_ns = until;
 }
 
@@ -151,16 +156,40 @@ static __always_inline void vc_fill(struct hyp_pkt *p)
 {
 	struct hyp_vcache k __attribute__((aligned(8)));
 	struct hyp_vcache *e;
+	struct hyp_flow *f;
 	__u32 slot;
 
 	if (!vc_enabled(p) || !p->flow || !(p->flow->flags & HYP_FF_DROP))
 		return;
 	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP)
 		return;
+	f = p->flow;
 	slot = vc_key(p, true, &k);
 	e = bpf_map_lookup_elem(&vcache, &slot);
+	/* what conntrack would answer for the flow's next packet (ct_update) */
 	if (e)
-		vc_write(p, e, &k, pkt_now(p) + HYP_VCACHE_TTL_NS);
+		vc_write(p, e, &k, pkt_now(p) + HYP_VCACHE_TTL_NS,
+			 f->drop_serial == p->cfg->serial ? f->drop_sig : HYP_EV_NO_SIG, f->drop_action);
+}
+
+/* A new flow on this 4-tuple (conntrack deleted or expired the old one, which user space is not told
+ * of): forget what this CPU cached for its sending side, as seen by this packet (reverse: the packet
+ * is egress, and the remote side is the sender the cache knows). */
+static __always_inline void vc_forget(struct hyp_pkt *p)
+{
+	struct hyp_vcache k __attribute__((aligned(8)));
+	struct hyp_vcache *e;
+	__u32 slot;
+
+	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP)
+		return;
+	if (!p->egress)
+		slot = vc_key(p, true, &k);
+	else
+		slot = vc_key_of(p->daddr, p->saddr, p->dport, p->sport, p->proto, p->family, true, &k);
+	e = bpf_map_lookup_elem(&vcache, &slot);
+	if (e && e->until_ns && vc_key_eq(e, &k))
+		e->until_ns = 0;
 }
 
 #endif /* HYP_VCACHE_H */

@@ -176,8 +176,8 @@ enum hyp_flow_flags {
 	HYP_FF_FIN_0 = 16,          /* FIN seen from endpoint a */
 	HYP_FF_FIN_1 = 32,          /* FIN seen from endpoint b */
 	HYP_FF_ESTABLISHED_MAP = 64,/* entry lives in flows (not flows_new) */
-	HYP_FF_DROP = 128           /* a drop signature matched: every later packet from the same side
-				     * is dropped as that signature (drop_sig) for the flow's life */
+	HYP_FF_DROP = 128           /* a drop signature matched: every later packet from a side in
+				     * drop_dirs is dropped as that signature (drop_sig) for the flow's life */
 };
 
 /*
@@ -208,11 +208,10 @@ struct hyp_flow {
 	__u8 orig;                  /* direction index of the originator */
 	__u8 flags;                 /* enum hyp_flow_flags */
 	__u8 dfa_gen;               /* generation dfa_state belongs to */
-	__u16 drop_sig;             /* HYP_FF_DROP: the signature id (< HYP_SIG_MAX), */
-	__u8 drop_dir;              /* the direction index that sent the match, */
+	__u16 drop_sig;             /* HYP_FF_DROP: the first match's signature id (< HYP_SIG_MAX), */
+	__u8 drop_dirs;             /* the directions dropped (bit d: direction index d sent a match), */
 	__u8 drop_action;           /* the signature's action (enum hyp_sig_action), */
-	__u8 drop_gen;              /* and the generation drop_sig is an id of */
-	__u8 pad;
+	__u16 drop_serial;          /* and the config serial drop_sig is an id under */
 };
 
 /* Ban lists: LPM tries keyed by prefix length + address. */
@@ -313,7 +312,9 @@ struct hyp_config {
 	__u32 capture_len;          /* payload bytes copied into events, <= HYP_EV_PAYLOAD */
 	__u32 tcp_all_open;         /* 1: every TCP port accepts new inbound flows */
 	__u32 udp_all_open;         /* 1: every UDP port accepts new inbound flows */
-	__u32 vcache;               /* 1: repeated drops answered from the per-CPU verdict cache */
+	__u8 vcache;                /* 1: repeated drops answered from the per-CPU verdict cache */
+	__u8 pad0;
+	__u16 serial;               /* set by user space: one more than the previous config's, every apply */
 	__u64 timeout_ns[11];       /* per enum hyp_ct_state (HYP_CT_STATE_MAX) */
 	__u64 clock_offset_ns;      /* added to bpf_ktime_get_ns(); lets tests age flows and bans */
 	__u64 start_ns;             /* when the daemon started (for HYP_PICKUP_GRACE) */

@@ -198,7 +198,7 @@ static void config_key(lua_State *L, const char *k, struct hyp_config *cfg)
 	else if (!strcmp(k, "verdict_cache")) {
 		if (lua_type(L, v) != LUA_TBOOLEAN)
 			luaL_error(L, "hx.config: verdict_cache must be true or false, got a %s", luaL_typename(L, v));
-		cfg->vcache = (__u32)lua_toboolean(L, v);
+		cfg->vcache = (__u8)lua_toboolean(L, v);
 	}
 	else
 		luaL_error(L, "hx.config: unknown key '%s'", k);

@@ -248,14 +248,18 @@ int dp_config_apply(struct hyp_dp *dp, const struct hyp_config *cfg, const struc
 		goto fail;
 	}
 	*next = *cfg;
+	err = bpf_map_lookup_elem(dp->fd_policy, &g, cur);
+	if (err)
+		goto fail;
+	/* Signature ids and cached verdicts are only good under the config they were made under; the
+	 * generation slot alone repeats every second apply (bpf/vcache.h, HYP_FF_DROP). */
+	next->serial = (__u16)(cur->serial + 1);
 	if (sigset) {
 		err = sigset_write(dp, g ^ 1, sigset);
 		next->nsigs = sigset->nsigs;
 		next->dfa_states = sigset->nstates;
 	} else {
-		err = bpf_map_lookup_elem(dp->fd_policy, &g, cur);
-		if (!err)
-			err = sigset_copy(dp, g, g ^ 1, cur->nsigs, cur->dfa_states);
+		err = sigset_copy(dp, g, g ^ 1, cur->nsigs, cur->dfa_states);
 		next->nsigs = cur->nsigs;
 		next->dfa_states = cur->dfa_states;
 	}
@@ -636,7 +640,7 @@ int ban_add_batch(struct hyp_dp *dp, const struct hyp_cidr *c, const struct hyp_
 	err = r4 < 0 ? r4 : r6 < 0 ? r6 : r4 + r6;
 	if (err < 0)
 		hyp_log(LOG_ERR, "ban add batch: %zu entries (%u v4, %u v6): %s", n, n4, n6, strerror(-err));
-	if (r4 > 0 || r6 > 0)
+	if (n4 || n6)   /* even after a failure: the per-element fallback may have written some */
 		epoch_bump_logged(dp, "ban add batch");
 out:
 	free(k4);

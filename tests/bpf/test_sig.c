@@ -385,6 +385,18 @@ static void test_dropped_flow(void)
 	ev = dpt_event_find(&t, HYP_EV_MATCH, NULL);
 	TAP_CHECK(ev && ev->sig == 0xffffffffu && ev->action == HYP_ACT_BAN,
 		  "dropped flow: after a reload its events name no signature (ids are per generation)");
+	dpt_sigset_push(&t, &set, false);   /* back in the first generation slot: still another config */
+	dpt_events(&t);
+	udp_send(&t, &u, "hello", 5, XDP_DROP, HYP_R_DROP_SIG, "dropped flow: still dropped after two reloads");
+	dpt_events(&t);
+	ev = dpt_event_find(&t, HYP_EV_MATCH, NULL);
+	TAP_CHECK(ev && ev->sig == 0xffffffffu, "dropped flow: after two reloads still no signature id");
+	/* a gateway sees both sides on ingress: the other side's own match adds it, keeps the first */
+	udp_send(&t, &reply, "EVIL-BAN back", 13, XDP_DROP, HYP_R_DROP_SIG, "dropped flow: the other side's match drops");
+	udp_send(&t, &u, "hello", 5, XDP_DROP, HYP_R_DROP_SIG, "dropped flow: the first side stays dropped");
+	udp_send(&t, &reply, "answer", 6, XDP_DROP, HYP_R_DROP_SIG, "dropped flow: the other side now too");
+	TAP_CHECK(dpt_flow(&t, 4, IPPROTO_UDP, u.client, u.sport, u.server, u.dport, &f, NULL) == 0 &&
+		  f.drop_dirs == 3, "dropped flow: both directions marked");
 
 	/* TCP: the pure ACK after the match has no payload and finds the mark in conntrack */
 	seq = tcp_open(&t, &tp);
@@ -394,6 +406,17 @@ static void test_dropped_flow(void)
 	tcp_send(&t, &tp, seq, "GET /index.html", XDP_DROP, HYP_R_DROP_SIG, "dropped flow: then clean data drops");
 	len = tcp_pkt(&tp, true, TH_ACK, 5001, "ok", 2, b);
 	TAP_EQ(dpt_tc(&t, b, len), TC_ACT_OK, "dropped flow: egress replies are never dropped");
+	/* state changes are never answered from the cache: conntrack follows them */
+	len = tcp_pkt(&tp, false, TH_ACK | TH_FIN, seq, "bye", 3, b);
+	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_SIG, "dropped flow: data with FIN drops");
+	TAP_CHECK(dpt_flow(&t, 4, IPPROTO_TCP, tp.client, tp.sport, tp.server, tp.dport, &f, NULL) == 0 &&
+		  f.state == HYP_CT_FIN_WAIT, "dropped flow: conntrack saw the FIN");
+	len = tcp_pkt(&tp, false, TH_RST, seq, NULL, 0, b);
+	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_SIG, "dropped flow: its RST drops");
+	/* the 4-tuple reused by a new connection is a new flow, not the old drop */
+	seq = tcp_open(&t, &tp);
+	tcp_send(&t, &tp, seq, "GET /index.html", XDP_PASS, HYP_R_PASS_FLOW,
+		 "dropped flow: a new connection on the reused 4-tuple passes");
 
 	/* an allowlist entry ends the cached drop at once (the epoch), not a TTL later */
 	TAP_EQ(dpt_allow(&t, CLIENT4 "/32"), 0, "dropped flow: allowlist the client");

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,21 @@ static int dpt_event_cb(void *ctx, void *data, size_t size)
 	return 0;
 }
 
+/* A test run executes on the calling CPU, and per-CPU state (stats, the verdict cache) is what the
+ * checks read: a test that migrated between two runs would see another CPU's cache. */
+static void dpt_pin_cpu(void)
+{
+	cpu_set_t set;
+	int cpu = sched_getcpu();
+
+	if (cpu < 0)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		fprintf(stderr, "# dptest: cannot pin to CPU %d: %s\n", cpu, strerror(errno));
+}
+
 int dpt_open_opts(struct dpt *t, const struct dpt_opts *o)
 {
 	struct hyperion_bpf *skel;
@@ -49,6 +65,7 @@ int dpt_open_opts(struct dpt *t, const struct dpt_opts *o)
 
 	memset(t, 0, sizeof(*t));
 	t->xdp_fd = t->tc_fd = -1;
+	dpt_pin_cpu();
 	skel = hyperion_bpf__open();
 	if (!skel)
 		return errno ? -errno : -EINVAL;
@@ -107,6 +124,7 @@ int dpt_config_push(struct dpt *t)
 	if (bpf_map_lookup_elem(gen_fd, &zero, &cur))
 		return -errno;
 	next = (cur + 1) % HYP_GENERATIONS;
+	t->cfg.serial++;    /* as dp_config_apply() does: a new config, whatever slot it lands in */
 	/* the datapath reads gen once per packet, so the inactive slot can be rewritten freely */
 	if (bpf_map_update_elem(pol_fd, &next, &t->cfg, BPF_ANY))
 		return -errno;

@@ -364,9 +364,12 @@ static void test_config(struct hyp_dp *dp)
 	d->mode = HYP_MODE_MONITOR;
 	d->scan_depth = 512;
 	d->clock_offset_ns = cur->clock_offset_ns;
+	__u16 serial0 = cur->serial;
+	d->serial = 999;    /* the caller's value is ignored: the serial is the datapath's count */
 	TAP_EQ(dp_config_apply(dp, d, NULL), 0, "dp_config_apply (monitor, scan_depth 512)");
 	TAP_EQ(dp_config_read(dp, cur, &g1), 0, "dp_config_read after apply");
 	TAP_EQ(g1, g0 ^ 1, "generation flipped %u -> %u", g0, g0 ^ 1);
+	TAP_EQ(cur->serial, (__u16)(serial0 + 1), "every apply gets the next config serial");
 	TAP_CHECK(cur->mode == HYP_MODE_MONITOR && cur->scan_depth == 512, "new generation holds the new values");
 	k = g0;
 	bpf_map_lookup_elem(dp->fd_policy, &k, raw);
