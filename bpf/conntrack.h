@@ -221,12 +221,14 @@ static __always_inline int ct_update(struct hyp_pkt *p, const struct hyp_flow_ke
 	__u8 dir = p->dir & 1;
 	__u8 s = f->state, ns = s;
 	bool promote = false;
-	/* read before a promotion can move the entry */
 	bool dropped = !p->egress && (f->flags & HYP_FF_DROP) && ((f->drop_dirs >> dir) & 1);
-	/* signature ids index one config's set: after a reload the id may name another signature */
-	__u32 drop_sig = f->drop_serial == p->cfg->serial ? f->drop_sig : HYP_EV_NO_SIG;
-	__u8 drop_action = f->drop_action;
 
+	if (dropped) {
+		/* read now: a promotion below may move the entry. Signature ids index one config's set:
+		 * after a reload the id may name another signature. */
+		p->sig = f->drop_serial == p->cfg->serial ? f->drop_sig : HYP_EV_NO_SIG;
+		p->action = f->drop_action;
+	}
 	f->packets[dir] += 1;
 	f->bytes[dir] += p->pkt_len;
 	f->last_seen_ns = p->now;
@@ -248,14 +250,9 @@ static __always_inline int ct_update(struct hyp_pkt *p, const struct hyp_flow_ke
 	if (promote && !est)
 		f = ct_promote(k, f);
 	p->flow = f;
-	if (dropped) {
-		/* the side that sent a drop-signature match: the rest of what it sends is dropped unread
-		 * (the state above still follows it, so the flow ends and expires as usual) */
-		p->sig = drop_sig;
-		p->action = drop_action;
-		return HYP_R_DROP_SIG;
-	}
-	return ct_pass(p, HYP_R_PASS_FLOW);
+	/* a marked side: the rest of what it sends is dropped unread (the state above still follows it,
+	 * so the flow ends and expires as usual) */
+	return dropped ? HYP_R_DROP_SIG : ct_pass(p, HYP_R_PASS_FLOW);
 }
 
 /* Does a local socket own this 4-tuple? A LISTEN socket does not count: it is what an ACK to a

@@ -11,8 +11,8 @@
  * generation number out of range) is HYP_R_ABORTED. */
 static __always_inline int policy_load(struct hyp_pkt *p)
 {
-	__u32 zero = 0, g;
-	__u32 *gp = bpf_map_lookup_elem(&gen, &zero), ek = HYP_GEN_EPOCH, *ep;
+	__u32 ak = HYP_GEN_ACTIVE, ek = HYP_GEN_EPOCH, g, *ep;
+	__u32 *gp = bpf_map_lookup_elem(&gen, &ak);
 	const struct hyp_config *cfg;
 
 	if (!gp)

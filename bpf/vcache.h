@@ -159,9 +159,8 @@ static __always_inline void vc_fill(struct hyp_pkt *p)
 	struct hyp_flow *f;
 	__u32 slot;
 
+	/* only TCP/UDP flows are scanned, so only they are ever marked */
 	if (!vc_enabled(p) || !p->flow || !(p->flow->flags & HYP_FF_DROP))
-		return;
-	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP)
 		return;
 	f = p->flow;
 	slot = vc_key(p, true, &k);

@@ -368,14 +368,30 @@ static int snap_collect(struct hyp_daemon *d, struct hyp_snapshot *s, char *err,
 	return 0;
 }
 
-/* Wait for a snapshot write in flight (stop, or a synchronous save must not race it). */
-static void snap_writer_join(struct daemon_priv *p)
+/* A write of p->snap is over (on the writer thread, or here without one): its cost spaces the next,
+ * and the state is clean unless something changed since it was collected. */
+static void snap_finish(struct hyp_daemon *d)
 {
+	struct daemon_priv *p = priv(d);
+
+	p->snapshot_cost_ns = dp_now_ns() - p->snap_t0;
+	if (p->snap_rc)
+		hyp_log(LOG_ERR, "%s", p->snap_err);   /* state stays dirty: the next change retries */
+	else if (p->snap_gen == p->dirty_gen)
+		d->state_dirty = false;
+	snap_free(&p->snap);
+}
+
+/* Wait for a snapshot write in flight (a synchronous save must not race it). */
+static void snap_writer_join(struct hyp_daemon *d)
+{
+	struct daemon_priv *p = priv(d);
+
 	if (!p || !p->snap_busy)
 		return;
 	pthread_join(p->snap_thread, NULL);
 	p->snap_busy = false;
-	snap_free(&p->snap);
+	snap_finish(d);
 }
 
 int daemon_state_save(struct hyp_daemon *d, char *err, size_t errlen)
@@ -383,7 +399,7 @@ int daemon_state_save(struct hyp_daemon *d, char *err, size_t errlen)
 	struct hyp_snapshot s;
 	int rc;
 
-	snap_writer_join(priv(d));
+	snap_writer_join(d);
 	rc = snap_collect(d, &s, err, errlen);
 	if (rc)
 		return rc;
@@ -417,12 +433,7 @@ static void snap_done_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (!p->snap_busy)
 		return;
-	snap_writer_join(p);
-	p->snapshot_cost_ns = dp_now_ns() - p->snap_t0;
-	if (p->snap_rc)
-		hyp_log(LOG_ERR, "%s", p->snap_err);   /* state stays dirty: the next change retries */
-	else if (p->snap_gen == p->dirty_gen)
-		d->state_dirty = false;                 /* nothing changed since it was taken */
+	snap_writer_join(d);
 	if (p->snap_again)
 		daemon_state_dirty(d);
 }
@@ -456,12 +467,8 @@ static void snapshot_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	/* No thread: write from here, as a synchronous save would. */
-	if (state_write(d->opt.state_dir, &p->snap, err, sizeof(err)))
-		hyp_log(LOG_ERR, "%s", err);
-	else if (p->snap_gen == p->dirty_gen)
-		d->state_dirty = false;
-	snap_free(&p->snap);
-	p->snapshot_cost_ns = dp_now_ns() - p->snap_t0;
+	p->snap_rc = state_write(d->opt.state_dir, &p->snap, p->snap_err, sizeof(p->snap_err));
+	snap_finish(d);
 }
 
 void daemon_state_dirty(struct hyp_daemon *d)
@@ -815,8 +822,7 @@ void daemon_stop(struct hyp_daemon *d, bool detach)
 	struct daemon_priv *p = priv(d);
 	char err[512];
 
-	snap_writer_join(p);
-	if (p && p->started && daemon_state_save(d, err, sizeof(err)))
+	if (p && p->started && daemon_state_save(d, err, sizeof(err)))  /* waits for a write in flight */
 		hyp_log(LOG_ERR, "final %s", err);
 	if (p) {
 		metrics_close(p->metrics);

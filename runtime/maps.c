@@ -153,7 +153,7 @@ static void epoch_bump_logged(struct hyp_dp *dp, const char *what)
 
 static int gen_read(struct hyp_dp *dp, __u32 *gen)
 {
-	__u32 k = 0;
+	__u32 k = HYP_GEN_ACTIVE;
 	int err = bpf_map_lookup_elem(dp->fd_gen, &k, gen);
 
 	/* A value outside 0..1 can only come from a foreign writer; treat it as generation 0. */
@@ -269,7 +269,7 @@ int dp_config_apply(struct hyp_dp *dp, const struct hyp_config *cfg, const struc
 	err = bpf_map_update_elem(dp->fd_policy, &k, next, BPF_ANY);
 	if (err)
 		goto fail;
-	k = 0;
+	k = HYP_GEN_ACTIVE;
 	g ^= 1;
 	err = bpf_map_update_elem(dp->fd_gen, &k, &g, BPF_ANY);
 	if (err)
