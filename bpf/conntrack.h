@@ -296,8 +296,47 @@ static __always_inline bool ct_pickup_allowed(void *ctx, const struct hyp_pkt *p
 	return ct_socket_owned(ctx, p);
 }
 
-/* No flow: decide whether this packet opens one. */
-static __always_inline int ct_miss(void *ctx, struct hyp_pkt *p, const struct hyp_flow_key *k)
+/* May this inbound SYN open a connection: per-source SYN rate, then the port policy. */
+static __always_inline int ct_syn_admit(struct hyp_pkt *p)
+{
+	int r = rl_syn(p);
+
+	if (r != HYP_CONTINUE)
+		return r;
+	if (!policy_port_open(p->cfg, IPPROTO_TCP, p->dport))
+		return HYP_R_DROP_PORT;
+	return HYP_CONTINUE;
+}
+
+/* A bare ACK (SYN and RST clear) whose cookie verifies: the end of a handshake our SYN cookie answered.
+ * hyp_sc_ack() also leaves tc ingress what it needs to hand the ACK to the listener. */
+static __always_inline bool ct_cookie_ack(void *ctx, struct hyp_pkt *p, bool flowless)
+{
+	if ((p->tcp_flags & (HYP_TCP_SYN | HYP_TCP_ACK | HYP_TCP_RST)) != HYP_TCP_ACK || !sc_enabled(p))
+		return false;
+	if (hyp_sc_ack(ctx, p->l3_off, p->l4_off, p->now)) {
+		/* a finished flow's own last ACK carries no cookie: not worth counting */
+		if (flowless)
+			hyp_count(HYP_C_COOKIE_INVALID);
+		return false;
+	}
+	hyp_sc_meta(ctx, p->l3_off, p->l4_off);
+	return true;
+}
+
+/* The flow of a completed cookie handshake starts established. A port closed since the SYN-ACK is
+ * closed for it too. */
+static __always_inline int ct_cookie_open(struct hyp_pkt *p, const struct hyp_flow_key *k)
+{
+	if (!policy_port_open(p->cfg, IPPROTO_TCP, p->dport))
+		return HYP_R_DROP_PORT;
+	hyp_count(HYP_C_COOKIE_VALID);
+	return ct_create(p, k, HYP_CT_ESTABLISHED, p->dir & 1, 0, true);
+}
+
+/* No flow: decide whether this packet opens one. xdp: a compile-time constant, false in tc (the cookie
+ * path uses XDP-only helpers the tc program must not contain). */
+static __always_inline int ct_miss(void *ctx, struct hyp_pkt *p, const struct hyp_flow_key *k, const bool xdp)
 {
 	__u8 dir = p->dir & 1;
 	int r;
@@ -307,17 +346,17 @@ static __always_inline int ct_miss(void *ctx, struct hyp_pkt *p, const struct hy
 
 		if ((fl & (HYP_TCP_SYN | HYP_TCP_ACK)) == HYP_TCP_SYN) {
 			if (!p->egress) {
-				r = rl_syn(p);
+				r = ct_syn_admit(p);
 				if (r != HYP_CONTINUE)
 					return r;
-				if (!policy_port_open(p->cfg, IPPROTO_TCP, p->dport))
-					return HYP_R_DROP_PORT;
 			}
 			return ct_create(p, k, HYP_CT_SYN_SENT, dir, 0, false);
 		}
 		/* egress never needs a pickup: the reply will find the socket on ingress */
 		if (p->egress)
 			return HYP_R_PASS_EGRESS;
+		if (xdp && ct_cookie_ack(ctx, p, true))
+			return ct_cookie_open(p, k);
 		if (!ct_pickup_allowed(ctx, p))
 			return HYP_R_DROP_INVALID;
 		if (fl & HYP_TCP_RST)
@@ -344,11 +383,12 @@ static __always_inline int ct_miss(void *ctx, struct hyp_pkt *p, const struct hy
  * (egress: PASS_EGRESS) or a drop reason (DROP_SIG: the sender of a HYP_FF_DROP flow); sets p->flow,
  * p->dir, p->state and the pending flow event.
  */
-static __always_inline int ct_track(void *ctx, struct hyp_pkt *p)
+static __always_inline int ct_track(void *ctx, struct hyp_pkt *p, const bool xdp)
 {
 	struct hyp_flow_key k __attribute__((aligned(8)));
 	struct hyp_flow *f;
 	bool est = true;
+	int r;
 
 	if (parse_is_icmp(p) && !parse_is_echo(p))
 		return ct_pass(p, HYP_R_PASS_ICMP);    /* errors, ND, RA, MLD: never state, never dropped */
@@ -357,6 +397,24 @@ static __always_inline int ct_track(void *ctx, struct hyp_pkt *p)
 
 	pkt_now(p);
 	p->dir = ct_key_make(p, &k);
+	/* A SYN answered with a cookie needs no state: no lookup, no insert, which is what lets a SYN
+	 * flood run at XDP speed without touching the flow tables. A SYN the cookie path cannot answer
+	 * (IP options, extension headers) goes on as usual, and is charged to its source's SYN bucket
+	 * twice: rare, and never in the attacker's favour. */
+	if (xdp && p->proto == IPPROTO_TCP && (p->tcp_flags & (HYP_TCP_SYN | HYP_TCP_ACK)) == HYP_TCP_SYN &&
+	    sc_enabled(p)) {
+		r = ct_syn_admit(p);
+		if (r != HYP_CONTINUE)
+			return r;
+		if (!hyp_sc_syn(ctx, p->l3_off, p->l4_off, p->cfg->cookie_mss, p->now)) {
+			r = hyp_sc_reply(ctx, p->l3_off, p->l4_off);
+			if (r != HYP_CONTINUE) {
+				hyp_count(r == HYP_R_TX_SYNCOOKIE ? HYP_C_COOKIE_SENT : HYP_C_COOKIE_FALLBACK);
+				return r;
+			}
+		}
+		hyp_count(HYP_C_COOKIE_FALLBACK);
+	}
 	/* Look first in the map the flow most likely lives in: a UDP datagram's flow is unreplied (in
 	 * flows_new) for the whole of a flood, a TCP segment's is established. A miss in the first map
 	 * costs a full hash of the 40-byte key (~15 ns), so a UDP flood pays one lookup instead of two,
@@ -387,9 +445,15 @@ static __always_inline int ct_track(void *ctx, struct hyp_pkt *p)
 		ct_delete(&k, est);
 		f = NULL;
 	}
+	/* likewise a cookie ACK on a finished flow: the client reuses the 4-tuple (the final ACK of the
+	 * old connection carries no cookie and stays with its flow) */
+	if (xdp && f && p->proto == IPPROTO_TCP && ct_state_ended(f->state) && ct_cookie_ack(ctx, p, false)) {
+		ct_delete(&k, est);
+		return ct_cookie_open(p, &k);
+	}
 	if (f)
 		return ct_update(p, &k, f, est);
-	return ct_miss(ctx, p, &k);
+	return ct_miss(ctx, p, &k, xdp);
 }
 
 #endif /* HYP_CONNTRACK_H */

@@ -12,6 +12,7 @@
 #include "events.h"
 #include "vcache.h"
 #include "blocklist.h"
+#include "syncookie.h"
 #include "conntrack.h"
 #include "inspect.h"
 
@@ -105,7 +106,7 @@ static __always_inline int xdp_process(struct xdp_md *ctx, struct hyp_pkt *p)
 		return r;
 	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP && !parse_is_icmp(p))
 		return HYP_R_PASS_OTHER;
-	r = ct_track(ctx, p);
+	r = ct_track(ctx, p, true);
 	if (r == HYP_R_DROP_SIG)
 		vc_fill(p);   /* the sender of a dropped flow: the next packets need no lookup */
 	if (r != HYP_R_PASS_FLOW && r != HYP_R_PASS_NEW)
@@ -148,6 +149,9 @@ static __always_inline int xdp_finish(struct xdp_md *ctx, struct hyp_pkt *p, int
 	if (reason == HYP_R_ABORTED) {
 		act = XDP_ABORTED;
 		verdict = HYP_V_ABORTED;
+	} else if (reason == HYP_R_TX_SYNCOOKIE) {
+		act = XDP_TX;
+		verdict = HYP_V_TX;
 	} else if (drop && !monitor) {
 		act = XDP_DROP;
 		verdict = HYP_V_DROP;
@@ -215,7 +219,7 @@ static __always_inline void tc_process(struct __sk_buff *skb, struct hyp_pkt *p)
 		return;
 	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP && !parse_is_icmp(p))
 		return;
-	ct_track(skb, p);
+	ct_track(skb, p, false);
 	if (p->ev_flow)
 		ev_flow(p, p->ev_flow, HYP_R_PASS_EGRESS, HYP_V_PASS);
 }
@@ -227,6 +231,14 @@ int hyp_tc_egress(struct __sk_buff *skb)
 
 	hyp_count(HYP_C_EGRESS_SEEN);
 	tc_process(skb, &p);
+	return HYP_TC_ACT_OK;
+}
+
+/* Ingress, behind XDP: only the ACKs that complete a SYN cookie handshake need it (bpf/syncookie.h). */
+SEC("tc")
+int hyp_tc_ingress(struct __sk_buff *skb)
+{
+	sc_assign(skb);
 	return HYP_TC_ACT_OK;
 }
 

@@ -214,4 +214,51 @@ struct {
 	__type(value, struct hyp_vcache);
 } vcache SEC(".maps");
 
+/* SYN cookie secret (bpf/syncookie.h): one entry, filled with random bytes by user space when it finds
+ * it zero (runtime/maps.c cookie_key_init), pinned so cookies outlive a daemon restart. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hyp_cookie_key);
+} cookie_key SEC(".maps");
+
+/* Work slot of the SYN cookie functions (datapath-internal, bpf/syncookie.h): they are global
+ * functions whose stack adds to the pipeline's, so their buffers live here. */
+struct hyp_sc_opts {
+	__u32 tsval;
+	__u32 tsecr;
+	__u16 mss;                  /* 0: no MSS option */
+	__u8 wscale;                /* HYP_COOKIE_WSCALE_NONE: no window scale option */
+	__u8 sack;
+	__u8 ts;
+	__u8 pad[3];
+};
+
+struct hyp_sc_work {
+	__u64 opt[5];               /* the segment's TCP options (40 bytes at most) */
+	struct hyp_sc_opts o;       /* what they say */
+	__u32 i;                    /* option walk: offset of the next option, */
+	__u32 len;                  /* and bytes of options */
+	__u64 sip[4];               /* SipHash state */
+	__u32 isn;                  /* SYN: the cookie; ACK: its options byte */
+	__u32 mss;                  /* SYN: the MSS our reply announces */
+	__u32 tsval;                /* SYN: the TSval our reply carries */
+	__u32 pad2;
+	__u8 saddr[16];             /* the segment's addresses (IPv4: first 4 bytes, the rest zero), */
+	__u8 daddr[16];
+	__u16 sport;                /* ports (network order) */
+	__u16 dport;
+	__u32 seq;                  /* and sequence number (host order) */
+	__u8 family;
+	__u8 pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hyp_sc_work);
+} sc_work SEC(".maps");
+
 #endif /* HYP_MAPS_H */

@@ -86,6 +86,7 @@ static __always_inline int parse_ipv4(void *data, void *data_end, __u32 off, str
 	if (tot < hlen)
 		return HYP_R_DROP_MALFORMED_L3;
 	p->family = HYP_AF_INET;
+	p->l3_off = off;
 	p->proto = ip->protocol;
 	*(__u32 *)p->saddr = ip->saddr;
 	*(__u32 *)p->daddr = ip->daddr;
@@ -182,6 +183,7 @@ static __always_inline int parse_ipv6(void *ctx, bool egress, void *data, void *
 	if (!ip6 || ip6->version != 6)
 		return HYP_R_DROP_MALFORMED_L3;
 	p->family = HYP_AF_INET6;
+	p->l3_off = off;
 	__builtin_memcpy(p->saddr, &ip6->saddr, 16);
 	__builtin_memcpy(p->daddr, &ip6->daddr, 16);
 	plen = bpf_ntohs(ip6->payload_len);

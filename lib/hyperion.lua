@@ -22,8 +22,8 @@ local STATE_NAMES = { [0] = "none", "syn_sent", "syn_recv", "established", "fin_
 local REASON_NAMES = { [0] = "pass_flow", "pass_new", "pass_allow", "pass_nonip", "pass_other", "pass_frag",
 	"pass_icmp", "pass_alert", "pass_egress", "drop_banned", "drop_malformed_l2", "drop_vlan_depth",
 	"drop_malformed_l3", "drop_ext_chain", "drop_malformed_l4", "drop_frag", "drop_invalid", "drop_port",
-	"drop_rate_syn", "drop_rate_pps", "drop_sig", "aborted" }
-local VERDICT_NAMES = { [0] = "pass", "drop", "monitor", "aborted" }
+	"drop_rate_syn", "drop_rate_pps", "drop_sig", "aborted", "tx_syncookie" }
+local VERDICT_NAMES = { [0] = "pass", "drop", "monitor", "aborted", "tx" }
 local ACTION_NAMES = { [0] = "alert", "drop", "ban" }
 local PROTO_NAMES = { [1] = "icmp", [6] = "tcp", [17] = "udp", [58] = "icmpv6" }
 local EV_MATCH = 1

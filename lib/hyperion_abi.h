@@ -39,7 +39,12 @@ enum hyp_limits {
 	HYP_GEN_ACTIVE = 0,         /* map "gen" slots: the active generation, and the state epoch that */
 	HYP_GEN_EPOCH = 1,          /* user space bumps when bans, allowlist or flows lose an entry */
 	HYP_GEN_SLOTS = 2,
-	HYP_VCACHE_TTL_S = 1        /* a cached flow drop is re-judged by conntrack at least this often */
+	HYP_VCACHE_TTL_S = 1,       /* a cached flow drop is re-judged by conntrack at least this often */
+	HYP_COOKIE_MAGIC = 1213809483, /* 0x4859434b "HYCK": struct hyp_cookie_meta in front of a cookie ACK */
+	HYP_COOKIE_WSCALE = 7,      /* window scale our SYN-ACK announces (Linux's with default buffers) */
+	HYP_COOKIE_WSCALE_NONE = 15,/* in a cookie: the client sent no window scale option */
+	HYP_COOKIE_MSS4 = 1460,     /* MSS our SYN-ACK announces when config.cookie_mss is 0 (IPv4; */
+	HYP_COOKIE_MSS6 = 1440      /* IPv6): a 1500-byte MTU */
 };
 
 enum hyp_family {
@@ -71,14 +76,15 @@ enum hyp_reason {
 	HYP_R_DROP_RATE_PPS = 19,   /* per-source packet bucket empty */
 	HYP_R_DROP_SIG = 20,        /* signature with action drop or ban matched */
 	HYP_R_ABORTED = 21,         /* internal error (map lookup that cannot fail did): XDP_ABORTED */
-	HYP_R_MAX = 22
+	HYP_R_TX_SYNCOOKIE = 22,    /* TCP SYN answered with a SYN cookie SYN-ACK (XDP_TX): no state kept */
+	HYP_R_MAX = 23
 };
 
 /* The stats map holds HYP_R_MAX entries for real verdicts, then HYP_R_MAX for monitor mode:
  * index HYP_STATS_MONITOR + r counts packets that would have been dropped for r but passed. */
 enum hyp_stats_layout {
-	HYP_STATS_MONITOR = 22,
-	HYP_STATS_ENTRIES = 44
+	HYP_STATS_MONITOR = 23,
+	HYP_STATS_ENTRIES = 46
 };
 
 /* Value of the per-CPU "stats" map. */
@@ -104,7 +110,14 @@ enum hyp_counter {
 	HYP_C_SCAN_SKIPPED = 12,    /* packets not scanned: stream depth reached */
 	HYP_C_GEN_MISMATCH = 13,    /* flow automaton state reset after a signature reload */
 	HYP_C_VCACHE_HIT = 14,      /* drops decided by the per-CPU verdict cache (bpf/vcache.h) */
-	HYP_C_MAX = 16
+	HYP_C_COOKIE_SENT = 15,     /* SYN-ACKs with a SYN cookie sent from XDP (bpf/syncookie.h) */
+	HYP_C_COOKIE_VALID = 16,    /* ACKs with a valid cookie: flow opened, handed to tc ingress */
+	HYP_C_COOKIE_INVALID = 17,  /* ACKs without a flow whose cookie did not verify */
+	HYP_C_COOKIE_FALLBACK = 18, /* SYNs the cookie path could not answer (IP options, no room): stack */
+	HYP_C_COOKIE_ASSIGNED = 19, /* tc ingress: cookie ACK turned into a request socket of the listener */
+	HYP_C_COOKIE_NO_LISTENER = 20, /* tc ingress: no listening socket for a cookie ACK (stack resets) */
+	HYP_C_COOKIE_ASSIGN_FAIL = 21, /* tc ingress: the kernel refused the request socket */
+	HYP_C_MAX = 24
 };
 
 enum hyp_event_kind {
@@ -122,7 +135,8 @@ enum hyp_verdict {
 	HYP_V_PASS = 0,
 	HYP_V_DROP = 1,
 	HYP_V_MONITOR = 2,          /* would have dropped, passed because mode is monitor */
-	HYP_V_ABORTED = 3
+	HYP_V_ABORTED = 3,
+	HYP_V_TX = 4                /* answered by the datapath itself (XDP_TX): a SYN cookie */
 };
 
 enum hyp_ct_state {
@@ -313,7 +327,7 @@ struct hyp_config {
 	__u32 tcp_all_open;         /* 1: every TCP port accepts new inbound flows */
 	__u32 udp_all_open;         /* 1: every UDP port accepts new inbound flows */
 	__u8 vcache;                /* 1: repeated drops answered from the per-CPU verdict cache */
-	__u8 pad0;
+	__u8 syn_cookies;           /* 1: inbound SYNs to open TCP ports answered with SYN cookies in XDP */
 	__u16 serial;               /* set by user space: one more than the previous config's, every apply */
 	__u64 timeout_ns[11];       /* per enum hyp_ct_state (HYP_CT_STATE_MAX) */
 	__u64 clock_offset_ns;      /* added to bpf_ktime_get_ns(); lets tests age flows and bans */
@@ -321,6 +335,25 @@ struct hyp_config {
 	__u64 pickup_grace_ns;
 	__u64 tcp_ports[1024];      /* HYP_PORT_WORDS: bit p set = TCP port p open for new inbound flows */
 	__u64 udp_ports[1024];
+	__u32 cookie_mss;           /* MSS announced in cookie SYN-ACKs (IPv6: 20 less); 0 = HYP_COOKIE_MSS4/6 */
+	__u32 pad1;
+};
+/* Secret of the SYN cookie MAC (array "cookie_key", one entry): random, set by user space when zero. */
+struct hyp_cookie_key {
+	__u64 k[2];
+};
+/* XDP metadata in front of an ACK whose cookie verified: what tc ingress needs to build the request
+ * socket (the L4 offset is relative to the network header, which VLAN untagging does not move). */
+struct hyp_cookie_meta {
+	__u32 magic;                /* HYP_COOKIE_MAGIC */
+	__u32 tsval;                /* the ACK's timestamp option, if the cookie says timestamps are on */
+	__u32 tsecr;
+	__u16 mss;                  /* the client's MSS, from the cookie */
+	__u16 l4_rel;               /* TCP header offset from the network header */
+	__u8 family;                /* enum hyp_family */
+	__u8 snd_wscale;            /* the client's window scale, HYP_COOKIE_WSCALE_NONE if it sent none */
+	__u8 flags;                 /* bit 0: SACK permitted, bit 1: timestamps */
+	__u8 pad;
 };
 
 /* Ring-buffer event, fixed layout. */
@@ -355,6 +388,7 @@ _Static_assert(sizeof(struct hyp_flow_key) == 40, "flow key layout");
 _Static_assert(sizeof(struct hyp_flow) == 80, "flow layout");
 _Static_assert(sizeof(struct hyp_event) == 152, "event layout");
 _Static_assert(sizeof(struct hyp_sig) == 28, "sig layout");
+_Static_assert(sizeof(struct hyp_cookie_meta) == 20, "cookie meta: a multiple of 4, at most 32 bytes");
 _Static_assert(sizeof(struct hyp_dfa_row) == 512, "dfa row layout");
 _Static_assert(sizeof(struct hyp_ban) == 24, "ban layout");
 _Static_assert(sizeof(struct hyp_rl) == 40, "rl layout");

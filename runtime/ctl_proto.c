@@ -447,7 +447,7 @@ void ctl_fmt_flow(char *buf, size_t len, bool json, const struct hyp_flow_key *k
 
 static const char *ctl_verdict_name(unsigned v)
 {
-	static const char *const names[] = { "pass", "drop", "monitor", "aborted" };
+	static const char *const names[] = { "pass", "drop", "monitor", "aborted", "tx" };
 	return v < sizeof(names) / sizeof(names[0]) ? names[v] : "unknown";
 }
 

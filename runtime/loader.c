@@ -14,6 +14,7 @@
 #include <linux/magic.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <bpf/btf.h>
 #include "hyperion.skel.h"
 #include "loader.h"
 #include "log.h"
@@ -24,6 +25,7 @@
 /* Upper bound on maps in the object (16 today); only sizes a local bookkeeping array. */
 #define LOADER_MAPS_MAX 64
 /* bpf_attach_type values newer than this system's linux/bpf.h (kernel 6.6+). */
+#define LOADER_BPF_TCX_INGRESS 46
 #define LOADER_BPF_TCX_EGRESS 47
 #define LOADER_BPF_LINK_TYPE_TCX 11
 /* Legacy clsact filter identity, used only when tcx is unavailable: fixed so a restart replaces it. */
@@ -237,6 +239,8 @@ static void dp_fds_fill(struct hyp_dp *dp)
 	dp->fd_events = bpf_map__fd(s->maps.events);
 	dp->prog_xdp_fd = bpf_program__fd(s->progs.hyp_xdp);
 	dp->prog_tc_fd = bpf_program__fd(s->progs.hyp_tc_egress);
+	dp->prog_tci_fd = bpf_program__autoload(s->progs.hyp_tc_ingress) ?
+			  bpf_program__fd(s->progs.hyp_tc_ingress) : -1;
 }
 
 static void dp_reset(struct hyp_dp *dp)
@@ -246,7 +250,7 @@ static void dp_reset(struct hyp_dp *dp)
 	dp->fd_bans4 = dp->fd_bans6 = dp->fd_allow4 = dp->fd_allow6 = -1;
 	dp->fd_rl = dp->fd_ev_sample = dp->fd_sigs = dp->fd_dfa = dp->fd_dfa_out = -1;
 	dp->fd_stats = dp->fd_counters = dp->fd_events = -1;
-	dp->prog_xdp_fd = dp->prog_tc_fd = -1;
+	dp->prog_xdp_fd = dp->prog_tc_fd = dp->prog_tci_fd = -1;
 }
 
 static int dp_sizes_apply(struct hyperion_bpf *s, const struct hyp_loader_opts *o)
@@ -303,6 +307,20 @@ static int dp_config_init(struct hyp_dp *dp, bool policy_adopted)
 	return err;
 }
 
+/* Programs this kernel cannot run are left out rather than failing the load: the tc ingress program
+ * needs the bpf_sk_assign_tcp_reqsk kfunc (6.9+); without it SYN cookies are refused at config time. */
+static void dp_kernel_features(struct hyperion_bpf *s)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	bool reqsk = vmlinux && btf__find_by_name_kind(vmlinux, "bpf_sk_assign_tcp_reqsk", BTF_KIND_FUNC) > 0;
+
+	btf__free(vmlinux);
+	if (!reqsk) {
+		hyp_log(LOG_WARNING, "kernel has no bpf_sk_assign_tcp_reqsk (6.9+): SYN cookies unavailable");
+		bpf_program__set_autoload(s->progs.hyp_tc_ingress, false);
+	}
+}
+
 int dp_open(struct hyp_dp *dp, const struct hyp_loader_opts *opts)
 {
 	static const struct hyp_loader_opts no_opts;
@@ -335,6 +353,7 @@ int dp_open(struct hyp_dp *dp, const struct hyp_loader_opts *opts)
 		hyp_log(LOG_ERR, "set datapath map sizes: %s", strerror(-err));
 		goto fail;
 	}
+	dp_kernel_features(dp->skel);
 	if (*dir) {
 		err = maps_adopt(dp->skel, dir, adopted, &nadopted);
 		if (err)
@@ -352,6 +371,11 @@ int dp_open(struct hyp_dp *dp, const struct hyp_loader_opts *opts)
 	}
 	dp_fds_fill(dp);
 	dp->adopted = nadopted > 0;
+	err = cookie_key_init(bpf_map__fd(dp->skel->maps.cookie_key));
+	if (err) {
+		hyp_log(LOG_ERR, "SYN cookie secret: %s", strerror(-err));
+		goto fail;
+	}
 	err = dp_config_init(dp, map_adopted(dp->skel, dp->skel->maps.policy, adopted));
 	if (err)
 		goto fail;
@@ -481,13 +505,38 @@ static int attach_xdp(struct hyp_dp *dp, int slot, enum hyp_xdp_mode mode, bool 
 	return 0;
 }
 
-/* Kernels without tcx (< 6.6): a clsact egress filter with a fixed handle, replaced in place on restart.
+/* The two tc hooks: egress (conntrack of what the host sends) and ingress (hands the ACK of a SYN
+ * cookie handshake to its listener, bpf/syncookie.h). Each has its own pinned link name and clsact
+ * attach point; legacy_shift is where its bits start in tc_legacy_mask. */
+struct tc_hook_desc {
+	const char *name;
+	const char *pin_prefix;
+	int tcx_type;
+	enum bpf_tc_attach_point point;
+	int legacy_shift;
+};
+
+static const struct tc_hook_desc tc_egress = { "egress", "link_tc_", LOADER_BPF_TCX_EGRESS, BPF_TC_EGRESS, 0 };
+static const struct tc_hook_desc tc_ingress = { "ingress", "link_tci_", LOADER_BPF_TCX_INGRESS, BPF_TC_INGRESS,
+						HYP_IFACES_MAX };
+
+static int *tc_link_fd(struct hyp_dp *dp, int slot, const struct tc_hook_desc *h)
+{
+	return h == &tc_egress ? &dp->ifaces[slot].tc_link_fd : &dp->ifaces[slot].tci_link_fd;
+}
+
+static int tc_prog_fd(const struct hyp_dp *dp, const struct tc_hook_desc *h)
+{
+	return h == &tc_egress ? dp->prog_tc_fd : dp->prog_tci_fd;
+}
+
+/* Kernels without tcx (< 6.6): a clsact filter with a fixed handle, replaced in place on restart.
  * It cannot be pinned; it stays attached until dp_detach_all() or the interface goes away. */
-static int attach_tc_legacy(struct hyp_dp *dp, int slot)
+static int attach_tc_legacy(struct hyp_dp *dp, int slot, const struct tc_hook_desc *h)
 {
 	typeof(dp->ifaces[0]) *ifc = &dp->ifaces[slot];
-	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifc->ifindex, .attach_point = BPF_TC_EGRESS);
-	LIBBPF_OPTS(bpf_tc_opts, to, .prog_fd = dp->prog_tc_fd, .handle = LOADER_TC_HANDLE,
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifc->ifindex, .attach_point = h->point);
+	LIBBPF_OPTS(bpf_tc_opts, to, .prog_fd = tc_prog_fd(dp, h), .handle = LOADER_TC_HANDLE,
 		    .priority = LOADER_TC_PRIORITY, .flags = BPF_TC_F_REPLACE);
 	int err = bpf_tc_hook_create(&hook);
 
@@ -497,34 +546,48 @@ static int attach_tc_legacy(struct hyp_dp *dp, int slot)
 	}
 	err = bpf_tc_attach(&hook, &to);
 	if (err) {
-		hyp_log(LOG_ERR, "attach tc egress filter to %s: %s", ifc->name, strerror(-err));
+		hyp_log(LOG_ERR, "attach tc %s filter to %s: %s", h->name, ifc->name, strerror(-err));
 		return err;
 	}
-	dp->tc_legacy_mask |= 1u << slot;
-	hyp_log(LOG_INFO, "tc egress on %s attached as clsact filter (tcx unavailable or %s=1)", ifc->name,
+	dp->tc_legacy_mask |= 1u << (slot + h->legacy_shift);
+	hyp_log(LOG_INFO, "tc %s on %s attached as clsact filter (tcx unavailable or %s=1)", h->name, ifc->name,
 		LOADER_TC_LEGACY_ENV);
 	return 0;
 }
 
-static int attach_tc(struct hyp_dp *dp, int slot)
+static void detach_tc_legacy(struct hyp_dp *dp, int slot, const struct tc_hook_desc *h)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = dp->ifaces[slot].ifindex, .attach_point = h->point);
+	LIBBPF_OPTS(bpf_tc_opts, to, .handle = LOADER_TC_HANDLE, .priority = LOADER_TC_PRIORITY);
+
+	if (!(dp->tc_legacy_mask & (1u << (slot + h->legacy_shift))))
+		return;
+	bpf_tc_detach(&hook, &to);
+	dp->tc_legacy_mask &= ~(1u << (slot + h->legacy_shift));
+}
+
+static int attach_tc(struct hyp_dp *dp, int slot, const struct tc_hook_desc *h)
 {
 	typeof(dp->ifaces[0]) *ifc = &dp->ifaces[slot];
+	int *link_fd = tc_link_fd(dp, slot, h), prog_fd = tc_prog_fd(dp, h);
 	char path[PATH_MAX] = "";
 	int fd, err;
 
+	if (prog_fd < 0)
+		return 0;   /* a program this kernel cannot run (tc ingress before 6.9): left out at load */
 	if (*dp->pin_dir) {
-		if (path_join(path, sizeof(path), dp->pin_dir, "link_tc_", ifc->name))
+		if (path_join(path, sizeof(path), dp->pin_dir, h->pin_prefix, ifc->name))
 			return -ENAMETOOLONG;
 		fd = link_adopt_open(path, LOADER_BPF_LINK_TYPE_TCX, ifc->ifindex);
 		if (fd >= 0) {
-			err = bpf_link_update(fd, dp->prog_tc_fd, NULL);
+			err = bpf_link_update(fd, prog_fd, NULL);
 			if (err) {
 				hyp_log(LOG_ERR, "update pinned tc link %s: %s", path, strerror(-err));
 				close(fd);
 				return err;
 			}
-			ifc->tc_link_fd = fd;
-			hyp_log(LOG_INFO, "re-adopted tc egress link on %s", ifc->name);
+			*link_fd = fd;
+			hyp_log(LOG_INFO, "re-adopted tc %s link on %s", h->name, ifc->name);
 			return 0;
 		}
 		if (fd != -ENOENT) {
@@ -535,21 +598,21 @@ static int attach_tc(struct hyp_dp *dp, int slot)
 	/* HYP_TC_LEGACY=1 forces the clsact path: the test for it, and an escape hatch for tcx trouble. */
 	const char *force = getenv(LOADER_TC_LEGACY_ENV);
 	if (force && !strcmp(force, "1"))
-		return attach_tc_legacy(dp, slot);
-	fd = bpf_link_create(dp->prog_tc_fd, ifc->ifindex, (enum bpf_attach_type)LOADER_BPF_TCX_EGRESS, NULL);
+		return attach_tc_legacy(dp, slot, h);
+	fd = bpf_link_create(prog_fd, ifc->ifindex, (enum bpf_attach_type)h->tcx_type, NULL);
 	if (fd == -EINVAL || fd == -EOPNOTSUPP || fd == -LOADER_ENOTSUPP)
-		return attach_tc_legacy(dp, slot);
+		return attach_tc_legacy(dp, slot, h);
 	if (fd < 0) {
-		hyp_log(LOG_ERR, "attach tc egress (tcx) to %s: %s", ifc->name, strerror(-fd));
+		hyp_log(LOG_ERR, "attach tc %s (tcx) to %s: %s", h->name, ifc->name, strerror(-fd));
 		return fd;
 	}
 	if (*path && (err = link_pin(fd, path))) {
 		close(fd);
 		return err;
 	}
-	ifc->tc_link_fd = fd;
-	/* A clsact filter left by an earlier run on the legacy path would run the egress program twice. */
-	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifc->ifindex, .attach_point = BPF_TC_EGRESS);
+	*link_fd = fd;
+	/* A clsact filter left by an earlier run on the legacy path would run the program twice. */
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifc->ifindex, .attach_point = h->point);
 	LIBBPF_OPTS(bpf_tc_opts, to, .handle = LOADER_TC_HANDLE, .priority = LOADER_TC_PRIORITY);
 	/* Probe quietly: no clsact qdisc at all is the normal case, and libbpf would warn about it. */
 	libbpf_print_fn_t old_print = libbpf_set_print(NULL);
@@ -560,6 +623,22 @@ static int attach_tc(struct hyp_dp *dp, int slot)
 		bpf_tc_detach(&hook, &del);
 	}
 	return 0;
+}
+
+static void detach_tc(struct hyp_dp *dp, int slot, const struct tc_hook_desc *h)
+{
+	int *link_fd = tc_link_fd(dp, slot, h);
+	char path[PATH_MAX];
+
+	if (*link_fd >= 0) {
+		bpf_link_detach(*link_fd);
+		close(*link_fd);
+		*link_fd = -1;
+		if (*dp->pin_dir && !path_join(path, sizeof(path), dp->pin_dir, h->pin_prefix,
+					       dp->ifaces[slot].name))
+			unlink(path);
+	}
+	detach_tc_legacy(dp, slot, h);
 }
 
 /* Detaches one interface: links are detached (even if other fds or pins hold them) and unpinned. */
@@ -575,19 +654,8 @@ static void detach_iface(struct hyp_dp *dp, int slot)
 		if (*dp->pin_dir && !path_join(path, sizeof(path), dp->pin_dir, "link_xdp_", ifc->name))
 			unlink(path);
 	}
-	if (ifc->tc_link_fd >= 0) {
-		bpf_link_detach(ifc->tc_link_fd);
-		close(ifc->tc_link_fd);
-		ifc->tc_link_fd = -1;
-		if (*dp->pin_dir && !path_join(path, sizeof(path), dp->pin_dir, "link_tc_", ifc->name))
-			unlink(path);
-	}
-	if (dp->tc_legacy_mask & (1u << slot)) {
-		LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifc->ifindex, .attach_point = BPF_TC_EGRESS);
-		LIBBPF_OPTS(bpf_tc_opts, to, .handle = LOADER_TC_HANDLE, .priority = LOADER_TC_PRIORITY);
-		bpf_tc_detach(&hook, &to);
-		dp->tc_legacy_mask &= ~(1u << slot);
-	}
+	detach_tc(dp, slot, &tc_egress);
+	detach_tc(dp, slot, &tc_ingress);
 }
 
 int dp_attach(struct hyp_dp *dp, const char *ifname, enum hyp_xdp_mode mode)
@@ -619,12 +687,15 @@ int dp_attach(struct hyp_dp *dp, const char *ifname, enum hyp_xdp_mode mode)
 	strcpy(dp->ifaces[slot].name, ifname);
 	dp->ifaces[slot].xdp_link_fd = -1;
 	dp->ifaces[slot].tc_link_fd = -1;
-	dp->tc_legacy_mask &= ~(1u << slot);
+	dp->ifaces[slot].tci_link_fd = -1;
+	dp->tc_legacy_mask &= ~(1u << slot | 1u << (slot + HYP_IFACES_MAX));
 
 	bool xdp_readopted = false;
 	err = attach_xdp(dp, slot, mode, &xdp_readopted);
 	if (!err)
-		err = attach_tc(dp, slot);
+		err = attach_tc(dp, slot, &tc_egress);
+	if (!err)
+		err = attach_tc(dp, slot, &tc_ingress);
 	if (err) {
 		/* Undo this call only: a re-adopted XDP link was enforcing before us, so detaching it here
 		 * would open the very window re-adoption avoids. Keep it pinned, just drop our fd. */
@@ -660,6 +731,8 @@ void dp_close(struct hyp_dp *dp)
 			close(dp->ifaces[i].xdp_link_fd);
 		if (dp->ifaces[i].tc_link_fd >= 0)
 			close(dp->ifaces[i].tc_link_fd);
+		if (dp->ifaces[i].tci_link_fd >= 0)
+			close(dp->ifaces[i].tci_link_fd);
 	}
 	hyperion_bpf__destroy(dp->skel);
 	dp_reset(dp);

@@ -38,10 +38,13 @@ struct hyp_dp {
 		char name[32];
 		int xdp_link_fd;        /* -1 if not attached */
 		int tc_link_fd;
+		int tci_link_fd;        /* tc ingress (SYN cookie ACKs); -1 if not attached */
 		enum hyp_xdp_mode mode; /* the mode actually used */
 	} ifaces[HYP_IFACES_MAX];
-	/* appended: bit i set = ifaces[i] egress attached through a clsact filter (no tcx link to pin) */
+	/* appended: bit i set = ifaces[i] egress attached through a clsact filter (no tcx link to pin),
+	 * bit HYP_IFACES_MAX + i the same for ingress */
 	__u32 tc_legacy_mask;
+	int prog_tci_fd;            /* tc ingress program; -1 if this kernel cannot run it (< 6.9) */
 };
 
 /* Open + load (or re-adopt maps pinned under pin_dir). Returns 0 or -errno; logs once on failure. */

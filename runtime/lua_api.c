@@ -199,6 +199,16 @@ static void config_key(lua_State *L, const char *k, struct hyp_config *cfg)
 		if (lua_type(L, v) != LUA_TBOOLEAN)
 			luaL_error(L, "hx.config: verdict_cache must be true or false, got a %s", luaL_typename(L, v));
 		cfg->vcache = (__u8)lua_toboolean(L, v);
+	} else if (!strcmp(k, "syn_cookies")) {
+		if (lua_type(L, v) != LUA_TBOOLEAN)
+			luaL_error(L, "hx.config: syn_cookies must be true or false, got a %s", luaL_typename(L, v));
+		cfg->syn_cookies = (__u8)lua_toboolean(L, v);
+	} else if (!strcmp(k, "syn_cookie_mss")) {
+		long mss = api_int_range(L, v, "hx.config", k, 0, HYP_COOKIE_MSS_MAX);
+		if (mss && mss < HYP_COOKIE_MSS_MIN)
+			luaL_error(L, "hx.config: syn_cookie_mss must be 0 (default) or %d..%d, got %ld",
+				   HYP_COOKIE_MSS_MIN, HYP_COOKIE_MSS_MAX, mss);
+		cfg->cookie_mss = (__u32)mss;
 	}
 	else
 		luaL_error(L, "hx.config: unknown key '%s'", k);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/random.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "log.h"
@@ -83,9 +84,25 @@ void config_defaults(struct hyp_config *cfg)
 static int config_validate(const struct hyp_config *c)
 {
 	if (c->mode > HYP_MODE_MONITOR || c->pickup > HYP_PICKUP_GRACE || c->frag_policy > HYP_FRAG_DROP ||
-	    c->scan_depth > HYP_SCAN_DEPTH_MAX || c->capture_len > HYP_EV_PAYLOAD || c->rl_v6_prefix > 128)
+	    c->scan_depth > HYP_SCAN_DEPTH_MAX || c->capture_len > HYP_EV_PAYLOAD || c->rl_v6_prefix > 128 ||
+	    c->syn_cookies > 1 || (c->cookie_mss && (c->cookie_mss < HYP_COOKIE_MSS_MIN ||
+						      c->cookie_mss > HYP_COOKIE_MSS_MAX)))
 		return -EINVAL;
 	return 0;
+}
+
+int cookie_key_init(int fd)
+{
+	struct hyp_cookie_key k = {0};
+	__u32 zero = 0;
+
+	if (bpf_map_lookup_elem(fd, &zero, &k))
+		return -errno;
+	if (k.k[0] || k.k[1])
+		return 0;       /* re-adopted: cookies issued before the restart stay valid */
+	if (getrandom(&k, sizeof(k), 0) != (ssize_t)sizeof(k))
+		return -EIO;
+	return bpf_map_update_elem(fd, &zero, &k, BPF_ANY) ? -errno : 0;
 }
 
 /* Writes vals[0..n) to keys base..base+n-1 of an array map: one batch syscall where the kernel has it. */
@@ -232,9 +249,14 @@ int dp_config_apply(struct hyp_dp *dp, const struct hyp_config *cfg, const struc
 
 	if (config_validate(cfg)) {
 		hyp_log(LOG_ERR, "config apply: invalid config (mode %u pickup %u frag %u scan_depth %u "
-			"capture_len %u rl_v6_prefix %u)", cfg->mode, cfg->pickup, cfg->frag_policy,
-			cfg->scan_depth, cfg->capture_len, cfg->rl_v6_prefix);
+			"capture_len %u rl_v6_prefix %u cookie_mss %u)", cfg->mode, cfg->pickup, cfg->frag_policy,
+			cfg->scan_depth, cfg->capture_len, cfg->rl_v6_prefix, cfg->cookie_mss);
 		return -EINVAL;
+	}
+	/* the cookie ACK needs the tc ingress program, which this kernel may not run */
+	if (cfg->syn_cookies && dp->skel && dp->prog_tci_fd < 0) {
+		hyp_log(LOG_ERR, "config apply: syn_cookies needs kernel 6.9+ (bpf_sk_assign_tcp_reqsk)");
+		return -EOPNOTSUPP;
 	}
 	err = gen_read(dp, &g);
 	if (err) {

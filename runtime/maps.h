@@ -51,6 +51,13 @@ int allow_del(struct hyp_dp *dp, const struct hyp_cidr *c);
 typedef int (*allow_iter_fn)(const struct hyp_cidr *c, const struct hyp_allow *a, void *arg);
 int allow_foreach(struct hyp_dp *dp, allow_iter_fn fn, void *arg);
 
+/* Cookie MSS limits (hx.config syn_cookie_mss): the IPv4 minimum, and the largest a 64 KiB MTU allows. */
+#define HYP_COOKIE_MSS_MIN 536
+#define HYP_COOKIE_MSS_MAX 65495
+
+/* Fill the SYN cookie secret (map cookie_key) with random bytes if it is zero (a fresh map). */
+int cookie_key_init(int fd);
+
 /* Bump the state epoch (gen[HYP_GEN_EPOCH]) so the datapath's verdict cache drops what it holds. */
 int state_epoch_bump(int fd_gen);
 

@@ -27,6 +27,7 @@ static const char *const reason_names[HYP_R_MAX] = {
 	[HYP_R_DROP_RATE_PPS] = "drop_rate_pps",
 	[HYP_R_DROP_SIG] = "drop_sig",
 	[HYP_R_ABORTED] = "aborted",
+	[HYP_R_TX_SYNCOOKIE] = "tx_syncookie",
 };
 
 /* Indexed by enum hyp_event_kind (0 is not a kind); these are the names Lua's hx.on() accepts. */
@@ -73,6 +74,13 @@ static const char *const counter_names[HYP_C_MAX] = {
 	[HYP_C_SCAN_SKIPPED] = "scan_skipped",
 	[HYP_C_GEN_MISMATCH] = "gen_mismatch",
 	[HYP_C_VCACHE_HIT] = "vcache_hits",
+	[HYP_C_COOKIE_SENT] = "syncookies_sent",
+	[HYP_C_COOKIE_VALID] = "syncookies_valid",
+	[HYP_C_COOKIE_INVALID] = "syncookies_invalid",
+	[HYP_C_COOKIE_FALLBACK] = "syncookies_fallback",
+	[HYP_C_COOKIE_ASSIGNED] = "syncookies_assigned",
+	[HYP_C_COOKIE_NO_LISTENER] = "syncookies_no_listener",
+	[HYP_C_COOKIE_ASSIGN_FAIL] = "syncookies_assign_failed",
 };
 
 /* Out-of-range values get "unknown" rather than NULL so callers can print any value a newer
@@ -107,11 +115,13 @@ const char *counter_name(unsigned c)
 	return c < HYP_C_MAX ? counter_names[c] : NULL;
 }
 
-/* Slots below HYP_STATS_MONITOR are real verdicts (pass reasons first, then drops and aborted); the
- * second half counts what monitor mode let through. */
+/* Slots below HYP_STATS_MONITOR are real verdicts (pass reasons first, then drops and aborted, then
+ * what the datapath answered itself); the second half counts what monitor mode let through. */
 const char *stats_verdict_name(unsigned i)
 {
 	if (i >= HYP_STATS_MONITOR)
 		return "monitor";
+	if (i == HYP_R_TX_SYNCOOKIE)
+		return "tx";
 	return i < HYP_R_DROP_BANNED ? "pass" : "drop";
 }

@@ -82,6 +82,11 @@ int dpt_open_opts(struct dpt *t, const struct dpt_opts *o)
 		return err < 0 ? err : -err;
 	}
 	t->skel = skel;
+	err = cookie_key_init(bpf_map__fd(skel->maps.cookie_key));
+	if (err) {
+		dpt_close(t);
+		return err;
+	}
 	t->xdp_fd = bpf_program__fd(skel->progs.hyp_xdp);
 	t->tc_fd = bpf_program__fd(skel->progs.hyp_tc_egress);
 	t->rb = ring_buffer__new(bpf_map__fd(skel->maps.events), dpt_event_cb, t, NULL);

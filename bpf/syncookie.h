@@ -1,0 +1,535 @@
+/* SYN cookies in XDP: a SYN flood is answered from the driver without state; the ACK that proves the
+ * handshake opens the flow and is handed to the listener by tc ingress (bpf_sk_assign_tcp_reqsk). */
+#ifndef HYP_SYNCOOKIE_H
+#define HYP_SYNCOOKIE_H
+
+/*
+ * The cookie is our SYN-ACK's ISN:
+ *   bits 31..8  MAC: SipHash-2-4 (key: map cookie_key) of the addresses, ports, the client's ISN, the
+ *               time tick and the options byte, upper 24 bits of its low word;
+ *   bits  7..0  options byte, in clear (the MAC covers it): MSS index (2 bits), the client's window
+ *               scale (4 bits, HYP_COOKIE_WSCALE_NONE = none), SACK permitted, timestamps.
+ * The options live in the ISN rather than in the timestamp (the kernel's way), so a client without
+ * timestamps (Windows' default) still gets window scaling and SACK. The tick is the datapath clock
+ * >> HYP_COOKIE_TICK_SHIFT (68.7 s); a cookie of this tick or the previous one verifies, so it lives
+ * 68.7 to 137 s, like the kernel's two minutes. A forged ACK must guess 24 MAC bits.
+ */
+#define HYP_COOKIE_TICK_SHIFT 36
+#define HYP_COOKIE_OPT_MASK 0xffu
+/* Our SYN-ACK has a fixed layout: 20-byte TCP header + 20 bytes of options (MSS, SACK_PERM or NOPs,
+ * timestamps or NOPs, window scale or NOPs), so the frame length and checksum have no variable part. */
+#define HYP_COOKIE_TCP_HLEN 40
+#define HYP_COOKIE_WINDOW 65535     /* unscaled window of the SYN-ACK (RFC 7323: never scaled) */
+#define HYP_COOKIE_TTL 64
+/* TCP options in a header: at most 40 bytes. */
+#define HYP_TCP_OPT_MAX 40
+/* Options (NOPs included) read from a SYN before giving up on the rest: every stack's SYN has at most
+ * 10 (macOS: MSS, NOP, WS, NOP, NOP, TS, SACK_PERM, EOL). The verifier walks every step, so the bound
+ * is small; an option past it is treated as absent (a cookie without it is still a valid handshake). */
+#define HYP_SC_OPT_STEPS 12
+
+/* Options byte layout. */
+#define SC_OPT_MSS_MASK 0x03u
+#define SC_OPT_WS_SHIFT 2
+#define SC_OPT_SACK 0x40u
+#define SC_OPT_TS 0x80u
+
+/* MSS values a cookie can carry (2 bits); the client's is rounded down to one of them. The smallest
+ * are the protocol minimums a sender must accept without an option (RFC 9293; IPv6's 1280 - 60). */
+static __always_inline __u16 sc_mss_of(bool v4, __u32 i)
+{
+	switch (i & SC_OPT_MSS_MASK) {
+	case 0:
+		return v4 ? 536 : 1220;
+	case 1:
+		return v4 ? 1300 : 1420;
+	case 2:
+		return 1440;
+	default:
+		return v4 ? 1460 : 8940;
+	}
+}
+
+/*
+ * SipHash-2-4. The state lives in the work slot, read and written through volatile: in registers it
+ * needs more than BPF has, and clang's spills made the cookie functions' frames too big to sit on top
+ * of the pipeline's (their stack adds to the caller's, 512 bytes in all). A few ns more per cookie.
+ */
+#define SC_ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+
+static __always_inline void sc_sip_round(volatile __u64 *v)
+{
+	__u64 v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3];
+
+	v0 += v1; v1 = SC_ROTL(v1, 13); v1 ^= v0; v0 = SC_ROTL(v0, 32);
+	v2 += v3; v3 = SC_ROTL(v3, 16); v3 ^= v2;
+	v0 += v3; v3 = SC_ROTL(v3, 21); v3 ^= v0;
+	v2 += v1; v1 = SC_ROTL(v1, 17); v1 ^= v2; v2 = SC_ROTL(v2, 32);
+	v[0] = v0;
+	v[1] = v1;
+	v[2] = v2;
+	v[3] = v3;
+}
+
+static __always_inline void sc_sip_word(volatile __u64 *v, __u64 m)
+{
+	v[3] ^= m;
+	sc_sip_round(v);
+	sc_sip_round(v);
+	v[0] ^= m;
+}
+
+/* SipHash-2-4 of the cookie's inputs: IPv4 hashes 3 words, IPv6 6 (full addresses: folding them
+ * would let a sender pick another address with the same fold and reuse its cookie). */
+static __always_inline __u32 sc_mac(struct hyp_sc_work *t, const struct hyp_cookie_key *key, __u32 isn,
+				    __u64 tick, __u32 opts)
+{
+	const __u64 *s = (const __u64 *)t->saddr, *d = (const __u64 *)t->daddr;
+	volatile __u64 *v = t->sip;
+	__u64 len;
+
+	v[0] = key->k[0] ^ 0x736f6d6570736575ULL;
+	v[1] = key->k[1] ^ 0x646f72616e646f6dULL;
+	v[2] = key->k[0] ^ 0x6c7967656e657261ULL;
+	v[3] = key->k[1] ^ 0x7465646279746573ULL;
+	if (t->family == HYP_AF_INET) {
+		sc_sip_word(v, (__u64)*(const __u32 *)t->saddr << 32 | *(const __u32 *)t->daddr);
+		len = 24;
+	} else {
+		sc_sip_word(v, s[0]);
+		sc_sip_word(v, s[1]);
+		sc_sip_word(v, d[0]);
+		sc_sip_word(v, d[1]);
+		len = 48;
+	}
+	sc_sip_word(v, (__u64)isn << 32 | (__u32)t->sport << 16 | t->dport);
+	sc_sip_word(v, tick << 8 | opts);
+	len <<= 56;
+	v[3] ^= len;
+	sc_sip_round(v);
+	sc_sip_round(v);
+	v[0] ^= len;
+	v[2] ^= 0xff;
+	sc_sip_round(v);
+	sc_sip_round(v);
+	sc_sip_round(v);
+	sc_sip_round(v);
+	return (__u32)(v[0] ^ v[1] ^ v[2] ^ v[3]);
+}
+
+static __always_inline const struct hyp_cookie_key *sc_key(void)
+{
+	__u32 zero = 0;
+	const struct hyp_cookie_key *k = bpf_map_lookup_elem(&cookie_key, &zero);
+
+	/* an all-zero key was never set (user space fills it at load): no cookies without a secret */
+	if (!k || (!k->k[0] && !k->k[1]))
+		return NULL;
+	return k;
+}
+
+/* Cookies answer inbound SYNs when the policy asks for them; never in monitor mode (it must not change
+ * what reaches the stack) and never on egress. */
+static __always_inline bool sc_enabled(const struct hyp_pkt *p)
+{
+	return !p->egress && p->cfg->syn_cookies && !policy_is_monitor(p->cfg);
+}
+
+/*
+ * The TCP options of the segment at l4 (MSS, window scale, SACK permitted, timestamps) into t->o.
+ * Copied out with one helper call into the work slot (the stack has no 40 bytes to spare), then walked
+ * at most HYP_SC_OPT_STEPS options. The walk's offset and length are reloaded from the map, so the
+ * verifier knows them only as bounded by the masks: with exact values it followed every combination
+ * of option kinds and offsets and gave up; bpf_loop would cost a call per option.
+ */
+static __always_inline void sc_opts_parse(struct xdp_md *ctx, struct hyp_sc_work *t, __u32 l4, __u32 len)
+{
+	struct hyp_sc_opts *o = &t->o;
+	const __u8 *b = (const __u8 *)t->opt;
+	__u32 i;
+
+	__builtin_memset(o, 0, sizeof(*o));
+	o->wscale = HYP_COOKIE_WSCALE_NONE;
+	if (len == 0 || len > HYP_TCP_OPT_MAX)
+		return;
+	/* the helper's length must be provably in [1, 40] in the register itself */
+	asm volatile("" : "+r"(len));
+	len = ((len - 1) & 63) + 1;
+	if (len > HYP_TCP_OPT_MAX)
+		return;
+	if (bpf_xdp_load_bytes(ctx, l4 + sizeof(struct tcphdr), t->opt, len))
+		return;
+	t->i = 0;
+	t->len = len;
+	i = *(volatile __u32 *)&t->i;
+	len = *(volatile __u32 *)&t->len;
+	for (int n = 0; n < HYP_SC_OPT_STEPS; n++) {
+		__u32 kind, olen;
+
+		if (i >= len)
+			break;
+		kind = b[i & 63];
+		if (kind == 0)          /* end of option list */
+			break;
+		if (kind == 1) {        /* NOP */
+			i++;
+			continue;
+		}
+		if (i + 1 >= len)
+			break;
+		olen = b[(i + 1) & 63];
+		if (olen < 2 || i + olen > len)
+			break;
+		if (kind == 2 && olen == 4) {
+			o->mss = (__u16)(b[(i + 2) & 63] << 8 | b[(i + 3) & 63]);
+		} else if (kind == 3 && olen == 3) {
+			__u32 ws = b[(i + 2) & 63];
+
+			o->wscale = ws > 14 ? 14 : ws;      /* RFC 7323: larger values mean 14 */
+		} else if (kind == 4 && olen == 2) {
+			o->sack = 1;
+		} else if (kind == 8 && olen == 10) {
+			o->ts = 1;
+			o->tsval = (__u32)b[(i + 2) & 63] << 24 | (__u32)b[(i + 3) & 63] << 16 |
+				   (__u32)b[(i + 4) & 63] << 8 | b[(i + 5) & 63];
+			o->tsecr = (__u32)b[(i + 6) & 63] << 24 | (__u32)b[(i + 7) & 63] << 16 |
+				   (__u32)b[(i + 8) & 63] << 8 | b[(i + 9) & 63];
+		}
+		i += olen;
+	}
+}
+
+/* The segment's addresses, ports and sequence number into the work slot. l4 must follow a bare IP
+ * header for a SYN (no IPv4 options, no IPv6 extension headers: our reply writes a bare one); an ACK
+ * may have either. Returns the TCP header, or NULL. */
+static __always_inline struct tcphdr *sc_tuple(struct xdp_md *ctx, struct hyp_sc_work *t, __u32 l3, __u32 l4,
+					       bool syn)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	__u8 *ip = parse_ptr(data, data_end, l3, sizeof(struct iphdr));
+	struct tcphdr *th;
+
+	if (!ip)
+		return NULL;
+	if ((ip[0] >> 4) == 4) {
+		struct iphdr *ip4 = (struct iphdr *)ip;
+
+		if (syn ? l4 != l3 + sizeof(*ip4) : l4 < l3 + sizeof(*ip4))
+			return NULL;
+		t->family = HYP_AF_INET;
+		__builtin_memset(t->saddr, 0, 32);
+		*(__u32 *)t->saddr = ip4->saddr;
+		*(__u32 *)t->daddr = ip4->daddr;
+	} else {
+		struct ipv6hdr *ip6 = parse_ptr(data, data_end, l3, sizeof(*ip6));
+
+		if (!ip6 || (syn && (l4 != l3 + sizeof(*ip6) || ip6->nexthdr != IPPROTO_TCP)))
+			return NULL;
+		t->family = HYP_AF_INET6;
+		__builtin_memcpy(t->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(t->daddr, &ip6->daddr, 16);
+	}
+	th = parse_ptr(data, data_end, l4, sizeof(*th));
+	if (!th)
+		return NULL;
+	t->sport = th->source;
+	t->dport = th->dest;
+	t->seq = bpf_ntohl(th->seq);
+	return th;
+}
+
+/* A global function's arguments are unknown to the verifier, and clang drops a later parse_ptr() bound
+ * check as redundant with the caller's range check done on another copy of the register: restate the
+ * bounds as masks on the registers used (exact after the check), as parse_ipv6_ext_walk() does. */
+static __always_inline void sc_bound(__u32 *l3, __u32 *l4)
+{
+	__u32 a = *l3, b = *l4;
+
+	asm volatile("" : "+r"(a), "+r"(b));
+	*l3 = a & HYP_PARSE_OFF_MAX;
+	*l4 = b & HYP_PARSE_OFF_MAX;
+}
+
+static __always_inline struct hyp_sc_work *sc_work_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&sc_work, &zero);
+}
+
+/* Fold a 64-bit sum of 32-bit words into the 16-bit ones' complement checksum (as stored). */
+static __always_inline __u16 sc_csum_fold(__u64 sum)
+{
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/*
+ * The cookie path is four global functions, each verified once on its own: inlined, their option walk
+ * and checksum paths multiplied the states of the whole pipeline after them. Their stack adds to the
+ * pipeline's (512 bytes in all), so each keeps few values live and passes the rest through the work
+ * slot. A call costs a few ns, on SYNs and cookie ACKs only.
+ */
+
+/* The cookie for the SYN at l3/l4, into the work slot (t->isn and what the reply needs). 0, or -1 when
+ * the SYN cannot be answered here (IPv4 options, IPv6 extension headers, no key): it then takes the
+ * usual path to the stack, whose own SYN cookies take over. */
+__noinline int hyp_sc_syn(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 cookie_mss, __u64 now)
+{
+	const struct hyp_cookie_key *key = sc_key();
+	struct hyp_sc_work *t = sc_work_get();
+	const struct hyp_sc_opts *o;
+	struct tcphdr *th;
+	__u32 opts, mssi, mss;
+	bool v4;
+
+	if (!key || !t || l3 > HYP_PARSE_OFF_MAX || l4 > HYP_PARSE_OFF_MAX)
+		return -1;
+	sc_bound(&l3, &l4);
+	th = sc_tuple(ctx, t, l3, l4, true);
+	if (!th)
+		return -1;
+	v4 = t->family == HYP_AF_INET;
+	sc_opts_parse(ctx, t, l4, th->doff * 4 > sizeof(*th) ? th->doff * 4 - sizeof(*th) : 0);
+	o = &t->o;
+	mss = o->mss ? o->mss : 536;      /* no option: the default every TCP must accept */
+	for (mssi = 3; mssi > 0; mssi--)
+		if (mss >= sc_mss_of(v4, mssi))
+			break;
+	opts = mssi | (__u32)(o->wscale & 15) << SC_OPT_WS_SHIFT | (o->sack ? SC_OPT_SACK : 0) |
+	       (o->ts ? SC_OPT_TS : 0);
+	t->isn = (sc_mac(t, key, t->seq, now >> HYP_COOKIE_TICK_SHIFT, opts) & ~HYP_COOKIE_OPT_MASK) | opts;
+	if (v4)
+		t->mss = cookie_mss ? cookie_mss : HYP_COOKIE_MSS4;
+	else
+		t->mss = cookie_mss ? cookie_mss - 20 : HYP_COOKIE_MSS6;
+	t->tsval = (__u32)(now >> 20);   /* ~1 ms units; the kernel's socket continues from it */
+	return 0;
+}
+
+/* Turn the SYN at l3/l4 into our SYN-ACK (hyp_sc_syn() prepared it) and send it back out of the
+ * interface it came in on. HYP_R_TX_SYNCOOKIE, or HYP_CONTINUE if the frame cannot grow. */
+__noinline int hyp_sc_reply(struct xdp_md *ctx, __u32 l3, __u32 l4)
+{
+	struct hyp_sc_work *t = sc_work_get();
+	void *data, *data_end;
+	__u16 *eth, t16;
+	__u32 *th;
+	__u64 sum;
+	int i;
+
+	if (!t || l3 > HYP_PARSE_OFF_MAX || l4 > HYP_PARSE_OFF_MAX)
+		return HYP_CONTINUE;
+	sc_bound(&l3, &l4);
+	/* the reply is exactly headers + HYP_COOKIE_TCP_HLEN: drop any SYN payload, grow a bare SYN */
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (bpf_xdp_adjust_tail(ctx, (int)(l4 + HYP_COOKIE_TCP_HLEN) - (int)(data_end - data)))
+		return HYP_CONTINUE;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	th = parse_ptr(data, data_end, l4, HYP_COOKIE_TCP_HLEN);
+	eth = data;
+	if (!th || (void *)(eth + 6) > data_end)
+		return HYP_R_ABORTED;       /* cannot happen: the frame was just sized for it */
+
+	/* L2: back to the sender */
+#pragma unroll
+	for (i = 0; i < 3; i++) {
+		t16 = eth[i];
+		eth[i] = eth[i + 3];
+		eth[i + 3] = t16;
+	}
+
+	/* L3: addresses swapped, a fresh header */
+	if (t->family == HYP_AF_INET) {
+		struct iphdr *ip = parse_ptr(data, data_end, l3, sizeof(*ip));
+
+		if (!ip)
+			return HYP_R_ABORTED;
+		ip->tos = 0;
+		ip->tot_len = bpf_htons(sizeof(*ip) + HYP_COOKIE_TCP_HLEN);
+		ip->id = 0;
+		ip->frag_off = bpf_htons(0x4000);   /* DF */
+		ip->ttl = HYP_COOKIE_TTL;
+		ip->check = 0;
+		ip->saddr = *(__u32 *)t->daddr;
+		ip->daddr = *(__u32 *)t->saddr;
+		sum = 0;
+#pragma unroll
+		for (i = 0; i < 5; i++)
+			sum += ((__u32 *)ip)[i];
+		ip->check = sc_csum_fold(sum);
+		/* pseudo-header: addresses, zero, protocol, TCP length */
+		sum = (__u64)ip->saddr + ip->daddr + bpf_htonl(IPPROTO_TCP << 16 | HYP_COOKIE_TCP_HLEN);
+	} else {
+		struct ipv6hdr *ip6 = parse_ptr(data, data_end, l3, sizeof(*ip6));
+
+		if (!ip6)
+			return HYP_R_ABORTED;
+		*(__u32 *)ip6 = bpf_htonl(0x60000000);
+		ip6->payload_len = bpf_htons(HYP_COOKIE_TCP_HLEN);
+		ip6->hop_limit = HYP_COOKIE_TTL;
+		__builtin_memcpy(&ip6->saddr, t->daddr, 16);
+		__builtin_memcpy(&ip6->daddr, t->saddr, 16);
+		sum = bpf_htonl(HYP_COOKIE_TCP_HLEN) + bpf_htonl(IPPROTO_TCP);
+#pragma unroll
+		for (i = 0; i < 4; i++)
+			sum += (__u64)((const __u32 *)t->saddr)[i] + ((const __u32 *)t->daddr)[i];
+	}
+
+	/* L4: written whole, as 32-bit words summed on the way (the checksum word is written last) */
+#define SC_PUT(i, v) do { __u32 w_ = (v); th[i] = w_; sum += w_; } while (0)
+	SC_PUT(0, (__u32)t->dport | (__u32)t->sport << 16);     /* source = their destination */
+	SC_PUT(1, bpf_htonl(t->isn));
+	SC_PUT(2, bpf_htonl(t->seq + 1));
+	SC_PUT(3, bpf_htonl((HYP_COOKIE_TCP_HLEN / 4) << 28 | (HYP_TCP_SYN | HYP_TCP_ACK) << 16 | HYP_COOKIE_WINDOW));
+	SC_PUT(4, 0);                                           /* checksum, urgent pointer */
+	SC_PUT(5, bpf_htonl(2 << 24 | 4 << 16 | t->mss));       /* MSS */
+	/* SACK_PERM (4,2) or NOP NOP, then the timestamp's kind and length or NOP NOP */
+	SC_PUT(6, bpf_htonl((t->o.sack ? 0x0402 : 0x0101) << 16 | (t->o.ts ? 0x080a : 0x0101)));
+	/* TSval, then TSecr: their TSval */
+	SC_PUT(7, t->o.ts ? bpf_htonl(t->tsval) : 0x01010101);
+	SC_PUT(8, t->o.ts ? bpf_htonl(t->o.tsval) : 0x01010101);
+	/* window scale only if they sent one (RFC 7323) */
+	SC_PUT(9, t->o.wscale != HYP_COOKIE_WSCALE_NONE ? bpf_htonl(0x01030300 | HYP_COOKIE_WSCALE) : 0x01010101);
+#undef SC_PUT
+	((__u16 *)th)[8] = sc_csum_fold(sum);
+	return HYP_R_TX_SYNCOOKIE;
+}
+
+/* Does the ACK at l3/l4 carry a cookie of ours (this tick's or the previous one's)? 0 (the cookie's
+ * options byte left in t->isn), or -1. */
+__noinline int hyp_sc_ack(struct xdp_md *ctx, __u32 l3, __u32 l4, __u64 now)
+{
+	const struct hyp_cookie_key *key = sc_key();
+	struct hyp_sc_work *t = sc_work_get();
+	struct tcphdr *th;
+	__u32 cookie, isn, opts;
+	__u64 tick = now >> HYP_COOKIE_TICK_SHIFT;
+
+	if (!key || !t || l3 > HYP_PARSE_OFF_MAX || l4 > HYP_PARSE_OFF_MAX)
+		return -1;
+	sc_bound(&l3, &l4);
+	th = sc_tuple(ctx, t, l3, l4, false);
+	if (!th)
+		return -1;
+	cookie = bpf_ntohl(th->ack_seq) - 1;
+	isn = t->seq - 1;
+	opts = cookie & HYP_COOKIE_OPT_MASK;
+	if (((sc_mac(t, key, isn, tick, opts) ^ cookie) & ~HYP_COOKIE_OPT_MASK) &&
+	    ((sc_mac(t, key, isn, tick - 1, opts) ^ cookie) & ~HYP_COOKIE_OPT_MASK))
+		return -1;
+	t->isn = opts;
+	return 0;
+}
+
+/* After hyp_sc_ack(): put what tc ingress needs to build the request socket in front of the frame (XDP
+ * metadata, carried into the skb). Without metadata support the ACK still passes, and the stack answers
+ * it with a reset: the client's connect fails rather than hangs. */
+__noinline int hyp_sc_meta(struct xdp_md *ctx, __u32 l3, __u32 l4)
+{
+	struct hyp_sc_work *t = sc_work_get();
+	struct hyp_cookie_meta *m;
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	struct tcphdr *th;
+	__u32 opts;
+
+	if (!t || l3 > HYP_PARSE_OFF_MAX || l4 > HYP_PARSE_OFF_MAX)
+		return -1;
+	sc_bound(&l3, &l4);
+	th = parse_ptr(data, data_end, l4, sizeof(*th));
+	if (!th)
+		return -1;
+	opts = t->isn;
+	__builtin_memset(&t->o, 0, sizeof(t->o));
+	if (opts & SC_OPT_TS)
+		sc_opts_parse(ctx, t, l4, th->doff * 4 > sizeof(*th) ? th->doff * 4 - sizeof(*th) : 0);
+	t->i = l4 - l3;
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(*m)))
+		return -1;
+	data = (void *)(long)ctx->data;
+	m = (void *)(long)ctx->data_meta;
+	if ((void *)(m + 1) > data)
+		return -1;
+	m->magic = HYP_COOKIE_MAGIC;
+	m->tsval = t->o.tsval;
+	m->tsecr = t->o.tsecr;
+	m->mss = sc_mss_of(t->family == HYP_AF_INET, opts);
+	m->l4_rel = t->i;
+	m->family = t->family;
+	m->snd_wscale = (opts >> SC_OPT_WS_SHIFT) & 15;
+	/* timestamps only if the cookie says they were negotiated and the ACK still carries them */
+	m->flags = (opts & SC_OPT_SACK ? 1 : 0) | ((opts & SC_OPT_TS) && t->o.ts ? 2 : 0);
+	m->pad = 0;
+	return 0;
+}
+
+/* Kernel 6.9+. Weak: on an older kernel the loader leaves the tc ingress program out (it is the only
+ * caller) and the runtime refuses syn_cookies. */
+extern int bpf_sk_assign_tcp_reqsk(struct __sk_buff *skb, struct sock *sk, struct bpf_tcp_req_attrs *attrs,
+				   int attrs__sz) __ksym __weak;
+
+/*
+ * tc ingress, for an ACK whose cookie XDP verified (struct hyp_cookie_meta in front of it): find the
+ * listener and hand it a request socket built from the cookie, as if its own SYN queue had held the
+ * connection. No listener (the port is open in the policy but nothing listens): the stack resets the
+ * ACK, as it would have reset the SYN.
+ */
+static __always_inline void sc_assign(struct __sk_buff *skb)
+{
+	struct hyp_cookie_meta *mp = (void *)(long)skb->data_meta;
+	struct bpf_tcp_req_attrs a = {};
+	struct bpf_sock_tuple t = {};
+	struct hyp_cookie_meta m;
+	struct bpf_sock *sk;
+	struct tcp_sock *tp;
+	__u32 tlen;
+
+	if ((void *)(mp + 1) > (void *)(long)skb->data || mp->magic != HYP_COOKIE_MAGIC)
+		return;
+	m = *mp;
+	if (m.family == HYP_AF_INET) {
+		if (bpf_skb_load_bytes_relative(skb, offsetof(struct iphdr, saddr), &t.ipv4.saddr, 8,
+						BPF_HDR_START_NET) ||
+		    bpf_skb_load_bytes_relative(skb, m.l4_rel, &t.ipv4.sport, 4, BPF_HDR_START_NET))
+			return;
+		tlen = sizeof(t.ipv4);
+	} else {
+		if (bpf_skb_load_bytes_relative(skb, offsetof(struct ipv6hdr, saddr), t.ipv6.saddr, 32,
+						BPF_HDR_START_NET) ||
+		    bpf_skb_load_bytes_relative(skb, m.l4_rel, &t.ipv6.sport, 4, BPF_HDR_START_NET))
+			return;
+		tlen = sizeof(t.ipv6);
+	}
+	sk = bpf_skc_lookup_tcp(skb, &t, tlen, BPF_F_CURRENT_NETNS, 0);
+	if (!sk) {
+		hyp_count(HYP_C_COOKIE_NO_LISTENER);
+		return;
+	}
+	/* an established or TIME_WAIT socket owns the tuple: the stack handles the ACK itself */
+	if (sk->state != BPF_TCP_LISTEN)
+		goto out;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		goto out;
+	a.mss = m.mss;
+	a.snd_wscale = m.snd_wscale == HYP_COOKIE_WSCALE_NONE ? 0 : m.snd_wscale;
+	a.rcv_wscale = m.snd_wscale == HYP_COOKIE_WSCALE_NONE ? 0 : HYP_COOKIE_WSCALE;
+	a.wscale_ok = m.snd_wscale != HYP_COOKIE_WSCALE_NONE;
+	a.sack_ok = m.flags & 1;
+	a.tstamp_ok = (m.flags >> 1) & 1;
+	a.rcv_tsval = m.tsval;
+	a.rcv_tsecr = m.tsecr;
+	if (bpf_sk_assign_tcp_reqsk(skb, (struct sock *)tp, &a, sizeof(a)))
+		hyp_count(HYP_C_COOKIE_ASSIGN_FAIL);
+	else
+		hyp_count(HYP_C_COOKIE_ASSIGNED);
+out:
+	bpf_sk_release(sk);
+}
+
+#endif /* HYP_SYNCOOKIE_H */
