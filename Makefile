@@ -57,7 +57,7 @@ all: $(PROGS) $(TEST_BIN) $(BENCH_BIN)
 # Debian packages the build, tests, demo and benchmarks need; `make deps` installs the missing ones.
 DEB_PKGS := build-essential pkg-config clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev \
             libluajit-5.1-dev luajit libevent-dev iproute2 iptables nftables curl nmap hping3 \
-            python3 python3-scapy gnuplot-nox ncat procps psmisc kmod iputils-ping util-linux ipset conntrack ethtool
+            python3 python3-scapy gnuplot-nox ncat procps psmisc kmod iputils-ping util-linux ipset conntrack
 deps:
 	$(Q)missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 	    grep -q 'install ok installed' || echo $$p; done); \

@@ -408,10 +408,10 @@ static __always_inline int ct_track(void *ctx, struct hyp_pkt *p, const bool xdp
 			return r;
 		if (!hyp_sc_syn(ctx, p->l3_off, p->l4_off, p->cfg->cookie_mss, p->now)) {
 			r = hyp_sc_reply(ctx, p->l3_off, p->l4_off);
-			if (r != HYP_CONTINUE) {
-				hyp_count(r == HYP_R_TX_SYNCOOKIE ? HYP_C_COOKIE_SENT : HYP_C_COOKIE_FALLBACK);
+			if (r == HYP_R_TX_SYNCOOKIE)
+				hyp_count(HYP_C_COOKIE_SENT);
+			if (r != HYP_CONTINUE)
 				return r;
-			}
 		}
 		hyp_count(HYP_C_COOKIE_FALLBACK);
 	}

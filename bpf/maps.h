@@ -245,6 +245,7 @@ struct hyp_sc_work {
 	__u32 mss;                  /* SYN: the MSS our reply announces */
 	__u32 tsval;                /* SYN: the TSval our reply carries */
 	__u32 pad2;
+	__u64 l2[3];                /* SYN: the L2 header, while the reply grows at the head */
 	__u8 saddr[16];             /* the segment's addresses (IPv4: first 4 bytes, the rest zero), */
 	__u8 daddr[16];
 	__u16 sport;                /* ports (network order) */

@@ -21,6 +21,9 @@
 #define HYP_COOKIE_TCP_HLEN 40
 #define HYP_COOKIE_WINDOW 65535     /* unscaled window of the SYN-ACK (RFC 7323: never scaled) */
 #define HYP_COOKIE_TTL 64
+/* Offset of the IP header at most: Ethernet + HYP_VLAN_MAX tags (14 + 2 * 4); the L2 header a reply
+ * grown at the head carries over is copied as 24 bytes. */
+#define HYP_SC_L2_MAX 22
 /* TCP options in a header: at most 40 bytes. */
 #define HYP_TCP_OPT_MAX 40
 /* Options (NOPs included) read from a SYN before giving up on the rest: every stack's SYN has at most
@@ -316,21 +319,44 @@ __noinline int hyp_sc_reply(struct xdp_md *ctx, __u32 l3, __u32 l4)
 {
 	struct hyp_sc_work *t = sc_work_get();
 	void *data, *data_end;
+	__u64 sum, *l2;
 	__u16 *eth, t16;
-	__u32 *th;
-	__u64 sum;
-	int i;
+	__u32 *th, *w;
+	int i, delta;
 
-	if (!t || l3 > HYP_PARSE_OFF_MAX || l4 > HYP_PARSE_OFF_MAX)
+	if (!t || l3 > HYP_SC_L2_MAX || l4 > HYP_PARSE_OFF_MAX)
 		return HYP_CONTINUE;
 	sc_bound(&l3, &l4);
-	/* the reply is exactly headers + HYP_COOKIE_TCP_HLEN: drop any SYN payload, grow a bare SYN */
+	/* The reply is exactly headers + HYP_COOKIE_TCP_HLEN: a SYN's payload is cut off at the tail, and
+	 * a bare SYN (20 bytes of TCP) grows at the head, where XDP always has room; the tail of a small
+	 * frame may have none (native XDP on veth). Growing at the head moves the frame's start, so the L2
+	 * header (MACs, VLAN tags, EtherType) is carried over; L3 and L4 are written whole below. */
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
-	if (bpf_xdp_adjust_tail(ctx, (int)(l4 + HYP_COOKIE_TCP_HLEN) - (int)(data_end - data)))
-		return HYP_CONTINUE;
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
+	delta = (int)(l4 + HYP_COOKIE_TCP_HLEN) - (int)(data_end - data);
+	if (delta > 0) {
+		l2 = data;
+		if ((void *)(l2 + 3) > data_end)
+			return HYP_CONTINUE;
+		t->l2[0] = l2[0];
+		t->l2[1] = l2[1];
+		t->l2[2] = l2[2];
+		if (bpf_xdp_adjust_head(ctx, -delta))
+			return HYP_CONTINUE;
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		l2 = data;
+		if ((void *)(l2 + 3) > data_end)
+			return HYP_R_ABORTED;   /* cannot happen: the frame only grew */
+		l2[0] = t->l2[0];
+		l2[1] = t->l2[1];
+		l2[2] = t->l2[2];
+	} else if (delta < 0) {
+		if (bpf_xdp_adjust_tail(ctx, delta))
+			return HYP_CONTINUE;
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+	}
 	th = parse_ptr(data, data_end, l4, HYP_COOKIE_TCP_HLEN);
 	eth = data;
 	if (!th || (void *)(eth + 6) > data_end)
@@ -344,41 +370,36 @@ __noinline int hyp_sc_reply(struct xdp_md *ctx, __u32 l3, __u32 l4)
 		eth[i + 3] = t16;
 	}
 
-	/* L3: addresses swapped, a fresh header */
+	/* L3: a fresh header, addresses swapped */
 	if (t->family == HYP_AF_INET) {
-		struct iphdr *ip = parse_ptr(data, data_end, l3, sizeof(*ip));
-
-		if (!ip)
+		w = parse_ptr(data, data_end, l3, sizeof(struct iphdr));
+		if (!w)
 			return HYP_R_ABORTED;
-		ip->tos = 0;
-		ip->tot_len = bpf_htons(sizeof(*ip) + HYP_COOKIE_TCP_HLEN);
-		ip->id = 0;
-		ip->frag_off = bpf_htons(0x4000);   /* DF */
-		ip->ttl = HYP_COOKIE_TTL;
-		ip->check = 0;
-		ip->saddr = *(__u32 *)t->daddr;
-		ip->daddr = *(__u32 *)t->saddr;
+		w[0] = bpf_htonl(0x45000000 | (sizeof(struct iphdr) + HYP_COOKIE_TCP_HLEN));
+		w[1] = bpf_htonl(0x4000);                               /* id 0, DF */
+		w[2] = bpf_htonl(HYP_COOKIE_TTL << 24 | IPPROTO_TCP << 16);
+		w[3] = *(__u32 *)t->daddr;
+		w[4] = *(__u32 *)t->saddr;
 		sum = 0;
 #pragma unroll
 		for (i = 0; i < 5; i++)
-			sum += ((__u32 *)ip)[i];
-		ip->check = sc_csum_fold(sum);
+			sum += w[i];
+		((__u16 *)w)[5] = sc_csum_fold(sum);
 		/* pseudo-header: addresses, zero, protocol, TCP length */
-		sum = (__u64)ip->saddr + ip->daddr + bpf_htonl(IPPROTO_TCP << 16 | HYP_COOKIE_TCP_HLEN);
+		sum = (__u64)w[3] + w[4] + bpf_htonl(IPPROTO_TCP << 16 | HYP_COOKIE_TCP_HLEN);
 	} else {
-		struct ipv6hdr *ip6 = parse_ptr(data, data_end, l3, sizeof(*ip6));
-
-		if (!ip6)
+		w = parse_ptr(data, data_end, l3, sizeof(struct ipv6hdr));
+		if (!w)
 			return HYP_R_ABORTED;
-		*(__u32 *)ip6 = bpf_htonl(0x60000000);
-		ip6->payload_len = bpf_htons(HYP_COOKIE_TCP_HLEN);
-		ip6->hop_limit = HYP_COOKIE_TTL;
-		__builtin_memcpy(&ip6->saddr, t->daddr, 16);
-		__builtin_memcpy(&ip6->daddr, t->saddr, 16);
+		w[0] = bpf_htonl(0x60000000);
+		w[1] = bpf_htonl(HYP_COOKIE_TCP_HLEN << 16 | IPPROTO_TCP << 8 | HYP_COOKIE_TTL);
 		sum = bpf_htonl(HYP_COOKIE_TCP_HLEN) + bpf_htonl(IPPROTO_TCP);
 #pragma unroll
-		for (i = 0; i < 4; i++)
-			sum += (__u64)((const __u32 *)t->saddr)[i] + ((const __u32 *)t->daddr)[i];
+		for (i = 0; i < 4; i++) {
+			w[2 + i] = ((const __u32 *)t->daddr)[i];
+			w[6 + i] = ((const __u32 *)t->saddr)[i];
+			sum += (__u64)w[2 + i] + w[6 + i];
+		}
 	}
 
 	/* L4: written whole, as 32-bit words summed on the way (the checksum word is written last) */

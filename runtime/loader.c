@@ -708,8 +708,10 @@ int dp_attach(struct hyp_dp *dp, const char *ifname, enum hyp_xdp_mode mode)
 		return err;
 	}
 	dp->nifaces++;
-	hyp_log(LOG_INFO, "attached to %s (ifindex %d): XDP %s, tc egress %s", ifname, ifindex,
-		xdp_mode_name(dp->ifaces[slot].mode), dp->tc_legacy_mask & (1u << slot) ? "clsact" : "tcx");
+	hyp_log(LOG_INFO, "attached to %s (ifindex %d): XDP %s, tc egress %s, tc ingress %s", ifname, ifindex,
+		xdp_mode_name(dp->ifaces[slot].mode), dp->tc_legacy_mask & (1u << slot) ? "clsact" : "tcx",
+		dp->prog_tci_fd < 0 ? "none (no SYN cookies)" :
+		dp->tc_legacy_mask & (1u << (slot + HYP_IFACES_MAX)) ? "clsact" : "tcx");
 	return 0;
 }
 

@@ -206,8 +206,8 @@ static void config_key(lua_State *L, const char *k, struct hyp_config *cfg)
 	} else if (!strcmp(k, "syn_cookie_mss")) {
 		long mss = api_int_range(L, v, "hx.config", k, 0, HYP_COOKIE_MSS_MAX);
 		if (mss && mss < HYP_COOKIE_MSS_MIN)
-			luaL_error(L, "hx.config: syn_cookie_mss must be 0 (default) or %d..%d, got %ld",
-				   HYP_COOKIE_MSS_MIN, HYP_COOKIE_MSS_MAX, mss);
+			luaL_error(L, "hx.config: syn_cookie_mss must be 0 (default) or %d..%d, got %d",
+				   HYP_COOKIE_MSS_MIN, HYP_COOKIE_MSS_MAX, (int)mss);
 		cfg->cookie_mss = (__u32)mss;
 	}
 	else

@@ -16,7 +16,7 @@ check(hx._stub, "stub core in a plain luajit")
 -- ABI: the header text was ffi.cdef'd
 local abi = require("hyperion.abi")
 eq(ffi.sizeof("struct hyp_event"), 152, "struct hyp_event size from the header")
-eq(ffi.sizeof("struct hyp_config"), 16568, "struct hyp_config size (matches gcc)")
+eq(ffi.sizeof("struct hyp_config"), 16576, "struct hyp_config size (matches gcc)")
 check(require("hyperion.abi") == abi, "second require does not cdef again")
 eq(ffi.C.HYP_SIG_MAX, 256, "enum constants visible through ffi.C")
 

@@ -21,7 +21,8 @@
 #include "maps.h"
 #include "tap.h"
 
-#define TCX_EGRESS 47           /* BPF_TCX_EGRESS, newer than this system's linux/bpf.h */
+#define TCX_INGRESS 46          /* BPF_TCX_INGRESS, BPF_TCX_EGRESS: newer than this system's linux/bpf.h */
+#define TCX_EGRESS 47
 #define LINK_TYPE_TCX 11        /* BPF_LINK_TYPE_TCX */
 /* The watcher samples the XDP attachment at most this many times (bounded loop). */
 #define WATCH_SAMPLES_MAX 2000000
@@ -143,13 +144,25 @@ static __u32 xdp_prog_attached(const char *ifname)
 }
 
 /* Programs on the tcx egress hook of ifname (BPF_PROG_QUERY accepts the ifindex as target). */
-static __u32 tcx_egress_count(const char *ifname)
+static __u32 tcx_count(const char *ifname, int type)
 {
 	__u32 ids[8], cnt = 8, flags = 0;
 
-	if (bpf_prog_query((int)if_nametoindex(ifname), (enum bpf_attach_type)TCX_EGRESS, 0, &flags, ids, &cnt))
+	if (bpf_prog_query((int)if_nametoindex(ifname), (enum bpf_attach_type)type, 0, &flags, ids, &cnt))
 		return 0;
 	return cnt;
+}
+
+static __u32 tcx_egress_count(const char *ifname)
+{
+	return tcx_count(ifname, TCX_EGRESS);
+}
+
+/* tc ingress carries the SYN cookie hand-off (bpf/syncookie.h); attached beside egress when the kernel
+ * runs it (prog_tci_fd >= 0). */
+static __u32 tcx_ingress_count(const char *ifname)
+{
+	return tcx_count(ifname, TCX_INGRESS);
 }
 
 /* Samples the XDP attachment of if_a until told to stop: proves there is no moment without a program. */
@@ -208,6 +221,16 @@ static void test_attach_and_readopt(void)
 		  "pinned tc link: type tcx, on %s, our program", if_a);
 	TAP_EQ(tcx_egress_count(if_a), 1, "one program on %s tcx egress", if_a);
 	TAP_CHECK(pin_exists(n_xb) && pin_exists(n_tb), "links of %s pinned", if_b);
+	char n_ia[64];
+	snprintf(n_ia, sizeof(n_ia), "link_tci_%s", if_a);
+	if (dp.prog_tci_fd >= 0) {
+		struct bpf_link_info ia = link_info_pinned(n_ia);
+		TAP_CHECK(ia.type == LINK_TYPE_TCX && ia.xdp.ifindex == if_nametoindex(if_a) &&
+			  ia.prog_id == prog_id(dp.prog_tci_fd), "pinned tc ingress link: tcx, on %s, our program", if_a);
+		TAP_EQ(tcx_ingress_count(if_a), 1, "one program on %s tcx ingress", if_a);
+	} else {
+		TAP_SKIP("tc ingress (SYN cookies) not loaded: kernel without bpf_sk_assign_tcp_reqsk");
+	}
 
 	cidr_parse("192.0.2.77", &ban, false);
 	TAP_EQ(ban_add(&dp, &ban, 0, 42), 0, "ban 192.0.2.77 before the restart");
@@ -245,6 +268,8 @@ static void test_attach_and_readopt(void)
 	TAP_EQ(ta2.id, ta.id, "same tcx link (id %u)", ta.id);
 	TAP_EQ(ta2.prog_id, prog_id(dp.prog_tc_fd), "the tcx link runs the new tc program");
 	TAP_EQ(tcx_egress_count(if_a), 1, "still exactly one program on tcx egress");
+	if (dp.prog_tci_fd >= 0)
+		TAP_EQ(tcx_ingress_count(if_a), 1, "still exactly one program on tcx ingress (link re-adopted)");
 
 	TAP_EQ(dp_attach(&dp, if_b, HYP_XDP_NATIVE), 0, "re-attach %s asking for native", if_b);
 	TAP_EQ(dp.ifaces[1].mode, HYP_XDP_GENERIC, "... keeps the re-adopted generic link (no window)");
@@ -266,18 +291,24 @@ static void test_attach_and_readopt(void)
 	TAP_CHECK(!ip_link_has(if_a, "xdp") && !ip_link_has(if_b, "xdpgeneric"), "ip link shows no xdp");
 	TAP_EQ(tcx_egress_count(if_a), 0, "tcx egress of %s empty", if_a);
 	TAP_EQ(tcx_egress_count(if_b), 0, "tcx egress of %s empty", if_b);
+	TAP_CHECK(!tcx_ingress_count(if_a) && !tcx_ingress_count(if_b), "tcx ingress of both empty");
 	struct stat st;
 	TAP_CHECK(stat(pin_dir, &st) != 0 && errno == ENOENT, "pin dir removed");
 	dp_close(&dp);
 }
 
 /* Program id of our clsact egress filter on ifname, 0 if none (same handle/priority as the loader). */
-static __u32 clsact_prog(const char *ifname)
+static __u32 clsact_prog_at(const char *ifname, enum bpf_tc_attach_point point)
 {
-	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = (int)if_nametoindex(ifname), .attach_point = BPF_TC_EGRESS);
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = (int)if_nametoindex(ifname), .attach_point = point);
 	LIBBPF_OPTS(bpf_tc_opts, to, .handle = 0x4859, .priority = 1);
 
 	return bpf_tc_query(&hook, &to) ? 0 : to.prog_id;
+}
+
+static __u32 clsact_prog(const char *ifname)
+{
+	return clsact_prog_at(ifname, BPF_TC_EGRESS);
 }
 
 /* Kernels without tcx: clsact egress filter, replaced in place on restart, removed once tcx works. */
@@ -296,6 +327,10 @@ static void test_tc_legacy(void)
 	__u32 old_tc = prog_id(dp.prog_tc_fd);
 	TAP_EQ(clsact_prog(if_a), old_tc, "clsact egress runs our tc program");
 	TAP_EQ(tcx_egress_count(if_a), 0, "nothing on tcx egress");
+	if (dp.prog_tci_fd >= 0)
+		TAP_CHECK(clsact_prog_at(if_a, BPF_TC_INGRESS) == prog_id(dp.prog_tci_fd) &&
+			  (dp.tc_legacy_mask & (1u << HYP_IFACES_MAX)) && !tcx_ingress_count(if_a),
+			  "ingress attached as clsact filter too");
 	dp_close(&dp);
 	TAP_EQ(clsact_prog(if_a), old_tc, "filter survives dp_close");
 	TAP_EQ(dp_open(&dp, &o), 0, "dp_open again");
@@ -311,6 +346,7 @@ static void test_tc_legacy(void)
 	TAP_EQ(clsact_prog(if_a), 0, "the leftover clsact filter was removed (no double egress)");
 	TAP_EQ(dp_detach_all(&dp), 0, "dp_detach_all");
 	TAP_CHECK(!tcx_egress_count(if_a) && !clsact_prog(if_a) && !xdp_prog_attached(if_a), "all detached");
+	TAP_CHECK(!tcx_ingress_count(if_a) && !clsact_prog_at(if_a, BPF_TC_INGRESS), "ingress detached, no leftover filter");
 out:
 	unsetenv("HYP_TC_LEGACY");
 	dp_close(&dp);

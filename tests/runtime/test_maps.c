@@ -10,6 +10,7 @@
 #include "loader.h"
 #include "log.h"
 #include "maps.h"
+#include "hyperion.skel.h"
 #include "sigcompile.h"
 #include "tap.h"
 
@@ -99,7 +100,9 @@ static void test_names(void)
 	TAP_CHECK(!unknown && !dup, "all %d reasons named, no duplicates", HYP_R_MAX);
 	TAP_CHECK(!strcmp(reason_name(HYP_R_DROP_BANNED), "drop_banned") &&
 		  !strcmp(reason_name(HYP_R_PASS_FLOW), "pass_flow") &&
-		  !strcmp(reason_name(HYP_R_ABORTED), "aborted"), "reason names match the enum");
+		  !strcmp(reason_name(HYP_R_ABORTED), "aborted") &&
+		  !strcmp(reason_name(HYP_R_TX_SYNCOOKIE), "tx_syncookie") &&
+		  !strcmp(stats_verdict_name(HYP_R_TX_SYNCOOKIE), "tx"), "reason names match the enum");
 	TAP_CHECK(!strcmp(reason_name(HYP_R_MAX), "unknown"), "reason out of range -> unknown");
 	for (unsigned k = HYP_EV_MATCH; k < HYP_EV_KIND_MAX; k++)
 		TAP_EQ(event_kind_parse(event_kind_name(k)), k, "event kind %s parses back", event_kind_name(k));
@@ -521,6 +524,42 @@ static void test_flows(struct hyp_dp *dp)
 	TAP_EQ(epoch_read(dp), e0, "a failed flow_delete leaves the epoch alone");
 }
 
+/* The SYN cookie secret is random once, and kept: a restart that re-adopts the map keeps the cookies
+ * already sent valid. syn_cookies applies where the kernel runs the tc ingress hand-off. */
+static void test_syncookie_setup(struct hyp_dp *dp)
+{
+	int fd = bpf_map__fd(dp->skel->maps.cookie_key);
+	struct hyp_cookie_key k1 = {0}, k2 = {0};
+	struct hyp_config *c = malloc(sizeof(*c));
+	__u32 zero = 0;
+
+	TAP_CHECK(!bpf_map_lookup_elem(fd, &zero, &k1) && (k1.k[0] || k1.k[1]), "cookie secret set at load");
+	TAP_EQ(cookie_key_init(fd), 0, "cookie_key_init on a set secret");
+	TAP_CHECK(!bpf_map_lookup_elem(fd, &zero, &k2) && !memcmp(&k1, &k2, sizeof(k1)),
+		  "a set secret is kept (re-adoption keeps cookies valid)");
+	memset(&k2, 0, sizeof(k2));
+	bpf_map_update_elem(fd, &zero, &k2, BPF_ANY);
+	TAP_EQ(cookie_key_init(fd), 0, "cookie_key_init on a zero secret");
+	TAP_CHECK(!bpf_map_lookup_elem(fd, &zero, &k2) && (k2.k[0] || k2.k[1]) && memcmp(&k1, &k2, sizeof(k1)),
+		  "a zero secret gets fresh random bytes");
+	if (!c)
+		return;
+	config_defaults(c);
+	TAP_CHECK(!c->syn_cookies && !c->cookie_mss, "config_defaults: SYN cookies off, default MSS");
+	c->syn_cookies = 1;
+	c->cookie_mss = 100;
+	TAP_EQ(dp_config_apply(dp, c, NULL), -EINVAL, "cookie_mss below 536 refused");
+	c->cookie_mss = 1400;
+	if (dp->prog_tci_fd >= 0)
+		TAP_EQ(dp_config_apply(dp, c, NULL), 0, "syn_cookies applies (tc ingress loaded)");
+	else
+		TAP_EQ(dp_config_apply(dp, c, NULL), -EOPNOTSUPP, "syn_cookies refused: no tc ingress on this kernel");
+	c->syn_cookies = 0;
+	c->cookie_mss = 0;
+	TAP_EQ(dp_config_apply(dp, c, NULL), 0, "syn_cookies off again");
+	free(c);
+}
+
 static void test_stats(struct hyp_dp *dp)
 {
 	int ncpu = libbpf_num_possible_cpus();
@@ -574,6 +613,7 @@ int main(void)
 	test_ban_batch(&dp);
 	test_flows(&dp);
 	test_stats(&dp);
+	test_syncookie_setup(&dp);
 	dp_close(&dp);
 	TAP_CHECK(dp.skel == NULL && dp.fd_bans4 == -1, "dp_close resets the handle");
 	dp_close(&dp);  /* idempotent */

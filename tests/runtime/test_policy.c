@@ -85,6 +85,10 @@ static const struct bad_case bad[] = {
 	{ "wrong type", "local hx = require('hyperion')\nhx.config{ syn_rate = 'fast' }\n", "syn_rate must be a number" },
 	{ "verdict_cache type", "local hx = require('hyperion')\nhx.config{ verdict_cache = 1 }\n",
 	  ":2: hx.config: verdict_cache must be true or false, got a number" },
+	{ "syn_cookies type", "local hx = require('hyperion')\nhx.config{ syn_cookies = 'yes' }\n",
+	  ":2: hx.config: syn_cookies must be true or false, got a string" },
+	{ "syn_cookie_mss too small", "local hx = require('hyperion')\nhx.config{ syn_cookie_mss = 100 }\n",
+	  "hx.config: syn_cookie_mss must be 0 (default) or 536..65495, got 100" },
 	{ "unknown timeout state", "local hx = require('hyperion')\nhx.config{ timeouts = { forever = 1 } }\n",
 	  "timeouts: unknown state 'forever'" },
 	{ "unknown event kind", "local hx = require('hyperion')\nhx.on('packet', function() end)\n",
@@ -125,7 +129,7 @@ static void test_load_errors(void)
 
 static const char *policy_v1 =
 	"local hx = require('hyperion')\n"
-	"hx.config{ mode = 'enforce', scan_depth = 300, verdict_cache = false, allow_tcp = {22, 80, '8000-8002'}, allow_udp = {53},\n"
+	"hx.config{ mode = 'enforce', scan_depth = 300, verdict_cache = false, syn_cookies = true, syn_cookie_mss = 1400, allow_tcp = {22, 80, '8000-8002'}, allow_udp = {53},\n"
 	"           syn_rate = 100, syn_burst = 200, timeouts = { established = 600 } }\n"
 	"hx.signature{ name = 'first', pattern = 'zzzz' }\n"
 	"hx.signature{ name = 'root-probe', pattern = 'root', action = 'drop', proto = 'tcp', ports = {80} }\n"
@@ -179,6 +183,8 @@ static void test_running(void)
 	TAP_CHECK((cfg.udp_ports[53 / 64] >> (53 % 64)) & 1, "config: udp 53 open");
 	TAP_EQ(cfg.syn_rate, 100, "config: syn_rate");
 	TAP_EQ(cfg.vcache, 0, "config: verdict_cache = false turns the verdict cache off");
+	TAP_EQ(cfg.syn_cookies, 1, "config: syn_cookies = true");
+	TAP_EQ(cfg.cookie_mss, 1400, "config: syn_cookie_mss");
 	TAP_EQ(cfg.timeout_ns[HYP_CT_ESTABLISHED], 600ull * 1000000000ull, "config: timeouts.established");
 	TAP_EQ(cfg.nsigs, 2, "both signatures in the active generation");
 	TAP_EQ(policy_nsigs(p), 2, "policy_nsigs");
