@@ -20,6 +20,7 @@
 struct hr_opts {
 	const char *ifname, *sig_file, *ban_file, *ready;
 	__u32 flows_max, flows_new_max, scan_depth;
+	bool syn_cookies, census;
 	int tcp_ports[HR_PORTS_MAX], udp_ports[HR_PORTS_MAX], ntcp, nudp;
 	enum hyp_xdp_mode mode;
 };
@@ -28,9 +29,13 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: hyprx -i IFNAME [--tcp-port N]... [--udp-port N]... [--sigs FILE] [--bans FILE]\n"
-		"             [--flows-max N] [--flows-new-max N] [--scan-depth N] [--generic] [--ready FILE]\n"
+		"             [--flows-max N] [--flows-new-max N] [--scan-depth N] [--syn-cookies] [--census]\n"
+		"             [--generic] [--ready FILE]\n"
 		"  FILE formats: one signature pattern (literal text) / one CIDR per line.\n"
-		"  runs until SIGTERM, then prints: frames=SEEN dropped=N passed=N <reason>=N ... (SIGUSR1: now)\n");
+		"  --syn-cookies: SYNs to the open TCP ports answered from XDP with a cookie SYN-ACK (XDP_TX)\n"
+		"  --census: every report also walks the flow tables (live flows, LRU evictions per table)\n"
+		"  runs until SIGTERM, then prints: frames=SEEN dropped=N passed=N answered=N <reason>=N ...\n"
+		"  <counter>=N ... (SIGUSR1: now)\n");
 	exit(2);
 }
 
@@ -111,7 +116,7 @@ static void parse_args(int argc, char **argv, struct hr_opts *o)
 		{ "ifname", 1, 0, 'i' }, { "tcp-port", 1, 0, 't' }, { "udp-port", 1, 0, 'u' },
 		{ "sigs", 1, 0, 's' }, { "bans", 1, 0, 'b' }, { "flows-max", 1, 0, 'F' },
 		{ "flows-new-max", 1, 0, 'N' }, { "scan-depth", 1, 0, 'd' }, { "generic", 0, 0, 'g' },
-		{ "ready", 1, 0, 'r' }, { 0 }
+		{ "ready", 1, 0, 'r' }, { "syn-cookies", 0, 0, 'c' }, { "census", 0, 0, 'C' }, { 0 }
 	};
 	int c;
 
@@ -128,6 +133,8 @@ static void parse_args(int argc, char **argv, struct hr_opts *o)
 		case 'd': o->scan_depth = (__u32)strtoul(optarg, NULL, 0); break;
 		case 'g': o->mode = HYP_XDP_GENERIC; break;
 		case 'r': o->ready = optarg; break;
+		case 'c': o->syn_cookies = true; break;
+		case 'C': o->census = true; break;
 		default: usage();
 		}
 	}
@@ -135,30 +142,84 @@ static void parse_args(int argc, char **argv, struct hr_opts *o)
 		usage();
 }
 
+struct hr_census {
+	unsigned long long live_est, live_new;
+};
+
+static int census_cb(const struct hyp_flow_key *k, const struct hyp_flow *f, bool est, void *arg)
+{
+	struct hr_census *c = arg;
+
+	(void)k;
+	(void)f;
+	if (est)
+		c->live_est++;
+	else
+		c->live_new++;
+	return 0;
+}
+
+static unsigned long long evicted(__u64 ins, __u64 del, unsigned long long live)
+{
+	return ins > del + live ? ins - del - live : 0;
+}
+
+struct hr_ctx {
+	struct hyp_dp *dp;
+	bool census;
+};
+
+/* Books: frames seen; dropped (the drop reasons and aborted: what XDP_DROP/XDP_ABORTED discarded), passed
+ * (the pass reasons), answered (XDP_TX: SYN cookies); every reason and the counters the bench checks;
+ * with --census the live flows per table and the LRU evictions (inserts - deletes - live). */
 static void print_books(void *ctx)
 {
-	struct hyp_dp *dp = ctx;
+	struct hr_ctx *c = ctx;
 	static struct hyp_totals t;
-	unsigned long long dropped = 0, passed = 0;
+	static const unsigned counters[] = { HYP_C_CT_NEW_INSERT, HYP_C_CT_NEW_DELETE, HYP_C_CT_EST_INSERT,
+					     HYP_C_CT_EST_DELETE, HYP_C_COOKIE_SENT, HYP_C_COOKIE_VALID,
+					     HYP_C_COOKIE_INVALID, HYP_C_COOKIE_FALLBACK, HYP_C_COOKIE_ASSIGNED,
+					     HYP_C_COOKIE_NO_LISTENER, HYP_C_COOKIE_ASSIGN_FAIL };
+	unsigned long long dropped = 0, passed = 0, answered = 0;
 
-	if (stats_read(dp, &t)) {
+	if (stats_read(c->dp, &t)) {
 		printf("frames=0 error=stats_read\n");
 		return;
 	}
 	for (unsigned r = 0; r < HYP_R_MAX; r++) {
-		if (r >= HYP_R_DROP_BANNED)
+		if (r == HYP_R_TX_SYNCOOKIE)
+			answered += t.reason[r].packets;
+		else if (r >= HYP_R_DROP_BANNED)
 			dropped += t.reason[r].packets;
 		else
 			passed += t.reason[r].packets;
 	}
-	printf("frames=%llu dropped=%llu passed=%llu", (unsigned long long)t.counter[HYP_C_SEEN], dropped,
-	       passed);
+	printf("frames=%llu dropped=%llu passed=%llu answered=%llu", (unsigned long long)t.counter[HYP_C_SEEN],
+	       dropped, passed, answered);
 	for (unsigned r = 0; r < HYP_R_MAX; r++)
 		if (t.reason[r].packets)
 			printf(" %s=%llu", reason_name(r), (unsigned long long)t.reason[r].packets);
-	printf(" ev_submitted=%llu ev_lost=%llu scan_bytes=%llu\n",
+	for (unsigned i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
+		if (t.counter[counters[i]])
+			printf(" %s=%llu", counter_name(counters[i]), (unsigned long long)t.counter[counters[i]]);
+	printf(" ev_submitted=%llu ev_lost=%llu scan_bytes=%llu",
 	       (unsigned long long)t.counter[HYP_C_EV_SUBMITTED], (unsigned long long)t.counter[HYP_C_EV_LOST],
 	       (unsigned long long)t.counter[HYP_C_SCAN_BYTES]);
+	if (c->census) {
+		struct hr_census n = { 0 };
+
+		if (flow_foreach(c->dp, census_cb, &n) < 0) {
+			printf(" census=error");
+		} else {
+			/* the walk follows the counter read: exact while no flow is inserted or deleted in between
+			 * (the bench reads it between runs); an insert in between can only hide an eviction, a
+			 * delete in between shows as one */
+			printf(" flows_est=%llu flows_new=%llu evicted_est=%llu evicted_new=%llu", n.live_est, n.live_new,
+			       evicted(t.counter[HYP_C_CT_EST_INSERT], t.counter[HYP_C_CT_EST_DELETE], n.live_est),
+			       evicted(t.counter[HYP_C_CT_NEW_INSERT], t.counter[HYP_C_CT_NEW_DELETE], n.live_new));
+		}
+	}
+	printf("\n");
 	fflush(stdout);
 }
 
@@ -190,6 +251,8 @@ int main(int argc, char **argv)
 		set_port(cfg.udp_ports, o.udp_ports[i]);
 	cfg.scan_depth = o.scan_depth;
 	cfg.stream_depth = 0;
+	/* The operator's answer to a SYN flood: SYNs to the open ports answered from XDP, no flow state. */
+	cfg.syn_cookies = o.syn_cookies;
 	if (o.sig_file) {
 		set = calloc(1, sizeof(*set));
 		if (!set || load_sigs(o.sig_file, set))
@@ -213,7 +276,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hyprx: attach %s: %s\n", o.ifname, strerror(-rc));
 		goto fail;
 	}
-	rx_run(o.ready, print_books, &dp);
+	struct hr_ctx pc = { .dp = &dp, .census = o.census };
+	rx_run(o.ready, print_books, &pc);
 	dp_detach_all(&dp);
 	dp_close(&dp);
 	if (set)

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Turns bench/run.sh's raw lines into bench/results.md (printed too) and the PNG chart.
 # Usage: bench/report.sh RAW DESC MODE REPS DURATION OUT_MD OUT_PNG [EXTRA_MD...]
-#   RAW lines:  scenario system rep offered_mpps processed_mpps sent seen dropped
+#   RAW lines:  scenario system rep offered_mpps processed_mpps sent seen dropped [answered returned synacks bad]
 #   DESC lines: scenario<TAB>description
 #   EXTRA_MD:   sections appended verbatim (microbenchmarks, runtime figures)
 set -u
 cd "$(dirname "$0")/.." || exit 1
 raw=$1 desc=$2 mode=$3 reps=$4 dur=$5 out_md=$6 out_png=$7
 shift 7
-SYSTEMS="xdp_drop xdp_pass ipt_raw iptables nft hyperion"
+SYSTEMS="xdp_drop xdp_pass xdp_tx ipt_raw iptables nft hyperion"
+NSYS=7   # the summary line: NSYS medians, NSYS offered medians, then the ratio pairs
 dat=$(dirname "$raw")/chart.dat
 
 # Medians per (scenario, system) and per-repetition ratios of each pair, then the median of those.
@@ -35,7 +36,7 @@ summary=$(awk -v systems="$SYSTEMS" '
 			for (i = 1; i <= nsys; i++)
 				line = line "\t" (has[s, S[i]] ? sprintf("%.3f", median(off[s, S[i]])) : "-")
 			# pairs: hyperion against each other system, iptables against nft
-			np = split("hyperion:iptables hyperion:nft hyperion:xdp_drop hyperion:xdp_pass iptables:nft", P, " ")
+			np = split("hyperion:iptables hyperion:nft hyperion:xdp_drop hyperion:xdp_pass hyperion:xdp_tx iptables:nft", P, " ")
 			for (p = 1; p <= np; p++) {
 				split(P[p], ab, ":"); l = ""
 				for (r in rep) if ((s, ab[1], r) in val && (s, ab[2], r) in val && val[s, ab[2], r] > 0)
@@ -67,12 +68,22 @@ summary=$(awk -v systems="$SYSTEMS" '
 	echo "medians. Every run is on a machine shared with other work: compare within a repetition (ratios)."
 	echo
 	echo "Systems: \`xdp_drop\` bare XDP_DROP (ceiling); \`xdp_pass\` bare XDP_PASS into the stack (ceiling for"
-	echo "passed traffic); \`ipt_raw\` one iptables raw-table DROP rule; \`iptables\` / \`nft\` the ruleset"
+	echo "passed traffic); \`xdp_tx\` every frame bounced back with XDP_TX, addresses swapped (ceiling for traffic"
+	echo "answered from XDP); \`ipt_raw\` one iptables raw-table DROP rule; \`iptables\` / \`nft\` the ruleset"
 	echo "equivalent to the Hyperion policy (bans in raw/prerouting via ipset hash:net / nft interval set,"
 	echo "conntrack state rules, signature rules, port rules); \`hyperion\` the datapath with that policy."
 	echo "iptables is $(iptables --version 2>/dev/null | sed 's/.*(\(.*\))/\1/') backend with \`-m string --algo bm\`;"
 	echo "nftables has no substring search, its signature rules match the literal at the start of the L4"
 	echo "payload (less work than a search)."
+	echo
+	echo "SYN floods (d, f6d): every SYN goes to the open port. Hyperion runs with SYN cookies on (the"
+	echo "operator's answer to a flood): each SYN is answered from XDP with a cookie SYN-ACK (XDP_TX), no"
+	echo "flow is created; the others pass it to the stack, whose SYN-ACKs die at a blackhole route. A"
+	echo "frame sent back by XDP_TX crosses the veth pair only if the generator's end has NAPI, so in these"
+	echo "scenarios a counting sink (XDP, drops what it counts) sits on the generator's end for every system;"
+	echo "it also counts Hyperion's SYN-ACKs (*Answers* below). The generator rewrites every frame from its"
+	echo "template in these scenarios (\`--restore\`: an XDP_TX answer rewrites the generator's recycled page"
+	echo "in place), for every system."
 	echo
 	printf '## Processed, Mpps (median)\n\n| scenario | description |'
 	for s in $SYSTEMS; do printf ' %s |' "$s"; done
@@ -80,16 +91,18 @@ summary=$(awk -v systems="$SYSTEMS" '
 	while IFS=$'\t' read -r id d rest; do
 		IFS=$'\t' read -r -a f <<<"$rest"
 		printf '| %s | %s |' "$id" "$d"
-		for i in 0 1 2 3 4 5; do printf ' %s |' "${f[$i]}"; done
+		for ((i = 0; i < NSYS; i++)); do printf ' %s |' "${f[$i]}"; done
 		echo
 	done <<<"$summary"
 	echo
 	printf '## Ratios (median of per-repetition ratios)\n\n'
-	echo "| scenario | hyperion/iptables | hyperion/nft | hyperion/xdp_drop | hyperion/xdp_pass | iptables/nft |"
-	echo "|---|---:|---:|---:|---:|---:|"
+	echo "| scenario | hyperion/iptables | hyperion/nft | hyperion/xdp_drop | hyperion/xdp_pass | hyperion/xdp_tx | iptables/nft |"
+	echo "|---|---:|---:|---:|---:|---:|---:|"
 	while IFS=$'\t' read -r id d rest; do
 		IFS=$'\t' read -r -a f <<<"$rest"
-		printf '| %s | %s | %s | %s | %s | %s |\n' "$id" "${f[12]}" "${f[13]}" "${f[14]}" "${f[15]}" "${f[16]}"
+		printf '| %s |' "$id"
+		for ((i = 2 * NSYS; i < 2 * NSYS + 6; i++)); do printf ' %s |' "${f[$i]}"; done
+		echo
 	done <<<"$summary"
 	echo
 	printf '## ns/frame over the ceiling (1000/Mpps - 1000/Mpps of xdp_drop, or of xdp_pass where no xdp_drop ran; medians)\n\n| scenario |'
@@ -100,7 +113,7 @@ summary=$(awk -v systems="$SYSTEMS" '
 		ceil=${f[0]}
 		[ "$ceil" = - ] && ceil=${f[1]}
 		printf '| %s |' "$id"
-		for i in 0 1 2 3 4 5; do
+		for ((i = 0; i < NSYS; i++)); do
 			if [ "$ceil" = - ] || [ "${f[$i]}" = - ]; then printf ' - |'
 			else awk -v a="${f[$i]}" -v z="$ceil" 'BEGIN { printf " %.0f |", 1000 / a - 1000 / z }'; fi
 		done
@@ -114,12 +127,29 @@ summary=$(awk -v systems="$SYSTEMS" '
 		while IFS=$'\t' read -r id d rest; do
 			IFS=$'\t' read -r -a f <<<"$rest"
 			printf '| %s |' "$id"
-			for i in 6 7 8 9 10 11; do printf ' %s |' "${f[$i]}"; done
+			for ((i = NSYS; i < 2 * NSYS; i++)); do printf ' %s |' "${f[$i]}"; done
 			echo
 		done <<<"$summary"
 		echo
 	fi
-	echo "Chart: \`$(basename "$out_png")\`. Raw lines (scenario system rep offered processed sent seen dropped):"
+	# Answers sent from XDP: what the receiver counted as XDP_TX, what reached the generator's end.
+	answers=$(awk 'NF >= 12 && $9 > 0 { k = $1 " " $2; if (!(k in n)) o[++m] = k; n[k]++; s[k] += $6; a[k] += $9; t[k] += $10; r[k] += $11; b[k] += $12 }
+		END { for (i = 1; i <= m; i++) { k = o[i]; split(k, x, " ")
+			printf "| %s | %s | %d | %d | %d | %d | %d |\n", x[1], x[2], s[k], a[k], t[k], r[k], b[k] } }' "$raw")
+	if [ -n "$answers" ]; then
+		printf '## Answers from XDP (all repetitions)\n\n'
+		echo "SYNs sent, frames the receiver sent back with XDP_TX (Hyperion: \`tx_syncookie\`), the frames the sink"
+		echo "on the generator's end received, and the SYN-ACKs among them (xdp_tx bounces the SYNs themselves:"
+		echo "none). Smoke runs also check each SYN-ACK (checksums, flags, ports, acknowledgment number, MSS"
+		echo "option): *failed check* counts those that did not pass (timed runs do not check)."
+		echo
+		echo "| scenario | system | SYNs sent | answered (XDP_TX) | back at the generator | SYN-ACKs | failed check |"
+		echo "|---|---|---:|---:|---:|---:|---:|"
+		echo "$answers"
+		echo
+	fi
+	echo "Chart: \`$(basename "$out_png")\`. Raw lines (scenario system rep offered processed sent seen dropped"
+	echo "answered returned synacks bad):"
 	echo
 	echo '```'
 	cat "$raw"
@@ -133,7 +163,7 @@ cat "$out_md"
 	printf 'scenario'; for s in $SYSTEMS; do printf '\t%s' "$s"; done; echo
 	while IFS=$'\t' read -r id d rest; do
 		IFS=$'\t' read -r -a f <<<"$rest"
-		printf '%s' "$id"; for i in 0 1 2 3 4 5; do printf '\t%s' "${f[$i]}"; done; echo
+		printf '%s' "$id"; for ((i = 0; i < NSYS; i++)); do printf '\t%s' "${f[$i]}"; done; echo
 	done <<<"$summary"
 } >"$dat"
 if command -v gnuplot >/dev/null; then

@@ -4,13 +4,18 @@
 #   bench/run.sh            full run (make bench), under 15 minutes
 #   bench/run.sh --quick    short run (make bench QUICK=1), under 2 minutes
 #   bench/run.sh --smoke    a few thousand paced frames per case; prints "smoke ..." books lines that
-#                           tests/e2e/test_bench_smoke.sh checks (counts only, never timings)
+#                           tests/e2e/test_bench_smoke.sh checks (counts only, never timings): one per
+#                           system, and for the SYN floods "hyperion_synack" (SYN-ACKs the generator's
+#                           end received and checked, against SYNs sent); exits 1 if a datapath check
+#                           (check_flows) failed
 #
 # Topology: namespace hyp-bench-tx-$$ holds veth end hbtx0 (the generator transmits out of it with
 # BPF_F_TEST_XDP_LIVE_FRAMES, pinned to CPU 0); hyp-bench-rx-$$ holds hbrx0. Each system in turn is set
 # up on hbrx0, the generator sends for a fixed time, and the figure is what the receiver's own counters
 # saw in that time (frames the veth ring refused never count). By default the receiver's NAPI runs in
 # softirq right behind the generator on the same CPU (see pin_napi; BENCH_NAPI=threaded splits them).
+# Scenarios whose receiver may answer from XDP (the SYN floods, Hyperion with SYN cookies) put a counting
+# sink on hbtx0 for every system (see sink_up): it is what lets XDP_TX frames cross the pair at all.
 # Environment: BENCH_REPS, BENCH_DURATION (s), BENCH_SCENARIOS ("a b c d e f6a f6d"), BENCH_NAPI.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -34,6 +39,7 @@ RX_CPU=1
 NAPI=${BENCH_NAPI:-softirq}
 TX4=192.0.2.1 RX4=192.0.2.2
 TX6=2001:db8:b::1 RX6=2001:db8:b::2
+KEEP4=192.0.2.3 KEEP6=2001:db8:b::3                      # receiver addresses of the kept connection (d)
 BANNED4=203.0.113.7 BAN4_NET=203.0.113.0/24
 FLOOD4=198.51.100.0 FLOOD4_NET=198.51.100.0/24         # SYN flood sources: low byte varied per frame
 FLOOD6=2001:db8:f::0 FLOOD6_NET=2001:db8:f::/64          # low 32 bits varied per frame
@@ -50,6 +56,11 @@ SYS_PID=
 SYS_OUT=
 SYS_NAME=
 SERVER_PID=
+SINK_PID=
+SINK_OUT=
+CLIENT_PID=
+CHECKS=$WORK/checks.txt                                  # pass/fail lines of the datapath checks
+SMOKE_FAIL=0
 
 case $MODE in
 full)  REPS=3; DUR=2;    E_FLOWS=1000000; E_BANS=100000; E_SIGS=256 ;;
@@ -65,6 +76,8 @@ tx() { ip netns exec "$NS_TX" "$@"; }
 
 cleanup() {
 	sys_down >/dev/null 2>&1
+	client_close
+	sink_down
 	[ -n "$SERVER_PID" ] && kill $SERVER_PID 2>/dev/null
 	ip netns del "$NS_TX" 2>/dev/null
 	ip netns del "$NS_RX" 2>/dev/null
@@ -104,6 +117,10 @@ net_up() {
 	RX_MAC=$(ip -n "$NS_RX" -br link show "$IF_RX" | awk '{print $3}')
 	ip -n "$NS_TX" neigh replace "$RX4" lladdr "$RX_MAC" dev "$IF_TX" nud permanent
 	ip -n "$NS_TX" neigh replace "$RX6" lladdr "$RX_MAC" dev "$IF_TX" nud permanent
+	ip -n "$NS_RX" addr add "$KEEP4/32" dev "$IF_RX"
+	ip -n "$NS_RX" -6 addr add "$KEEP6/128" dev "$IF_RX" nodad
+	ip -n "$NS_TX" neigh replace "$KEEP4" lladdr "$RX_MAC" dev "$IF_TX" nud permanent
+	ip -n "$NS_TX" neigh replace "$KEEP6" lladdr "$RX_MAC" dev "$IF_TX" nud permanent
 	ip -n "$NS_RX" neigh replace "$TX4" lladdr "$TX_MAC" dev "$IF_RX" nud permanent
 	ip -n "$NS_RX" neigh replace "$TX6" lladdr "$TX_MAC" dev "$IF_RX" nud permanent
 	ip -n "$NS_RX" route add blackhole "$FLOOD4_NET"
@@ -114,6 +131,13 @@ net_up() {
 	SERVER_PID=$!
 	ip netns exec "$NS_RX" ncat -lk "$RX6" "$PORT_TCP" --recv-only >/dev/null 2>&1 &
 	SERVER_PID="$SERVER_PID $!"
+	# (d)'s kept connection: a listener that holds every connection open both ways (an idle echo; the
+	# --recv-only one above shuts its sending side at once), on the open port of its own addresses.
+	local a
+	for a in "$KEEP4" "$KEEP6"; do
+		ip netns exec "$NS_RX" ncat -lk "$a" "$PORT_TCP" -e /bin/cat >/dev/null 2>&1 &
+		SERVER_PID="$SERVER_PID $!"
+	done
 	# Conntrack must hold scenario (e)'s flows: the limit is global, restored on exit.
 	CT_MAX_SAVED=$(cat /proc/sys/net/netfilter/nf_conntrack_max 2>/dev/null)
 	local want=$((E_FLOWS * 2))
@@ -204,10 +228,11 @@ nft_ruleset() {
 }
 
 # ---------------------------------------------------------------------------------------------------
-# Systems. sys_up NAME FAMILY starts one on hbrx0; sys_books prints "frames=N dropped=N" so far;
-# sys_down stops it. xdp_* and hyperion count in their own XDP program; iptables/nftables sit behind a
-# counting XDP_PASS (it also gives the veth peer the NAPI that XDP transmit into the pair requires) and
-# their drops come from the rule counters.
+# Systems. sys_up NAME FAMILY starts one on hbrx0; sys_books prints "frames=N dropped=N answered=N" so
+# far; sys_down stops it. xdp_* and hyperion count in their own XDP program; iptables/nftables sit behind
+# a counting XDP_PASS (it also gives the veth peer the NAPI that XDP transmit into the pair requires) and
+# their drops come from the rule counters. answered: frames sent back out of hbrx0 by XDP_TX (xdp_tx's
+# bounce, Hyperion's SYN cookies).
 start_rx_prog() {   # command...
 	SYS_OUT=$WORK/sys.out
 	: >"$SYS_OUT"
@@ -241,6 +266,7 @@ sys_up() {   # name family
 	case $1 in
 	xdp_drop) start_rx_prog "$B/xdprx" "$IF_RX" drop "$WORK/ready" ;;
 	xdp_pass) start_rx_prog "$B/xdprx" "$IF_RX" pass "$WORK/ready" ;;
+	xdp_tx) start_rx_prog "$B/xdprx" "$IF_RX" tx "$WORK/ready" ;;
 	ipt_raw)
 		if [ "$fam" = 4 ]; then rx iptables -t raw -A PREROUTING -s "$SCEN_SRC" -j DROP
 		else rx ip6tables -t raw -A PREROUTING -s "$SCEN_SRC" -j DROP; fi
@@ -258,7 +284,7 @@ sys_up() {   # name family
 		start_rx_prog "$B/xdprx" "$IF_RX" pass "$WORK/ready" ;;
 	hyperion)
 		start_rx_prog "$B/hyprx" -i "$IF_RX" --tcp-port "$PORT_TCP" --udp-port "$PORT_UDP" \
-			--sigs "$WORK/sigs.txt" --bans "$WORK/bans4.txt" \
+			--sigs "$WORK/sigs.txt" --bans "$WORK/bans4.txt" $SCEN_HYP \
 			$([ "$SCEN_POP" -gt 0 ] && echo --flows-new-max $((SCEN_POP + SCEN_POP / 4))) --ready "$WORK/ready" ;;
 	*) return 1 ;;
 	esac
@@ -277,27 +303,142 @@ nf_drops() {
 	esac
 }
 
-# Snapshot: "frames=N dropped=N" from the receiver's counters now.
-sys_books() {
-	[ -n "$SYS_PID" ] || { echo "frames=0 dropped=0"; return; }
+# The books line a receiver program (pid, output file) prints on SIGUSR1, once it has printed it.
+books_line() {   # pid file
 	local before after i
-	before=$(wc -l <"$SYS_OUT")
-	kill -USR1 "$SYS_PID" 2>/dev/null
+	before=$(wc -l <"$2")
+	kill -USR1 "$1" 2>/dev/null
 	for i in $(seq 1 100); do   # bounded: 2 s
-		after=$(wc -l <"$SYS_OUT")
+		after=$(wc -l <"$2")
 		[ "$after" -gt "$before" ] && break
 		sleep 0.02
 	done
-	local line frames dropped
-	line=$(tail -n 1 "$SYS_OUT")
-	frames=$(sed -nE 's/.*frames=([0-9]+).*/\1/p' <<<"$line")
+	tail -n 1 "$2"
+}
+
+field() {   # name line -> the value of name=N in line (empty if absent)
+	sed -nE "s/^(.* )?$1=([0-9]+).*/\2/p" <<<"$2"
+}
+
+# Snapshot: "frames=N dropped=N answered=N" from the receiver's counters now.
+sys_books() {
+	[ -n "$SYS_PID" ] || { echo "frames=0 dropped=0 answered=0"; return; }
+	local line frames dropped answered=0
+	line=$(books_line "$SYS_PID" "$SYS_OUT")
+	frames=$(field frames "$line")
 	case $SYS_NAME in
 	xdp_drop) dropped=$frames ;;
 	xdp_pass) dropped=0 ;;
-	hyperion) dropped=$(sed -nE 's/.*dropped=([0-9]+).*/\1/p' <<<"$line") ;;
+	xdp_tx) dropped=0 answered=$frames ;;
+	hyperion) dropped=$(field dropped "$line") answered=$(field answered "$line") ;;
 	*) dropped=$(nf_drops) ;;
 	esac
-	echo "frames=${frames:-0} dropped=${dropped:-0}"
+	echo "frames=${frames:-0} dropped=${dropped:-0} answered=${answered:-0}"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Reply sink on the generator's end (hbtx0), for the scenarios whose receiver may answer from XDP: a veth
+# end refuses the frames its peer's XDP program transmits unless it has NAPI (an XDP program or GRO), so
+# without it every SYN-ACK Hyperion sends would be lost inside the pair. The sink counts the SYN-ACKs
+# and drops them (smoke runs: checks each one too); frames to the end's own addresses pass to its stack.
+# It is attached for every system of the scenario, so the generator's side is the same for all of them;
+# only Hyperion and xdp_tx send it anything (the stack's own replies die at the blackhole routes).
+sink_up() {
+	SINK_OUT=$WORK/sink.out
+	: >"$SINK_OUT"
+	rm -f "$WORK/sink.ready"
+	ip netns exec "$NS_TX" "$B/xdprx" "$IF_TX" sink "$WORK/sink.ready" "local=$TX4" "local=$TX6" \
+		"sport=$PORT_TCP" ack=1 $([ "$MODE" = smoke ] && echo verify) >"$SINK_OUT" 2>"$WORK/sink.err" &
+	SINK_PID=$!
+	local i
+	for i in $(seq 1 250); do   # bounded: 5 s
+		[ -e "$WORK/sink.ready" ] && return 0
+		kill -0 "$SINK_PID" 2>/dev/null || break
+		sleep 0.02
+	done
+	log "bench: reply sink failed to start: $(tail -n 3 "$WORK/sink.err" | tr '\n' ' ')"
+	kill "$SINK_PID" 2>/dev/null; wait "$SINK_PID" 2>/dev/null
+	SINK_PID=
+	return 1
+}
+
+sink_down() {
+	[ -n "$SINK_PID" ] || return 0
+	kill -TERM "$SINK_PID" 2>/dev/null
+	wait "$SINK_PID" 2>/dev/null
+	SINK_PID=
+}
+
+# Snapshot: "returned=N synack=N bad=N": TCP frames received on the generator's end (not addressed to
+# it), the SYN-ACKs among them, and those that failed the check.
+sink_books() {
+	[ -n "$SINK_PID" ] || { echo "returned=0 synack=0 bad=0"; return; }
+	local line
+	line=$(books_line "$SINK_PID" "$SINK_OUT")
+	echo "returned=$(field frames "$line") synack=$(field synack "$line") bad=$(field synack_bad "$line")"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# The established flow a SYN flood must not evict (scenario (d), Hyperion): a real connection from the
+# generator's namespace to the listener, opened before the flood (with SYN cookies on, through the cookie
+# handshake: SYN-ACK from XDP, ACK verified and handed to the listener by tc ingress) and held idle
+# through it. After the flood Hyperion's census must still hold it in flows with no LRU eviction.
+client_open() {   # family
+	local dst=$KEEP4 i
+	[ "$1" = 6 ] && dst=$KEEP6
+	rm -f "$WORK/hold"
+	mkfifo "$WORK/hold" || return 1
+	# ncat reads the fifo: it stays connected and silent until fd 8 is closed
+	ip netns exec "$NS_TX" ncat "$dst" "$PORT_TCP" <"$WORK/hold" >/dev/null 2>"$WORK/client.err" &
+	CLIENT_PID=$!
+	exec 8>"$WORK/hold"
+	for i in $(seq 1 150); do   # bounded: 3 s
+		tx ss -Htn state established "( dport = :$PORT_TCP )" 2>/dev/null | grep -qF "$dst" && return 0
+		kill -0 "$CLIENT_PID" 2>/dev/null || break
+		sleep 0.02
+	done
+	log "bench: client connection to $dst:$PORT_TCP not established: $(tail -n 1 "$WORK/client.err")"
+	return 1
+}
+
+client_close() {
+	[ -n "$CLIENT_PID" ] || return 0
+	exec 8>&-
+	kill "$CLIENT_PID" 2>/dev/null
+	wait "$CLIENT_PID" 2>/dev/null
+	CLIENT_PID=
+}
+
+# After the flood: the client's connection still established at both ends, Hyperion's census shows no
+# flow evicted from either table, and (SYN cookies) its handshake went through the cookie path.
+check_flows() {   # scen client_ok reps
+	local scen=$1 client_ok=$2 reps=$3 line est ev_est ev_new valid assigned srv ok=1 why=
+	line=$(books_line "$SYS_PID" "$SYS_OUT")
+	est=$(field flows_est "$line") ev_est=$(field evicted_est "$line") ev_new=$(field evicted_new "$line")
+	valid=$(field syncookies_valid "$line") assigned=$(field syncookies_assigned "$line")
+	local keep=$KEEP4
+	[ "$SCEN_FAM" = 6 ] && keep=$KEEP6
+	srv=$(rx ss -Htn state established "( sport = :$PORT_TCP )" 2>/dev/null | grep -cF "$keep")
+	[ "$client_ok" = 1 ] || { ok=0; why="$why client connection never established;"; }
+	tx ss -Htn state established "( dport = :$PORT_TCP )" 2>/dev/null | grep -qF "$keep" ||
+		{ ok=0; why="$why client connection gone;"; }
+	[ "$srv" -ge 1 ] || { ok=0; why="$why listener holds no established connection;"; }
+	[ "${est:-0}" -ge 1 ] || { ok=0; why="$why no flow in flows;"; }
+	[ "${ev_est:-1}" -eq 0 ] || { ok=0; why="$why $ev_est evicted from flows;"; }
+	if [[ "$SCEN_HYP" == *--syn-cookies* ]] && { [ "${valid:-0}" -lt 1 ] || [ "${assigned:-0}" -lt 1 ]; }; then
+		ok=0; why="$why handshake not through the cookie path (valid ${valid:-0}, assigned ${assigned:-0});"
+	fi
+	local msg="flows_est=${est:-?} evicted_est=${ev_est:-?} evicted_new=${ev_new:-?} syncookies_valid=${valid:-0} syncookies_assigned=${assigned:-0} listener_established=$srv"
+	if [ "$ok" = 1 ]; then
+		echo "$scen hyperion (rep $reps) ok: established connection kept through the flood, no flow evicted ($msg)" >>"$CHECKS"
+		log "    check: established connection kept, no flow evicted ($msg)"
+	else
+		echo "$scen hyperion (rep $reps) FAIL:$why ($msg)" >>"$CHECKS"
+		log "    check FAILED:$why ($msg)"
+		SMOKE_FAIL=1
+	fi
+	[ "$MODE" = smoke ] && echo "# hyperion books ($scen check): $(tail -n 1 "$CHECKS")"
+	return 0
 }
 
 sys_down() {
@@ -323,7 +464,7 @@ sys_down() {
 # ---------------------------------------------------------------------------------------------------
 # Scenarios: generator arguments, the verdict every frame must get, which systems run it.
 scenario() {   # id -> sets SCEN_*
-	SCEN_FAM=4 SCEN_POP=0 SCEN_EXPECT=drop SCEN_SRC=$TX4
+	SCEN_FAM=4 SCEN_POP=0 SCEN_EXPECT=drop SCEN_SRC=$TX4 SCEN_HYP= SCEN_SINK=0
 	SCEN_SYSTEMS="xdp_drop ipt_raw iptables nft hyperion"
 	case $1 in
 	a) SCEN_DESC="64 B UDP flood, dropped by payload signature"
@@ -334,18 +475,22 @@ scenario() {   # id -> sets SCEN_*
 	c) SCEN_DESC="established TCP flow, 590 B frames scanned and passed"
 	   SCEN_EXPECT=pass SCEN_SYSTEMS="xdp_pass iptables nft hyperion"
 	   SCEN_GEN="--proto ack --connect --src $TX4 --dst $RX4 --dport $PORT_TCP --payload GET_/index.html --size 590" ;;
-	d) SCEN_DESC="SYN flood, every frame a new flow (conntrack churn)"
-	   SCEN_EXPECT=pass SCEN_SRC=$FLOOD4_NET SCEN_SYSTEMS="xdp_drop xdp_pass iptables nft hyperion"
-	   SCEN_GEN="--proto syn --src $FLOOD4 --dst $RX4 --sport 1024 --dport $PORT_TCP --vary-src 256 --vary-port 64000" ;;
+	# SYN floods: every SYN is accepted (port open), so no system may drop one; Hyperion runs the
+	# operator's answer to a flood, SYN cookies from XDP (answered, not dropped: expect=pass).
+	d) SCEN_DESC="SYN flood, every frame a new flow (conntrack churn; Hyperion: SYN cookies)"
+	   SCEN_EXPECT=pass SCEN_SRC=$FLOOD4_NET SCEN_HYP="--syn-cookies --census" SCEN_SINK=1
+	   SCEN_SYSTEMS="xdp_drop xdp_pass xdp_tx iptables nft hyperion"
+	   SCEN_GEN="--proto syn --src $FLOOD4 --dst $RX4 --sport 1024 --dport $PORT_TCP --vary-src 256 --vary-port 64000 --restore" ;;
 	e) SCEN_DESC="(a) with $E_FLOWS live flows, $E_BANS banned CIDRs, $E_SIGS signatures"
 	   SCEN_POP=$E_FLOWS SCEN_SYSTEMS="xdp_drop iptables nft hyperion"
 	   SCEN_GEN="--proto udp --src $TX4 --dst $RX4 --dport $PORT_UDP --payload $SIG_HIT --size 60" ;;
 	f6a) SCEN_DESC="IPv6 (a): 78 B UDP flood, dropped by payload signature"
 	   SCEN_FAM=6 SCEN_SRC=$TX6
 	   SCEN_GEN="--proto udp --src $TX6 --dst $RX6 --dport $PORT_UDP --payload $SIG_HIT --size 78" ;;
-	f6d) SCEN_DESC="IPv6 (d): SYN flood, every frame a new flow"
-	   SCEN_FAM=6 SCEN_EXPECT=pass SCEN_SRC=$FLOOD6_NET SCEN_SYSTEMS="xdp_drop xdp_pass iptables nft hyperion"
-	   SCEN_GEN="--proto syn --src $FLOOD6 --dst $RX6 --sport 1024 --dport $PORT_TCP --vary-src 65536 --vary-port 64000" ;;
+	f6d) SCEN_DESC="IPv6 (d): SYN flood, every frame a new flow (Hyperion: SYN cookies)"
+	   SCEN_FAM=6 SCEN_EXPECT=pass SCEN_SRC=$FLOOD6_NET SCEN_HYP="--syn-cookies --census" SCEN_SINK=1
+	   SCEN_SYSTEMS="xdp_drop xdp_pass xdp_tx iptables nft hyperion"
+	   SCEN_GEN="--proto syn --src $FLOOD6 --dst $RX6 --sport 1024 --dport $PORT_TCP --vary-src 65536 --vary-port 64000 --restore" ;;
 	esac
 	if [ "$1" = e ]; then make_policy_files "$E_SIGS" "$E_BANS"; else make_policy_files 1 1; fi
 	grep -q "^$1	" "$DESC" 2>/dev/null || printf '%s\t%s\n' "$1" "$SCEN_DESC" >>"$DESC"
@@ -381,10 +526,13 @@ populate_flows() {   # n
 	case $SYS_NAME in iptables|nft) log "    $SYS_NAME: $(rx conntrack -C 2>/dev/null) conntrack entries" ;; esac
 }
 
-# One measured run: prints "offered_mpps rx_mpps sent seen dropped".
+# One measured run: prints "offered_mpps rx_mpps sent seen dropped answered returned synacks bad"
+# (answered: sent back by XDP_TX on the receiver; returned: frames the sink counted on the generator's
+# end, synacks: the SYN-ACKs among them, bad: those that failed its check, smoke runs only).
 measure() {
-	local b0 b1 out sent ns f0 f1 d0 d1
+	local b0 b1 out sent ns f0 f1 d0 d1 s0 s1 a0 a1
 	b0=$(sys_books)
+	s0=$(sink_books)
 	if [ "$MODE" = smoke ]; then
 		out=$(gen $SCEN_GEN --count "$SMOKE_COUNT")
 	else
@@ -393,14 +541,18 @@ measure() {
 	# threaded NAPI: let the ring drain (frames still queued count as seen); softirq drained in line
 	[ "$NAPI" = threaded ] && sleep 0.2
 	b1=$(sys_books)
-	[ -n "${BENCH_DEBUG:-}" ] && log "debug: $SYS_NAME b0=[$b0] b1=[$b1] gen=[$out] tx: $(ip -n "$NS_TX" -s link show "$IF_TX" | sed -n 6p)"
+	s1=$(sink_books)
+	[ -n "${BENCH_DEBUG:-}" ] && log "debug: $SYS_NAME b0=[$b0] b1=[$b1] sink=[$s0]->[$s1] gen=[$out] tx: $(ip -n "$NS_TX" -s link show "$IF_TX" | sed -n 6p)"
 	sent=$(sed -nE 's/.*frames=([0-9]+).*/\1/p' <<<"$out")
 	ns=$(sed -nE 's/.*ns=([0-9]+).*/\1/p' <<<"$out")
 	f0=$(sed -nE 's/frames=([0-9]+).*/\1/p' <<<"$b0"); f1=$(sed -nE 's/frames=([0-9]+).*/\1/p' <<<"$b1")
 	d0=$(sed -nE 's/.*dropped=([0-9]+).*/\1/p' <<<"$b0"); d1=$(sed -nE 's/.*dropped=([0-9]+).*/\1/p' <<<"$b1")
-	[ -n "$sent" ] && [ -n "$ns" ] && [ "$ns" -gt 0 ] || { echo "0 0 0 0 0"; return 1; }
-	awk -v s="$sent" -v ns="$ns" -v f=$((f1 - f0)) -v d=$((d1 - d0)) \
-		'BEGIN { printf "%.3f %.3f %d %d %d\n", s * 1e3 / ns, f * 1e3 / ns, s, f, d }'
+	a0=$(field answered "$b0"); a1=$(field answered "$b1")
+	[ -n "$sent" ] && [ -n "$ns" ] && [ "$ns" -gt 0 ] || { echo "0 0 0 0 0 0 0 0 0"; return 1; }
+	awk -v s="$sent" -v ns="$ns" -v f=$((f1 - f0)) -v d=$((d1 - d0)) -v a=$((a1 - a0)) \
+		-v t=$(($(field returned "$s1") - $(field returned "$s0"))) \
+		-v r=$(($(field synack "$s1") - $(field synack "$s0"))) -v x=$(($(field bad "$s1") - $(field bad "$s0"))) \
+		'BEGIN { printf "%.3f %.3f %d %d %d %d %d %d %d\n", s * 1e3 / ns, f * 1e3 / ns, s, f, d, a, t, r, x }'
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -414,6 +566,11 @@ run_system() {   # scen sys reps...
 		sys_down; return 0
 	fi
 	[ "$SCEN_POP" -gt 0 ] && [ "$sys" != xdp_drop ] && populate_flows "$SCEN_POP"
+	local check=0 client_ok=0 reps_run="$*"
+	if [ "$sys" = hyperion ] && [ "$SCEN_SINK" = 1 ]; then
+		check=1
+		client_open "$SCEN_FAM" && client_ok=1
+	fi
 	for rep in "$@"; do
 		REP=$rep
 		res=$(measure) || log "bench: $scen/$sys: run failed"
@@ -421,10 +578,16 @@ run_system() {   # scen sys reps...
 		set -- $res
 		if [ "$MODE" = smoke ]; then
 			echo "smoke $scen $sys expect=$SCEN_EXPECT sent=$3 seen=$4 dropped=$5"
+			# Hyperion's answers as the generator's end saw them: one well-formed SYN-ACK per SYN sent
+			# ("dropped" = SYN-ACKs that failed the sink's check)
+			[ "$SCEN_SINK" = 1 ] && [ "$sys" = hyperion ] &&
+				echo "smoke $scen hyperion_synack expect=$SCEN_EXPECT sent=$3 seen=$8 dropped=$9"
 		else
-			log "  rep $rep  $scen  $(printf '%-9s' "$sys") offered $1 Mpps  processed $2 Mpps  (sent $3 seen $4 dropped $5)"
+			log "  rep $rep  $scen  $(printf '%-9s' "$sys") offered $1 Mpps  processed $2 Mpps  (sent $3 seen $4 dropped $5$([ "$SCEN_SINK" = 1 ] && echo " answered $6 back at the generator $7 of which SYN-ACKs $8"))"
 		fi
 	done
+	[ "$check" = 1 ] && check_flows "$scen" "$client_ok" "${reps_run// /,}"
+	client_close
 	sys_down
 	[ "$sys" = hyperion ] && { HYP_LAST=$(tail -n 1 "$SYS_OUT"); log "    hyperion books: $HYP_LAST"; }
 	[ "$MODE" = smoke ] && [ -n "$HYP_LAST" ] && echo "# hyperion books: $HYP_LAST"
@@ -444,6 +607,7 @@ run_matrix() {
 	for rep in $([ $order = interleaved ] && echo "$reps" || echo all); do
 		for scen in $SCENARIOS; do
 			scenario "$scen"
+			[ "$SCEN_SINK" = 1 ] && sink_up
 			for sys in $SCEN_SYSTEMS; do
 				if [ "$sys" = hyperion ] && [ -n "$hyp_reason" ]; then
 					[ "$MODE" = smoke ] && echo "# SKIP smoke $scen hyperion: $hyp_reason"
@@ -452,6 +616,7 @@ run_matrix() {
 				if [ "$rep" = all ]; then run_system "$scen" "$sys" $reps
 				else run_system "$scen" "$sys" "$rep"; fi
 			done
+			sink_down
 		done
 	done
 }
@@ -460,7 +625,7 @@ need
 net_up
 log "bench: mode $MODE, $REPS repetitions, ${DUR}s per run, generator CPU $TX_CPU, receiver NAPI $NAPI"
 run_matrix
-[ "$MODE" = smoke ] && exit 0
+[ "$MODE" = smoke ] && exit "$SMOKE_FAIL"
 # Microbenchmarks (BPF_PROG_TEST_RUN ns/packet ladder) and runtime figures, when their parts exist.
 if [ -x "$B/micro" ]; then
 	log "bench: microbenchmarks"
@@ -474,4 +639,9 @@ bench/runtime.sh "$MODE" >"$WORK/runtime.md" 2>"$WORK/runtime.err" || log "bench
 # measured again by bench/runtime.sh > build/bench/last-runtime.md).
 cp "$RAW" "$B/last-raw.txt"; cp "$DESC" "$B/last-desc.txt"
 cp "$WORK/micro.md" "$B/last-micro.md"; cp "$WORK/runtime.md" "$B/last-runtime.md"
-BENCH_NAPI=$NAPI bench/report.sh "$RAW" "$DESC" "$MODE" "$REPS" "$DUR" "$RESULTS_MD" "$RESULTS_PNG" "$WORK/micro.md" "$WORK/runtime.md"
+touch "$CHECKS"; cp "$CHECKS" "$B/last-checks.txt"
+if [ -s "$CHECKS" ]; then
+	{ printf '## Datapath checks\n\n'; sed 's/^/- /' "$CHECKS"; } >"$WORK/checks.md"
+	cp "$WORK/checks.md" "$B/last-checks.md"
+fi
+BENCH_NAPI=$NAPI bench/report.sh "$RAW" "$DESC" "$MODE" "$REPS" "$DUR" "$RESULTS_MD" "$RESULTS_PNG" "$WORK/checks.md" "$WORK/micro.md" "$WORK/runtime.md"

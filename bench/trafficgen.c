@@ -34,7 +34,7 @@
 struct tg_opts {
 	const char *ifname, *src, *dst, *payload;
 	uint8_t dmac[6];
-	bool have_dmac, connect;
+	bool have_dmac, connect, restore;
 	int family;
 	uint8_t proto, tcp_flags;
 	uint16_t sport, dport;
@@ -58,6 +58,8 @@ static void usage(void)
 		"  --vary-src N --vary-port N  a new (source, port) per frame from a counter (new flows)\n"
 		"  --flow-offset N       start that counter at N (runs that must not reuse earlier flows)\n"
 		"  --connect             open a real TCP connection src->dst:dport first and send on its tuple\n"
+		"  --restore             rewrite every frame from the template before sending it (receivers that\n"
+		"                        answer with XDP_TX rewrite the generator's recycled pages in place)\n"
 		"  --count N | --duration S   stop after N frames / S seconds\n"
 		"  --chunk N --gap-us N  count mode: N frames per test_run call, then a pause (pacing)\n"
 		"  --batch N --cpu N     frames per kernel batch (1..256, default 64); CPU to run on\n"
@@ -172,7 +174,7 @@ static void parse_args(int argc, char **argv, struct tg_opts *o)
 		{ "ack", 1, 0, 'a' }, { "payload", 1, 0, 'P' }, { "size", 1, 0, 'z' }, { "vary-src", 1, 0, 'V' },
 		{ "vary-port", 1, 0, 'v' }, { "count", 1, 0, 'n' }, { "duration", 1, 0, 't' },
 		{ "batch", 1, 0, 'b' }, { "chunk", 1, 0, 'c' }, { "gap-us", 1, 0, 'g' }, { "cpu", 1, 0, 'C' },
-		{ "connect", 0, 0, 'k' }, { "flow-offset", 1, 0, 'o' }, { "help", 0, 0, 'h' }, { 0 }
+		{ "connect", 0, 0, 'k' }, { "flow-offset", 1, 0, 'o' }, { "restore", 0, 0, 'R' }, { "help", 0, 0, 'h' }, { 0 }
 	};
 	int c;
 
@@ -212,6 +214,7 @@ static void parse_args(int argc, char **argv, struct tg_opts *o)
 		case 'g': o->gap_us = (unsigned)atoi(optarg); break;
 		case 'C': o->cpu = atoi(optarg); break;
 		case 'k': o->connect = true; break;
+		case 'R': o->restore = true; break;
 		case 'o': o->offset = strtoull(optarg, NULL, 0); break;
 		default: usage();
 		}
@@ -268,7 +271,7 @@ int main(int argc, char **argv)
 	}
 	len = build(&o, frame, &l4_off);
 	int ifindex = (int)if_nametoindex(o.ifname);
-	if (len < 0 || !ifindex) {
+	if (len < 0 || !ifindex || (o.restore && len + 1 > TG_FRAME_MAX)) {
 		fprintf(stderr, "trafficgen: cannot build frame for %s\n", o.ifname);
 		return 1;
 	}
@@ -281,13 +284,22 @@ int main(int argc, char **argv)
 	skel->rodata->tg_vary_src = o.vary_src;
 	skel->rodata->tg_vary_port = o.vary_port;
 	skel->rodata->tg_sport_base = o.sport;
+	if (o.restore) {
+		/* the template: the frame's first bytes (all of a SYN); the frame goes in one byte long, the
+		 * program trims it on every frame (see tg_fix_len in bench/bpf/benchxdp.bpf.c) */
+		size_t n = (size_t)len < sizeof(skel->rodata->tg_tmpl) ? (size_t)len : sizeof(skel->rodata->tg_tmpl);
+		memcpy((void *)skel->rodata->tg_tmpl, frame, n);
+		skel->rodata->tg_tmpl_len = (uint32_t)n;
+		skel->rodata->tg_len = (uint32_t)len;
+	}
 	if (benchxdp__load(skel)) {
 		fprintf(stderr, "trafficgen: load failed\n");
 		return 1;
 	}
 
-	struct xdp_md ctx = { .data_end = (uint32_t)len, .ingress_ifindex = (uint32_t)ifindex };
-	LIBBPF_OPTS(bpf_test_run_opts, ro, .data_in = frame, .data_size_in = (uint32_t)len, .ctx_in = &ctx,
+	uint32_t in_len = (uint32_t)len + (o.restore ? 1 : 0);   /* frame[] is zeroed past len */
+	struct xdp_md ctx = { .data_end = in_len, .ingress_ifindex = (uint32_t)ifindex };
+	LIBBPF_OPTS(bpf_test_run_opts, ro, .data_in = frame, .data_size_in = in_len, .ctx_in = &ctx,
 		    .ctx_size_in = sizeof(ctx), .flags = BPF_F_TEST_XDP_LIVE_FRAMES, .batch_size = o.batch);
 	int prog = bpf_program__fd(skel->progs.tg_tx);
 	skel->bss->tg_frames = o.offset;
