@@ -312,9 +312,12 @@ static __always_inline int ct_syn_admit(struct hyp_pkt *p)
  * hyp_sc_ack() also leaves tc ingress what it needs to hand the ACK to the listener. */
 static __always_inline bool ct_cookie_ack(void *ctx, struct hyp_pkt *p, bool flowless)
 {
+	__u64 tick = p->now >> HYP_COOKIE_TICK_SHIFT;
+
 	if ((p->tcp_flags & (HYP_TCP_SYN | HYP_TCP_ACK | HYP_TCP_RST)) != HYP_TCP_ACK || !sc_enabled(p))
 		return false;
-	if (hyp_sc_ack(ctx, p->l3_off, p->l4_off, p->now)) {
+	/* a cookie of this tick or the previous one: it lives 68.7 to 137 s */
+	if (hyp_sc_ack(ctx, p->l3_off, p->l4_off, tick) && hyp_sc_ack(ctx, p->l3_off, p->l4_off, tick - 1)) {
 		/* a finished flow's own last ACK carries no cookie: not worth counting */
 		if (flowless)
 			hyp_count(HYP_C_COOKIE_INVALID);
@@ -396,9 +399,8 @@ static __always_inline int ct_track(void *ctx, struct hyp_pkt *p, const bool xdp
 		return p->egress ? HYP_R_PASS_EGRESS : HYP_R_DROP_INVALID;
 
 	pkt_now(p);
-	p->dir = ct_key_make(p, &k);
-	/* A SYN answered with a cookie needs no state: no lookup, no insert, which is what lets a SYN
-	 * flood run at XDP speed without touching the flow tables. A SYN the cookie path cannot answer
+	/* A SYN answered with a cookie needs no state: no key, no lookup, no insert, which is what lets a
+	 * SYN flood run at XDP speed without touching the flow tables. A SYN the cookie path cannot answer
 	 * (IP options, extension headers) goes on as usual, and is charged to its source's SYN bucket
 	 * twice: rare, and never in the attacker's favour. */
 	if (xdp && p->proto == IPPROTO_TCP && (p->tcp_flags & (HYP_TCP_SYN | HYP_TCP_ACK)) == HYP_TCP_SYN &&
@@ -406,15 +408,15 @@ static __always_inline int ct_track(void *ctx, struct hyp_pkt *p, const bool xdp
 		r = ct_syn_admit(p);
 		if (r != HYP_CONTINUE)
 			return r;
-		if (!hyp_sc_syn(ctx, p->l3_off, p->l4_off, p->cfg->cookie_mss, p->now)) {
-			r = hyp_sc_reply(ctx, p->l3_off, p->l4_off);
-			if (r == HYP_R_TX_SYNCOOKIE)
-				hyp_count(HYP_C_COOKIE_SENT);
-			if (r != HYP_CONTINUE)
-				return r;
-		}
-		hyp_count(HYP_C_COOKIE_FALLBACK);
+		r = hyp_sc_syn(ctx, p->l3_off, p->l4_off, p->cfg->cookie_mss, p->now);
+		if (r == HYP_R_TX_SYNCOOKIE)
+			hyp_count(HYP_C_COOKIE_SENT);
+		else if (r == HYP_CONTINUE)
+			hyp_count(HYP_C_COOKIE_FALLBACK);
+		if (r != HYP_CONTINUE)
+			return r;
 	}
+	p->dir = ct_key_make(p, &k);
 	/* Look first in the map the flow most likely lives in: a UDP datagram's flow is unreplied (in
 	 * flows_new) for the whole of a flood, a TCP segment's is established. A miss in the first map
 	 * costs a full hash of the 40-byte key (~15 ns), so a UDP flood pays one lookup instead of two,

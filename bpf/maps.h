@@ -240,7 +240,6 @@ struct hyp_sc_work {
 	struct hyp_sc_opts o;       /* what they say */
 	__u32 i;                    /* option walk: offset of the next option, */
 	__u32 len;                  /* and bytes of options */
-	__u64 sip[4];               /* SipHash state */
 	__u32 isn;                  /* SYN: the cookie; ACK: its options byte */
 	__u32 mss;                  /* SYN: the MSS our reply announces */
 	__u32 tsval;                /* SYN: the TSval our reply carries */
