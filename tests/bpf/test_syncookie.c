@@ -248,6 +248,23 @@ static void test_handshake(struct dpt *t, int fam)
 	ack_build(&ack, fam, sport, sa.isn + 1, true, sa.tsval);
 	TAP_EQ(run(t, &ack, out, &olen), XDP_PASS_RC, "IPv%d: the flow's next segment passes", fam);
 	TAP_EQ(olen, (uint32_t)ack.len, "IPv%d: ... without metadata", fam);
+
+	/* the connection is reset; the client reuses the 4-tuple for a new one, also through a cookie */
+	struct frame rst;
+	seg_build(&rst, fam, cli, sport, srv, PORT, TH_RST | TH_ACK, CSEQ + 1, sa.isn + 1, NULL, 0);
+	TAP_EQ(run(t, &rst, out, &olen), XDP_PASS_RC, "IPv%d: the RST passes", fam);
+	TAP_CHECK(!dpt_flow(t, fam, IPPROTO_TCP, cli, sport, srv, PORT, &f, &est) && f.state == HYP_CT_CLOSED,
+		  "IPv%d: the flow is closed", fam);
+	snprintf(what, sizeof(what), "IPv%d SYN reusing the 4-tuple", fam);
+	struct synack sb = syn_roundtrip(t, fam, sport, opts_linux, sizeof(opts_linux), what);
+	if (!sb.ok)
+		return;
+	ack_build(&ack, fam, sport, sb.isn + 1, true, sb.tsval);
+	TAP_EQ(run(t, &ack, out, &olen), XDP_PASS_RC, "IPv%d: its cookie ACK passes", fam);
+	TAP_EQ(olen, (uint32_t)ack.len + sizeof(struct hyp_cookie_meta), "IPv%d: ... with metadata for tc", fam);
+	TAP_CHECK(!dpt_flow(t, fam, IPPROTO_TCP, cli, sport, srv, PORT, &f, &est) && est &&
+		  f.state == HYP_CT_ESTABLISHED && f.packets[0] + f.packets[1] == 1,
+		  "IPv%d: the closed flow was replaced by a new established one", fam);
 }
 
 static void test_clock(struct dpt *t)
