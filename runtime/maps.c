@@ -1,5 +1,6 @@
 /* Typed access to the datapath's maps: policy generations, bans, allowlist, flows, stats. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -88,6 +89,35 @@ static int config_validate(const struct hyp_config *c)
 	    c->syn_cookies > 1 || (c->cookie_mss && (c->cookie_mss < HYP_COOKIE_MSS_MIN ||
 						      c->cookie_mss > HYP_COOKIE_MSS_MAX)))
 		return -EINVAL;
+	return 0;
+}
+
+/* The kernel builds a cookie connection only with these on (in the namespace of the interface, which
+ * is the daemon's): tcp_syncookies gates the hand-off itself, and the kfunc refuses SACK, timestamps or
+ * window scaling that the SYN-ACK offered but the stack has turned off. Each is on by default; a
+ * hardened host may have turned one off, and every cookie connection would then be reset. */
+static int syncookie_sysctls_ok(void)
+{
+	static const char *const names[] = { "tcp_syncookies", "tcp_sack", "tcp_timestamps", "tcp_window_scaling" };
+	char path[96];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		FILE *f;
+		int v = -1;
+
+		snprintf(path, sizeof(path), "/proc/sys/net/ipv4/%s", names[i]);
+		f = fopen(path, "r");
+		if (!f)
+			continue;       /* no procfs view: the kernel still decides, counted as assign_failed */
+		if (fscanf(f, "%d", &v) != 1)
+			v = -1;
+		fclose(f);
+		if (v == 0) {
+			hyp_log(LOG_ERR, "config apply: syn_cookies needs net.ipv4.%s on (it is 0 here): the kernel "
+				"would refuse every cookie connection", names[i]);
+			return -EOPNOTSUPP;
+		}
+	}
 	return 0;
 }
 
@@ -258,6 +288,8 @@ int dp_config_apply(struct hyp_dp *dp, const struct hyp_config *cfg, const struc
 		hyp_log(LOG_ERR, "config apply: syn_cookies needs kernel 6.9+ (bpf_sk_assign_tcp_reqsk)");
 		return -EOPNOTSUPP;
 	}
+	if (cfg->syn_cookies && (err = syncookie_sysctls_ok()))
+		return err;
 	err = gen_read(dp, &g);
 	if (err) {
 		hyp_log(LOG_ERR, "config apply: read gen: %s", strerror(-err));

@@ -270,6 +270,18 @@ snap on-b
 check "[cookies on] cookies sent (+$(d on-a on-b syncookies_sent)), assigned (+$(d on-a on-b syncookies_assigned))" \
 	[ "$(d on-a on-b syncookies_sent)" -ge 2 -a "$(d on-a on-b syncookies_assigned)" -ge 2 ]
 
+# a hardened stack without SACK would reset every cookie connection: the reload is refused, the old
+# policy keeps running
+srv sysctl -qw net.ipv4.tcp_sack=0
+write_policy true ", syn_cookie_mss = 1400"
+out=$(ctl reload 2>&1)
+rc=$?
+check "reload with net.ipv4.tcp_sack=0 refused (exit $rc: $out)" [ "$rc" -ne 0 ]
+check "... and the daemon says why" grep -q 'syn_cookies needs net.ipv4.tcp_sack on' "$LAB_DIR/hyperiond.log"
+srv sysctl -qw net.ipv4.tcp_sack=1
+check "[old policy kept] curl $LAB_SERVER4" page_ok "$LAB_SERVER4"
+reload_to "syn_cookies = true, tcp_sack back on" true
+
 # the long-lived sessions, over the flood, the refused connects and three reloads
 touch "$KA_STOP"
 for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null; done
