@@ -143,6 +143,7 @@ static __always_inline int ct_create(struct hyp_pkt *p, const struct hyp_flow_ke
 	if ((orig == dir) != p->egress)
 		flags |= HYP_FF_INBOUND;
 	v->flags = flags;
+	v->flags2 = p->new_flags2;
 	v->dfa_gen = p->gen;
 	if (est) {
 		v->flags |= HYP_FF_ESTABLISHED_MAP;
@@ -334,6 +335,7 @@ static __always_inline int ct_cookie_open(struct hyp_pkt *p, const struct hyp_fl
 	if (!policy_port_open(p->cfg, IPPROTO_TCP, p->dport))
 		return HYP_R_DROP_PORT;
 	hyp_count(HYP_C_COOKIE_VALID);
+	p->new_flags2 = HYP_FF2_COOKIE;
 	return ct_create(p, k, HYP_CT_ESTABLISHED, p->dir & 1, 0, true);
 }
 
@@ -399,10 +401,13 @@ static __always_inline int ct_track(void *ctx, struct hyp_pkt *p, const bool xdp
 		return p->egress ? HYP_R_PASS_EGRESS : HYP_R_DROP_INVALID;
 
 	pkt_now(p);
-	/* A SYN answered with a cookie needs no state: no key, no lookup, no insert, which is what lets a
-	 * SYN flood run at XDP speed without touching the flow tables. A SYN the cookie path cannot answer
-	 * (IP options, extension headers) goes on as usual, and is charged to its source's SYN bucket
-	 * twice: rare, and never in the attacker's favour. */
+	p->dir = ct_key_make(p, &k);
+	/* A SYN answered with a cookie needs no state: no lookup, no insert, which is what lets a
+	 * SYN flood run at XDP speed without touching the flow tables (a lookup in `flows` halved the flood
+	 * rate in the bench: a random key misses the cache). The price: a 4-tuple the stack still holds
+	 * (TIME_WAIT, a stale socket) is answered too, and its ACK is left to that socket (README). A SYN
+	 * the cookie path cannot answer (IP options, extension headers) goes on as usual, and is charged to
+	 * its source's SYN bucket twice: rare, and never in the attacker's favour. */
 	if (xdp && p->proto == IPPROTO_TCP && (p->tcp_flags & (HYP_TCP_SYN | HYP_TCP_ACK)) == HYP_TCP_SYN &&
 	    sc_enabled(p)) {
 		r = ct_syn_admit(p);
@@ -416,7 +421,6 @@ static __always_inline int ct_track(void *ctx, struct hyp_pkt *p, const bool xdp
 		if (r != HYP_CONTINUE)
 			return r;
 	}
-	p->dir = ct_key_make(p, &k);
 	/* Look first in the map the flow most likely lives in: a UDP datagram's flow is unreplied (in
 	 * flows_new) for the whole of a flood, a TCP segment's is established. A miss in the first map
 	 * costs a full hash of the 40-byte key (~15 ns), so a UDP flood pays one lookup instead of two,
@@ -453,6 +457,12 @@ static __always_inline int ct_track(void *ctx, struct hyp_pkt *p, const bool xdp
 		ct_delete(&k, est);
 		return ct_cookie_open(p, &k);
 	}
+	/* A cookie flow the server has not spoken on yet: the client's first ACK may have been dropped on
+	 * the way to the listener (accept queue full), and its retransmission carries the same cookie. Offer
+	 * it to tc ingress again; once a socket owns the 4-tuple tc ingress leaves it alone. */
+	if (xdp && f && (f->flags2 & HYP_FF2_COOKIE) && p->proto == IPPROTO_TCP && (p->dir & 1) == f->orig &&
+	    !f->packets[(f->orig ^ 1) & 1])
+		ct_cookie_ack(ctx, p, false);
 	if (f)
 		return ct_update(p, &k, f, est);
 	return ct_miss(ctx, p, &k, xdp);

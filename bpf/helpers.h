@@ -66,7 +66,7 @@ struct hyp_pkt {
 	struct hyp_rl *rl;          /* per-source rate-limit entry, cached between the pps and syn steps */
 	__u32 sig;                  /* matched signature (HYP_EV_MATCH) */
 	__u8 action;
-	__u8 pad2;
+	__u8 new_flags2;            /* flags2 of a flow this packet creates (HYP_FF2_COOKIE) */
 	__u16 l3_off;               /* offset of the IP header from the start of the frame */
 };
 

@@ -194,6 +194,11 @@ enum hyp_flow_flags {
 				     * drop_dirs is dropped as that signature (drop_sig) for the flow's life */
 };
 
+enum hyp_flow_flags2 {
+	HYP_FF2_COOKIE = 1          /* opened by a SYN cookie ACK: until the server sends, the client's
+				     * segments re-offer the cookie to tc ingress (the first ACK may be lost
+				     * on the way to the listener) */
+};
 /*
  * Flow key, canonical: endpoint a is the (addr, port) pair that compares lower (memcmp of addr, then
  * port), so both directions of a connection hash to the same entry with one lookup.
@@ -226,6 +231,8 @@ struct hyp_flow {
 	__u8 drop_dirs;             /* the directions dropped (bit d: direction index d sent a match), */
 	__u8 drop_action;           /* the signature's action (enum hyp_sig_action), */
 	__u16 drop_serial;          /* and the config serial drop_sig is an id under */
+	__u8 flags2;                /* enum hyp_flow_flags2 */
+	__u8 pad;
 };
 
 /* Ban lists: LPM tries keyed by prefix length + address. */

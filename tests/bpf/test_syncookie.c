@@ -244,10 +244,18 @@ static void test_handshake(struct dpt *t, int fam)
 		TAP_EQ(m.l4_rel, fam == 4 ? 20 : 40, "IPv%d: meta TCP offset from the network header", fam);
 		TAP_EQ(m.family, fam, "IPv%d: meta family", fam);
 	}
-	/* the next segment belongs to the flow: no cookie check, no metadata */
+	/* until the server speaks, the client's segments re-offer the cookie (its first ACK may have been
+	 * dropped before the listener took it) */
 	ack_build(&ack, fam, sport, sa.isn + 1, true, sa.tsval);
 	TAP_EQ(run(t, &ack, out, &olen), XDP_PASS_RC, "IPv%d: the flow's next segment passes", fam);
-	TAP_EQ(olen, (uint32_t)ack.len, "IPv%d: ... without metadata", fam);
+	TAP_EQ(olen, (uint32_t)ack.len + sizeof(struct hyp_cookie_meta),
+	       "IPv%d: ... re-offering the cookie while the server has sent nothing", fam);
+	struct frame reply;
+	seg_build(&reply, fam, srv, PORT, cli, sport, TH_ACK, sa.isn + 1, CSEQ + 1, NULL, 0);
+	TAP_EQ(dpt_tc(t, reply.b, (uint32_t)reply.len), 0, "IPv%d: the server's first segment (tc egress)", fam);
+	ack_build(&ack, fam, sport, sa.isn + 1, true, sa.tsval);
+	TAP_EQ(run(t, &ack, out, &olen), XDP_PASS_RC, "IPv%d: the client's next segment passes", fam);
+	TAP_EQ(olen, (uint32_t)ack.len, "IPv%d: ... without metadata once the server has spoken", fam);
 
 	/* the connection is reset; the client reuses the 4-tuple for a new one, also through a cookie */
 	struct frame rst;
@@ -367,6 +375,36 @@ static void test_refusals(struct dpt *t)
 	dpt_config_push(t);
 }
 
+/* A half-open flow that was reset (CLOSED, in flows_new): the stack holds nothing for it, so a new SYN on
+ * the 4-tuple gets a cookie, and its ACK replaces the closed flow with an established one. */
+static void test_closed_half_open(struct dpt *t)
+{
+	struct frame syn, rst, ack;
+	uint8_t out[PKT_MAX];
+	uint32_t olen;
+	struct hyp_flow f;
+	bool est = true;
+
+	t->cfg.syn_cookies = 0;
+	dpt_config_push(t);
+	seg_build(&syn, 4, cli4, 44000, srv4, PORT, TH_SYN, CSEQ, 0, opts_linux, sizeof(opts_linux));
+	run(t, &syn, out, &olen);
+	seg_build(&rst, 4, cli4, 44000, srv4, PORT, TH_RST, CSEQ + 1, 0, NULL, 0);
+	run(t, &rst, out, &olen);
+	TAP_CHECK(!dpt_flow(t, 4, IPPROTO_TCP, cli4, 44000, srv4, PORT, &f, &est) && !est && f.state == HYP_CT_CLOSED,
+		  "a reset half-open flow stays in flows_new, closed");
+	t->cfg.syn_cookies = 1;
+	dpt_config_push(t);
+	struct synack sa = syn_roundtrip(t, 4, 44000, opts_linux, sizeof(opts_linux), "SYN on a closed half-open tuple");
+	if (!sa.ok)
+		return;
+	ack_build(&ack, 4, 44000, sa.isn + 1, true, sa.tsval);
+	TAP_EQ(run(t, &ack, out, &olen), XDP_PASS_RC, "its cookie ACK passes");
+	TAP_EQ(olen, (uint32_t)ack.len + sizeof(struct hyp_cookie_meta), "... with metadata for tc ingress");
+	TAP_CHECK(!dpt_flow(t, 4, IPPROTO_TCP, cli4, 44000, srv4, PORT, &f, &est) && est &&
+		  f.state == HYP_CT_ESTABLISHED, "the closed flow was replaced by an established one");
+}
+
 static void test_flood(struct dpt *t)
 {
 	struct frame syn;
@@ -403,6 +441,7 @@ int main(void)
 	test_clock(&t);
 	test_no_timestamps(&t);
 	test_refusals(&t);
+	test_closed_half_open(&t);
 	test_flood(&t);
 	dpt_close(&t);
 	return tap_done();
