@@ -11,6 +11,8 @@
 #define HYP_ETH_P_8021Q  0x8100
 #define HYP_ETH_P_8021AD 0x88A8
 #define HYP_TC_ACT_OK    0
+/* TC_ACT_UNSPEC: tcx runs the next program (TCX_NEXT), clsact the next filter, else the default */
+#define HYP_TC_ACT_UNSPEC (-1)
 /* IPv6 next-header values; in6.h #defines, so vmlinux.h lacks them (IPPROTO_AH/TCP/UDP/ICMP it has). */
 #define IPPROTO_HOPOPTS  0
 #define IPPROTO_ROUTING  43

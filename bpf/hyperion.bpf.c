@@ -234,12 +234,13 @@ int hyp_tc_egress(struct __sk_buff *skb)
 	return HYP_TC_ACT_OK;
 }
 
-/* Ingress, behind XDP: only the ACKs that complete a SYN cookie handshake need it (bpf/syncookie.h). */
+/* Ingress, behind XDP: only the ACKs that complete a SYN cookie handshake need it (bpf/syncookie.h). It
+ * judges nothing, so it hands every packet on: a program attached after it on tcx ingress still runs. */
 SEC("tc")
 int hyp_tc_ingress(struct __sk_buff *skb)
 {
 	sc_assign(skb);
-	return HYP_TC_ACT_OK;
+	return HYP_TC_ACT_UNSPEC;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -566,7 +566,7 @@ static void detach_tc_legacy(struct hyp_dp *dp, int slot, const struct tc_hook_d
 	dp->tc_legacy_mask &= ~(1u << (slot + h->legacy_shift));
 }
 
-static int attach_tc(struct hyp_dp *dp, int slot, const struct tc_hook_desc *h)
+static int attach_tc(struct hyp_dp *dp, int slot, const struct tc_hook_desc *h, bool *readopted)
 {
 	typeof(dp->ifaces[0]) *ifc = &dp->ifaces[slot];
 	int *link_fd = tc_link_fd(dp, slot, h), prog_fd = tc_prog_fd(dp, h);
@@ -587,6 +587,7 @@ static int attach_tc(struct hyp_dp *dp, int slot, const struct tc_hook_desc *h)
 				return err;
 			}
 			*link_fd = fd;
+			*readopted = true;
 			hyp_log(LOG_INFO, "re-adopted tc %s link on %s", h->name, ifc->name);
 			return 0;
 		}
@@ -690,19 +691,27 @@ int dp_attach(struct hyp_dp *dp, const char *ifname, enum hyp_xdp_mode mode)
 	dp->ifaces[slot].tci_link_fd = -1;
 	dp->tc_legacy_mask &= ~(1u << slot | 1u << (slot + HYP_IFACES_MAX));
 
-	bool xdp_readopted = false;
+	bool xdp_readopted = false, tce_readopted = false, tci_readopted = false;
 	err = attach_xdp(dp, slot, mode, &xdp_readopted);
 	if (!err)
-		err = attach_tc(dp, slot, &tc_egress);
+		err = attach_tc(dp, slot, &tc_egress, &tce_readopted);
 	if (!err)
-		err = attach_tc(dp, slot, &tc_ingress);
+		err = attach_tc(dp, slot, &tc_ingress, &tci_readopted);
 	if (err) {
-		/* Undo this call only: a re-adopted XDP link was enforcing before us, so detaching it here
-		 * would open the very window re-adoption avoids. Keep it pinned, just drop our fd. */
+		/* Undo this call only: a re-adopted link was working before us, so detaching it here would
+		 * open the very window re-adoption avoids. Keep it pinned, just drop our fd. */
 		typeof(dp->ifaces[0]) *ifc = &dp->ifaces[slot];
 		if (ifc->xdp_link_fd >= 0 && xdp_readopted) {
 			close(ifc->xdp_link_fd);
 			ifc->xdp_link_fd = -1;
+		}
+		if (ifc->tc_link_fd >= 0 && tce_readopted) {
+			close(ifc->tc_link_fd);
+			ifc->tc_link_fd = -1;
+		}
+		if (ifc->tci_link_fd >= 0 && tci_readopted) {
+			close(ifc->tci_link_fd);
+			ifc->tci_link_fd = -1;
 		}
 		detach_iface(dp, slot);
 		return err;
