@@ -318,7 +318,8 @@ static __always_inline bool ct_cookie_ack(void *ctx, struct hyp_pkt *p, bool flo
 	if ((p->tcp_flags & (HYP_TCP_SYN | HYP_TCP_ACK | HYP_TCP_RST)) != HYP_TCP_ACK || !sc_enabled(p))
 		return false;
 	/* a cookie of this tick or the previous one: it lives 68.7 to 137 s */
-	if (hyp_sc_ack(ctx, p->l3_off, p->l4_off, tick) && hyp_sc_ack(ctx, p->l3_off, p->l4_off, tick - 1)) {
+	if (!sc_work_fill(p) ||
+	    (hyp_sc_ack(ctx, p->l4_off, tick) && hyp_sc_ack(ctx, p->l4_off, tick - 1))) {
 		/* a finished flow's own last ACK carries no cookie: not worth counting */
 		if (flowless)
 			hyp_count(HYP_C_COOKIE_INVALID);
@@ -413,7 +414,9 @@ static __always_inline int ct_track(void *ctx, struct hyp_pkt *p, const bool xdp
 		r = ct_syn_admit(p);
 		if (r != HYP_CONTINUE)
 			return r;
-		r = hyp_sc_syn(ctx, p->l3_off, p->l4_off, p->cfg->cookie_mss, p->now);
+		r = HYP_CONTINUE;
+		if (sc_bare_ip(p) && sc_work_fill(p))
+			r = hyp_sc_syn(ctx, p->l3_off, p->l4_off, p->cfg->cookie_mss, p->now);
 		if (r == HYP_R_TX_SYNCOOKIE)
 			hyp_count(HYP_C_COOKIE_SENT);
 		else if (r == HYP_CONTINUE)

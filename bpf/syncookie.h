@@ -185,55 +185,39 @@ static __always_inline void sc_opts_parse(struct xdp_md *ctx, struct hyp_sc_work
 	}
 }
 
-/* The segment's addresses, ports and sequence number into the work slot. l4 must follow a bare IP
- * header for a SYN (no IPv4 options, no IPv6 extension headers: our reply writes a bare one); an ACK
- * may have either. Returns the TCP header, or NULL. */
-static __always_inline struct tcphdr *sc_tuple(struct xdp_md *ctx, struct hyp_sc_work *t, __u32 l3, __u32 l4,
-					       bool syn)
+/* The segment's addresses, ports and sequence number, as parse.h read them, into the work slot: the
+ * cookie functions are global (they cannot take a struct hyp_pkt, which holds pointers), so this is how
+ * they see the packet. NULL cannot happen for index 0 of a one-entry array. */
+static __always_inline struct hyp_sc_work *sc_work_fill(const struct hyp_pkt *p)
 {
-	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
-	__u8 *ip = parse_ptr(data, data_end, l3, sizeof(struct iphdr));
-	struct tcphdr *th;
+	__u32 zero = 0;
+	struct hyp_sc_work *t = bpf_map_lookup_elem(&sc_work, &zero);
 
-	if (!ip)
+	if (!t)
 		return NULL;
-	if ((ip[0] >> 4) == 4) {
-		struct iphdr *ip4 = (struct iphdr *)ip;
+	hyp_addr_copy(t->saddr, p->saddr);
+	hyp_addr_copy(t->daddr, p->daddr);
+	t->sport = p->sport;
+	t->dport = p->dport;
+	t->seq = p->tcp_seq;
+	t->family = p->family;
+	return t;
+}
 
-		if (syn ? l4 != l3 + sizeof(*ip4) : l4 < l3 + sizeof(*ip4))
-			return NULL;
-		t->family = HYP_AF_INET;
-		__builtin_memset(t->saddr, 0, 32);
-		*(__u32 *)t->saddr = ip4->saddr;
-		*(__u32 *)t->daddr = ip4->daddr;
-	} else {
-		struct ipv6hdr *ip6 = parse_ptr(data, data_end, l3, sizeof(*ip6));
-
-		if (!ip6 || (syn && (l4 != l3 + sizeof(*ip6) || ip6->nexthdr != IPPROTO_TCP)))
-			return NULL;
-		t->family = HYP_AF_INET6;
-		__builtin_memcpy(t->saddr, &ip6->saddr, 16);
-		__builtin_memcpy(t->daddr, &ip6->daddr, 16);
-	}
-	th = parse_ptr(data, data_end, l4, sizeof(*th));
-	if (!th)
-		return NULL;
-	t->sport = th->source;
-	t->dport = th->dest;
-	t->seq = bpf_ntohl(th->seq);
-	return th;
+/* Our reply writes a bare IP header in place of the SYN's: only a SYN with exactly one (no IPv4 options,
+ * no IPv6 extension headers, which parse.h walked past) can be answered. */
+static __always_inline bool sc_bare_ip(const struct hyp_pkt *p)
+{
+	return p->l4_off == p->l3_off + (p->family == HYP_AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr));
 }
 
 /* A global function's arguments are unknown to the verifier, and clang drops a later parse_ptr() bound
  * check as redundant with the caller's range check done on another copy of the register: restate the
  * bounds as masks on the registers used (exact after the check), as parse_ipv6_ext_walk() does. */
-static __always_inline void sc_bound(__u32 *l3, __u32 *l4)
+static __always_inline __u32 sc_off(__u32 off)
 {
-	__u32 a = *l3, b = *l4;
-
-	asm volatile("" : "+r"(a), "+r"(b));
-	*l3 = a & HYP_PARSE_OFF_MAX;
-	*l4 = b & HYP_PARSE_OFF_MAX;
+	asm volatile("" : "+r"(off));
+	return off & HYP_PARSE_OFF_MAX;
 }
 
 static __always_inline struct hyp_sc_work *sc_work_get(void)
@@ -367,9 +351,9 @@ static __always_inline int sc_reply(struct xdp_md *ctx, struct hyp_sc_work *t, _
 	return HYP_R_TX_SYNCOOKIE;
 }
 
-/* Answer the SYN at l3/l4 with a cookie SYN-ACK: HYP_R_TX_SYNCOOKIE, or HYP_CONTINUE when it cannot be
- * answered here (IPv4 options, IPv6 extension headers, no key, a frame that cannot be resized): it then
- * takes the usual path to the stack, whose own SYN cookies take over. */
+/* Answer the SYN at l3/l4 (its tuple in the work slot: sc_work_fill(); a bare IP header: sc_bare_ip())
+ * with a cookie SYN-ACK: HYP_R_TX_SYNCOOKIE, or HYP_CONTINUE when it cannot be answered here (no key, a
+ * frame that cannot be resized): it then takes the usual path to the stack. */
 __noinline int hyp_sc_syn(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 cookie_mss, __u64 now)
 {
 	const struct hyp_cookie_key *key = sc_key();
@@ -381,8 +365,9 @@ __noinline int hyp_sc_syn(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 cookie_m
 
 	if (!key || !t || l3 > HYP_PARSE_OFF_MAX || l4 > HYP_PARSE_OFF_MAX)
 		return HYP_CONTINUE;
-	sc_bound(&l3, &l4);
-	th = sc_tuple(ctx, t, l3, l4, true);
+	l3 = sc_off(l3);
+	l4 = sc_off(l4);
+	th = parse_ptr((void *)(long)ctx->data, (void *)(long)ctx->data_end, l4, sizeof(*th));
 	if (!th)
 		return HYP_CONTINUE;
 	v4 = t->family == HYP_AF_INET;
@@ -403,20 +388,20 @@ __noinline int hyp_sc_syn(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 cookie_m
 	return sc_reply(ctx, t, l3, l4);
 }
 
-/* Does the ACK at l3/l4 carry a cookie of ours made in this tick? 0 (the cookie's options byte left in
- * t->isn), or -1. The caller asks for this tick, then the previous one: one MAC per call keeps the
+/* Does the ACK at l4 (its tuple in the work slot: sc_work_fill()) carry a cookie of ours made in this
+ * tick? 0 (the cookie's options byte left in t->isn), or -1. The caller asks for this tick, then the previous one: one MAC per call keeps the
  * frame small (its stack adds to the pipeline's). */
-__noinline int hyp_sc_ack(struct xdp_md *ctx, __u32 l3, __u32 l4, __u64 tick)
+__noinline int hyp_sc_ack(struct xdp_md *ctx, __u32 l4, __u64 tick)
 {
 	const struct hyp_cookie_key *key = sc_key();
 	struct hyp_sc_work *t = sc_work_get();
 	struct tcphdr *th;
 	__u32 cookie, opts;
 
-	if (!key || !t || l3 > HYP_PARSE_OFF_MAX || l4 > HYP_PARSE_OFF_MAX)
+	if (!key || !t || l4 > HYP_PARSE_OFF_MAX)
 		return -1;
-	sc_bound(&l3, &l4);
-	th = sc_tuple(ctx, t, l3, l4, false);
+	l4 = sc_off(l4);
+	th = parse_ptr((void *)(long)ctx->data, (void *)(long)ctx->data_end, l4, sizeof(*th));
 	if (!th)
 		return -1;
 	cookie = bpf_ntohl(th->ack_seq) - 1;
@@ -440,7 +425,8 @@ __noinline int hyp_sc_meta(struct xdp_md *ctx, __u32 l3, __u32 l4)
 
 	if (!t || l3 > HYP_PARSE_OFF_MAX || l4 > HYP_PARSE_OFF_MAX)
 		return -1;
-	sc_bound(&l3, &l4);
+	l3 = sc_off(l3);
+	l4 = sc_off(l4);
 	th = parse_ptr(data, data_end, l4, sizeof(*th));
 	if (!th)
 		return -1;
@@ -448,7 +434,6 @@ __noinline int hyp_sc_meta(struct xdp_md *ctx, __u32 l3, __u32 l4)
 	__builtin_memset(&t->o, 0, sizeof(t->o));
 	if (opts & SC_OPT_TS)
 		sc_opts_parse(ctx, t, l4, th->doff * 4 > sizeof(*th) ? th->doff * 4 - sizeof(*th) : 0);
-	t->i = l4 - l3;
 	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(*m)))
 		return -1;
 	data = (void *)(long)ctx->data;
@@ -459,7 +444,7 @@ __noinline int hyp_sc_meta(struct xdp_md *ctx, __u32 l3, __u32 l4)
 	m->tsval = t->o.tsval;
 	m->tsecr = t->o.tsecr;
 	m->mss = sc_mss_of(t->family == HYP_AF_INET, opts);
-	m->l4_rel = t->i;
+	m->l4_rel = l4 - l3;
 	m->family = t->family;
 	m->snd_wscale = (opts >> SC_OPT_WS_SHIFT) & 15;
 	/* timestamps only if the cookie says they were negotiated and the ACK still carries them */
