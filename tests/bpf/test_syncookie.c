@@ -68,37 +68,6 @@ static int run(struct dpt *t, const struct frame *in, uint8_t *out, uint32_t *ou
 	return (int)o.retval;
 }
 
-static uint16_t csum_fold(uint32_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)sum;
-}
-
-static uint32_t csum_add(uint32_t sum, const uint8_t *p, int n)
-{
-	for (int i = 0; i + 1 < n; i += 2)
-		sum += (uint32_t)p[i] << 8 | p[i + 1];
-	if (n & 1)
-		sum += (uint32_t)p[n - 1] << 8;
-	return sum;
-}
-
-/* Does the TCP checksum (with the pseudo-header) of the segment at l4 verify? */
-static bool tcp_csum_ok(const uint8_t *b, int fam, int l3, int l4, int tcplen)
-{
-	uint32_t sum = 0;
-	uint8_t ph[4] = { 0, IPPROTO_TCP, (uint8_t)(tcplen >> 8), (uint8_t)tcplen };
-
-	if (fam == 4)
-		sum = csum_add(sum, b + l3 + 12, 8);
-	else
-		sum = csum_add(sum, b + l3 + 8, 32);
-	sum = csum_add(sum, ph, 4);
-	sum = csum_add(sum, b + l4, tcplen);
-	return csum_fold(sum) == 0xffff;
-}
-
 static uint32_t be32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -158,7 +127,7 @@ static struct synack syn_roundtrip(struct dpt *t, int fam, uint16_t sport, const
 	if (fam == 4) {
 		TAP_CHECK(!memcmp(out + l3 + 12, in.b + l3 + 16, 4) && !memcmp(out + l3 + 16, in.b + l3 + 12, 4),
 			  "%s: IP addresses swapped", what);
-		TAP_EQ(csum_fold(csum_add(0, out + l3, 20)), 0xffff, "%s: IPv4 header checksum verifies", what);
+		TAP_CHECK(pkt_ipv4_csum_ok(out, l3), "%s: IPv4 header checksum verifies", what);
 		TAP_EQ((unsigned)(out[l3 + 2] << 8 | out[l3 + 3]), 60u, "%s: IPv4 total length", what);
 	} else {
 		TAP_CHECK(!memcmp(out + l3 + 8, in.b + l3 + 24, 16) && !memcmp(out + l3 + 24, in.b + l3 + 8, 16),
@@ -170,7 +139,7 @@ static struct synack syn_roundtrip(struct dpt *t, int fam, uint16_t sport, const
 		  "%s: ports swapped", what);
 	TAP_EQ(th[13], TH_SYN | TH_ACK, "%s: flags SYN+ACK", what);
 	TAP_EQ(be32(th + 8), (uint32_t)CSEQ + 1, "%s: acknowledges the client's ISN + 1", what);
-	TAP_CHECK(tcp_csum_ok(out, fam, l3, l4, 40), "%s: TCP checksum verifies", what);
+	TAP_CHECK(pkt_l4_csum_ok(out, fam, l3, l4, IPPROTO_TCP, 40), "%s: TCP checksum verifies", what);
 	int mss = opt_find(th, 2);
 	TAP_CHECK(mss > 0 && (th[mss + 2] << 8 | th[mss + 3]) == (fam == 4 ? 1460 : 1440),
 		  "%s: announces MSS %d", what, fam == 4 ? 1460 : 1440);
@@ -327,7 +296,7 @@ static void test_no_timestamps(struct dpt *t)
 	seg_build(&syn, 4, cli4, 42001, srv4, PORT, TH_SYN, CSEQ, 0, NULL, 0);
 	TAP_EQ(run(t, &syn, out, &olen), XDP_TX_RC, "a bare 54-byte SYN is answered (the frame grows)");
 	TAP_EQ(olen, 74u, "bare SYN: the reply is 74 bytes");
-	TAP_CHECK(tcp_csum_ok(out, 4, 14, 34, 40), "bare SYN: TCP checksum verifies");
+	TAP_CHECK(pkt_l4_csum_ok(out, 4, 14, 34, IPPROTO_TCP, 40), "bare SYN: TCP checksum verifies");
 	TAP_EQ(opt_find(out + 34, 3), -1, "bare SYN: no window scale in the reply (RFC 7323)");
 	TAP_EQ(opt_find(out + 34, 8), -1, "bare SYN: no timestamps in the reply");
 	ack_build(&ack, 4, 42001, be32(out + 34 + 4) + 1, false, 0);

@@ -275,6 +275,19 @@ int pkt_build(const struct pkt_opts *o, uint8_t *buf, size_t cap)
 	return pkt_build_layout(o, buf, cap, NULL);
 }
 
+bool pkt_ipv4_csum_ok(const uint8_t *buf, int l3_off)
+{
+	return csum_fold(csum_add(0, buf + l3_off, (size_t)(buf[l3_off] & 0x0f) * 4)) == 0;
+}
+
+bool pkt_l4_csum_ok(const uint8_t *buf, int family, int l3_off, int l4_off, uint8_t proto, uint32_t l4_len)
+{
+	const uint8_t *src = buf + l3_off + (family == 6 ? 8 : 12);
+	const uint8_t *dst = src + (family == 6 ? 16 : 4);
+
+	return csum_fold(csum_add(csum_pseudo(family, src, dst, proto, l4_len), buf + l4_off, l4_len)) == 0;
+}
+
 void pkt_fix_ipv4_csum(uint8_t *buf, int l3_off)
 {
 	uint8_t *ip = buf + l3_off;

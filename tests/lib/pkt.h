@@ -52,6 +52,10 @@ int pkt_build_layout(const struct pkt_opts *o, uint8_t *buf, size_t cap, struct 
 void pkt_set_ip_len(uint8_t *buf, const struct pkt_layout *lay, uint32_t frame_len);
 /* Recomputes the IPv4 header checksum over IHL*4 bytes (capped at the 60-byte maximum). */
 void pkt_fix_ipv4_csum(uint8_t *buf, int l3_off);
+/* Do the IPv4 header checksum, and the TCP/UDP checksum with its pseudo-header, of a frame verify? (For
+ * frames the datapath wrote, such as a SYN cookie SYN-ACK.) */
+bool pkt_ipv4_csum_ok(const uint8_t *buf, int l3_off);
+bool pkt_l4_csum_ok(const uint8_t *buf, int family, int l3_off, int l4_off, uint8_t proto, uint32_t l4_len);
 /* Ethernet (+ nvlan 802.1Q tags) carrying ethertype and an opaque body (ARP, LLDP, ...). */
 int pkt_build_l2(uint16_t ethertype, int nvlan, const void *body, uint32_t body_len, uint8_t *buf, size_t cap);
 /* A minimal ARP request body (28 bytes) from 192.0.2.1 asking for 198.51.100.1. */
