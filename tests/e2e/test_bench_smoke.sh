@@ -5,7 +5,9 @@
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 BUILD=${BUILD:-build}
-HANDSHAKE_SLACK=16   # scenario c runs on a real connection: SYN, ACK, RST and the socket's own segments
+HANDSHAKE_SLACK=16   # a real connection's own frames: scenario c runs on one (SYN, ACK, RST, the socket's
+                     # segments); Hyperion in d/f6d holds one idle through the flood (IPv6 neighbour
+                     # reachability probes, a keepalive may fall inside the counting window)
 pass=0 fail=0 skip=0
 ok() { pass=$((pass + 1)); echo "ok - $*"; }
 notok() { fail=$((fail + 1)); echo "not ok - $*"; }
@@ -34,7 +36,7 @@ while read -r _ scen sys expect sent seen dropped; do
 	n=$((n + 1))
 	expect=${expect#expect=} sent=${sent#sent=} seen=${seen#seen=} dropped=${dropped#dropped=}
 	if [ "$sent" -le 0 ]; then notok "$scen/$sys: generator sent nothing"; continue; fi
-	if [ "$scen" = c ]; then
+	if [ "$scen" = c ] || { [ "$sys" = hyperion ] && { [ "$scen" = d ] || [ "$scen" = f6d ]; }; }; then
 		[ "$seen" -ge "$sent" ] && [ "$seen" -le $((sent + HANDSHAKE_SLACK)) ] &&
 			ok "$scen/$sys: receiver saw the $sent frames sent (+$((seen - sent)) of the real connection)" ||
 			notok "$scen/$sys: receiver saw $seen of $sent frames sent"
