@@ -2,8 +2,6 @@
 #ifndef HYP_EVENTS_H
 #define HYP_EVENTS_H
 
-#define HYP_EV_NO_SIG 0xffffffffu
-
 /* The event a final verdict reports (0: none). Flow events (new/end) are carried separately in
  * p->ev_flow because one packet can open or close a flow and also be, say, a signature match. */
 static __always_inline __u8 ev_kind_of(int reason)

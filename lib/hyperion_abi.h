@@ -378,7 +378,7 @@ struct hyp_event {
 	__u8 state;                 /* enum hyp_ct_state of the flow, if any */
 	__u8 dir;                   /* 0 ingress (XDP), 1 egress (tc) */
 	__u8 action;                /* enum hyp_sig_action for matches */
-	__u32 sig;                  /* signature id for matches, else 0xffffffff */
+	__u32 sig;                  /* signature id for matches, else HYP_EV_NO_SIG (0xffffffff) */
 	__u32 ifindex;
 	__u32 suppressed;           /* events of this kind from this source suppressed before this one */
 	__u32 payload_len;          /* valid bytes in payload */
@@ -389,6 +389,10 @@ struct hyp_event {
 };
 
 /* ABI-END */
+
+/* hyp_event.sig when there is none (not a match, or a flow dropped under an earlier config whose
+ * signature ids no longer apply). Lua, which cannot read macros, has its own SIG_NONE. */
+#define HYP_EV_NO_SIG 0xffffffffu
 
 #if !defined(__bpf__)
 _Static_assert(sizeof(struct hyp_flow_key) == 40, "flow key layout");

@@ -459,7 +459,7 @@ void ctl_fmt_event(char *buf, size_t len, bool json, const struct hyp_event *ev)
 
 	ctl_endpoint(s, sizeof(s), fam, ev->saddr, ev->sport, ev->proto);
 	ctl_endpoint(d, sizeof(d), fam, ev->daddr, ev->dport, ev->proto);
-	if (ev->sig != 0xffffffffu)
+	if (ev->sig != HYP_EV_NO_SIG)
 		snprintf(sig, sizeof(sig), "%u", ev->sig);
 	if (json)
 		snprintf(buf, len, "{\"ts_ns\":%llu,\"kind\":\"%s\",\"proto\":\"%s\",\"src\":\"%s\",\"dst\":\"%s\","
@@ -467,7 +467,7 @@ void ctl_fmt_event(char *buf, size_t len, bool json, const struct hyp_event *ev)
 			 "\"ifindex\":%u,\"suppressed\":%u,\"pkt_len\":%u,\"packets\":%llu,\"bytes\":%llu}",
 			 (unsigned long long)ev->ts_ns, event_kind_name(ev->kind), proto, s, d,
 			 ctl_verdict_name(ev->verdict), reason_name(ev->reason), ct_state_name(ev->state), ev->dir,
-			 ev->sig != 0xffffffffu ? sig : "null", ev->ifindex, ev->suppressed, ev->pkt_len,
+			 ev->sig != HYP_EV_NO_SIG ? sig : "null", ev->ifindex, ev->suppressed, ev->pkt_len,
 			 (unsigned long long)ev->packets, (unsigned long long)ev->bytes);
 	else
 		snprintf(buf, len, "%-9s %-6s %s -> %s %s %s state %s sig %s suppressed %u", event_kind_name(ev->kind),

@@ -18,7 +18,6 @@ enum {
 	RING_FILL_BOUND = 400,      /* SYNs sent at most while waiting for the ring to overflow */
 	EV_BURST = 2,
 	EV_RATE = 1,                /* per second: no refill worth a token within the test's milliseconds */
-	NONE_SIG = 0xffffffff,
 };
 
 #define CLIENT4 "192.0.2.10"
@@ -64,7 +63,7 @@ static void check_common(const struct hyp_event *e, const char *what, const char
 	TAP_EQ(e->pkt_len, len, "%s: pkt_len", what);
 	TAP_CHECK(e->ts_ns >= t0 && e->ts_ns <= t1, "%s: ts_ns within the run", what);
 	TAP_EQ(e->suppressed, 0, "%s: suppressed 0 without sampling", what);
-	TAP_EQ(e->sig, NONE_SIG, "%s: sig none", what);
+	TAP_EQ(e->sig, HYP_EV_NO_SIG, "%s: sig none", what);
 	/* ring memory is not zeroed by reserve: a non-match event must not carry stale payload bytes */
 	{
 		static const uint8_t zero[HYP_EV_PAYLOAD];

@@ -420,6 +420,8 @@ struct fuzz {
 	unsigned v_run, v_verdict, v_books, v_reason, v_ref, v_trunc, v_events, v_evfields, v_sig, v_flows,
 		 v_ctbooks, v_tc, v_untracked, v_userkey;
 	unsigned xdp_frames, tc_frames, mutated, wellformed, short_frames, walks, flows_seen;
+	unsigned pushes;            /* config pushes so far (each bumps the serial) */
+	unsigned ev_nosig;          /* match events of flows dropped under an earlier config */
 	uint64_t ev_attempt_bound, ev_read;
 	uint64_t reasons_seen;      /* bit per stats index reached */
 	uint64_t stats_prev[HYP_STATS_ENTRIES], bytes_prev[HYP_STATS_ENTRIES], ctr_prev[HYP_C_MAX];
@@ -813,7 +815,16 @@ static void check_events(struct fuzz *fz, const uint8_t *b, uint32_t len, const 
 
 			n = n > r->pay_len ? r->pay_len : n;
 			n = n > HYP_EV_PAYLOAD ? HYP_EV_PAYLOAD : n;
-			if (e->sig >= set.nsigs || (e->action == HYP_ACT_ALERT) != (reason == HYP_R_PASS_ALERT) ||
+			/* a flow dropped before a config push (the clock jumps below) keeps its drop but
+			 * not its signature id, which named a signature of another config */
+			if (e->sig == HYP_EV_NO_SIG && fz->pushes && reason == HYP_R_DROP_SIG) {
+				fz->ev_nosig++;
+				if (e->action == HYP_ACT_ALERT || e->payload_len != n ||
+				    memcmp(e->payload, b + r->pay_off, n))
+					violation(fz, &fz->v_evfields, b, len, "match event of a flow dropped "
+						  "under an earlier config: action %u payload_len %u (want %u)",
+						  e->action, e->payload_len, n);
+			} else if (e->sig >= set.nsigs || (e->action == HYP_ACT_ALERT) != (reason == HYP_R_PASS_ALERT) ||
 			    e->action != set.defs[e->sig].action ||
 			    !sigdef_in_scope(&set.defs[e->sig], r->proto, r->dport) || e->payload_len != n ||
 			    memcmp(e->payload, b + r->pay_off, n))
@@ -1222,6 +1233,7 @@ static void fuzz_round(enum round_kind kind, const char *name, unsigned frames, 
 			/* jump the datapath clock: flows expire on their next packet */
 			fz.t.cfg.clock_offset_ns += FUZZ_AGE_NS;
 			dpt_config_push(&fz.t);
+			fz.pushes++;
 		}
 	}
 	walk_all(&fz);
@@ -1234,6 +1246,9 @@ static void fuzz_round(enum round_kind kind, const char *name, unsigned frames, 
 	       PRIu64 " sampled %" PRIu64 "\n", name, fz.xdp_frames, fz.tc_frames, fz.mutated, fz.wellformed,
 	       fz.short_frames, fz.walks, fz.flows_seen, fz.reasons_seen, fz.ev_read, ctr[HYP_C_EV_SUBMITTED],
 	       ctr[HYP_C_EV_LOST], ctr[HYP_C_EV_SAMPLED]);
+	if (fz.ev_nosig)
+		printf("# %s: %u match events named no signature (flows dropped before one of %u config pushes)\n",
+		       name, fz.ev_nosig, fz.pushes);
 	printf("# %s: verdicts:", name);
 	for (int i = 0; i < HYP_STATS_ENTRIES; i++)
 		if (fz.stats_prev[i])

@@ -383,14 +383,14 @@ static void test_dropped_flow(void)
 	udp_send(&t, &u, "hello", 5, XDP_DROP, HYP_R_DROP_SIG, "dropped flow: still dropped after a reload");
 	dpt_events(&t);
 	ev = dpt_event_find(&t, HYP_EV_MATCH, NULL);
-	TAP_CHECK(ev && ev->sig == 0xffffffffu && ev->action == HYP_ACT_BAN,
+	TAP_CHECK(ev && ev->sig == HYP_EV_NO_SIG && ev->action == HYP_ACT_BAN,
 		  "dropped flow: after a reload its events name no signature (ids are per generation)");
 	dpt_sigset_push(&t, &set, false);   /* back in the first generation slot: still another config */
 	dpt_events(&t);
 	udp_send(&t, &u, "hello", 5, XDP_DROP, HYP_R_DROP_SIG, "dropped flow: still dropped after two reloads");
 	dpt_events(&t);
 	ev = dpt_event_find(&t, HYP_EV_MATCH, NULL);
-	TAP_CHECK(ev && ev->sig == 0xffffffffu, "dropped flow: after two reloads still no signature id");
+	TAP_CHECK(ev && ev->sig == HYP_EV_NO_SIG, "dropped flow: after two reloads still no signature id");
 	/* a gateway sees both sides on ingress: the other side's own match adds it, keeps the first */
 	udp_send(&t, &reply, "EVIL-BAN back", 13, XDP_DROP, HYP_R_DROP_SIG, "dropped flow: the other side's match drops");
 	udp_send(&t, &u, "hello", 5, XDP_DROP, HYP_R_DROP_SIG, "dropped flow: the first side stays dropped");
