@@ -234,6 +234,11 @@ static __always_inline int ct_update(struct hyp_pkt *p, const struct hyp_flow_ke
 	f->bytes[dir] += p->pkt_len;
 	f->last_seen_ns = p->now;
 	if (p->proto == IPPROTO_TCP) {
+		/* the local side closes first: its socket will sit in TIME_WAIT, and a SYN reusing the
+		 * tuple meanwhile is the stack's (bpf/syncookie.h). Egress only: a constant in each program. */
+		if (p->egress && (p->tcp_flags & HYP_TCP_FIN) && !ct_state_ended(s) &&
+		    !(f->flags & (dir ? HYP_FF_FIN_0 : HYP_FF_FIN_1)))
+			sc_closed_mark(sc_closed_hash(p->saddr, p->daddr, p->sport, p->dport), sc_closed_now(p->now));
 		ns = ct_tcp_next(f, dir, p->tcp_flags, &promote);
 	} else if (dir != f->orig) {
 		/* UDP / ICMP echo: any packet from the responder proves two-way traffic */
@@ -405,10 +410,11 @@ static __always_inline int ct_track(void *ctx, struct hyp_pkt *p, const bool xdp
 	p->dir = ct_key_make(p, &k);
 	/* A SYN answered with a cookie needs no state: no lookup, no insert, which is what lets a
 	 * SYN flood run at XDP speed without touching the flow tables (a lookup in `flows` halved the flood
-	 * rate in the bench: a random key misses the cache). The price: a 4-tuple the stack still holds
-	 * (TIME_WAIT, a stale socket) is answered too, and its ACK is left to that socket (README). A SYN
-	 * the cookie path cannot answer (IP options, extension headers) goes on as usual, and is charged to
-	 * its source's SYN bucket twice: rare, and never in the attacker's favour. */
+	 * rate in the bench: a random key misses the cache). A tuple that closed into TIME_WAIT lately is
+	 * left to the stack, which knows how to reuse it (sc_closed_*); a stale socket the stack still
+	 * holds otherwise is answered too, and its ACK left to that socket (README). A SYN the cookie path
+	 * leaves to the stack (recently closed, IP options, extension headers) goes on as usual, and is
+	 * charged to its source's SYN bucket twice: rare, and never in the attacker's favour. */
 	if (xdp && p->proto == IPPROTO_TCP && (p->tcp_flags & (HYP_TCP_SYN | HYP_TCP_ACK)) == HYP_TCP_SYN &&
 	    sc_enabled(p)) {
 		r = ct_syn_admit(p);
@@ -419,9 +425,11 @@ static __always_inline int ct_track(void *ctx, struct hyp_pkt *p, const bool xdp
 			r = hyp_sc_syn(ctx, p->l3_off, p->l4_off, p->cfg->cookie_mss, p->now);
 		if (r == HYP_R_TX_SYNCOOKIE)
 			hyp_count(HYP_C_COOKIE_SENT);
+		else if (r == HYP_SC_TO_STACK)
+			hyp_count(HYP_C_COOKIE_TIME_WAIT);
 		else if (r == HYP_CONTINUE)
 			hyp_count(HYP_C_COOKIE_FALLBACK);
-		if (r != HYP_CONTINUE)
+		if (r != HYP_CONTINUE && r != HYP_SC_TO_STACK)
 			return r;
 	}
 	/* Look first in the map the flow most likely lives in: a UDP datagram's flow is unreplied (in

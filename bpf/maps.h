@@ -261,4 +261,18 @@ struct {
 	__type(value, struct hyp_sc_work);
 } sc_work SEC(".maps");
 
+/* TCP 4-tuples that closed into TIME_WAIT lately (datapath-internal, bpf/syncookie.h sc_closed_*): a SYN
+ * reusing one goes to the stack rather than getting a cookie. Direct-mapped by a hash of the tuple, one
+ * 32-bit word per slot (when, and a tag of the hash); 2^18 slots (1 MiB, shared by all CPUs: written
+ * once per closed connection, read once per SYN). */
+#ifndef HYP_SC_CLOSED_SLOTS
+#define HYP_SC_CLOSED_SLOTS (1u << 18)
+#endif
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, HYP_SC_CLOSED_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} sc_closed SEC(".maps");
+
 #endif /* HYP_MAPS_H */

@@ -185,6 +185,72 @@ static __always_inline void sc_opts_parse(struct xdp_md *ctx, struct hyp_sc_work
 	}
 }
 
+/*
+ * Recently closed 4-tuples. The stack keeps a connection it closed first in TIME_WAIT for 60 s
+ * (TCP_TIMEWAIT_LEN) and lets a new SYN on the tuple reuse it when its sequence number or timestamp
+ * is newer. A cookie handshake cannot: its ACK meets the TIME_WAIT socket, which drops it, and the
+ * client hangs. The socket that sends the first FIN is the one that ends in TIME_WAIT, so tc egress
+ * marks the tuple in sc_closed when a local FIN goes out before the remote side's (ct_update), and a
+ * SYN whose tuple was marked less than HYP_SC_CLOSED_WINDOW ago takes the usual path to the stack. Per SYN that is one inlined array lookup, not a lookup in `flows` (a random
+ * flood key misses the cache: that halved the flood rate).
+ * A slot holds the mark's time (HYP_SC_CLOSED_TIME_BITS of 2^30 ns units, wrapping) and a tag from the
+ * hash bits the slot index does not use: another tuple in the slot costs a SYN its cookie only if the
+ * tag matches too (1 in 4096); a newer mark in the slot erases the older one (that tuple is back to
+ * the hang, rare with 2^18 slots).
+ */
+#define HYP_SC_CLOSED_WINDOW 64         /* units of 2^30 ns: 68.7 s, TCP_TIMEWAIT_LEN + the remote's FIN */
+#define HYP_SC_CLOSED_TIME_BITS 20      /* wraps after 13 days: a stale mark may pass for a new one, */
+#define HYP_SC_CLOSED_TAG_BITS 12       /* if its tag matches (the cost: one SYN without a cookie) */
+
+static __always_inline __u32 sc_fmix32(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	return h ^ (h >> 16);
+}
+
+/* Symmetric in the two endpoints: the mark is made from a packet of either direction. */
+static __always_inline __u32 sc_closed_hash(const __u8 *saddr, const __u8 *daddr, __u16 sport, __u16 dport)
+{
+	const __u32 *s = (const __u32 *)saddr, *d = (const __u32 *)daddr;
+
+	return sc_fmix32(s[0] ^ s[1] ^ s[2] ^ s[3] ^ (__u32)sport << 16) +
+	       sc_fmix32(d[0] ^ d[1] ^ d[2] ^ d[3] ^ (__u32)dport << 16);
+}
+
+static __always_inline __u32 sc_closed_now(__u64 now)
+{
+	return (__u32)(now >> 30) & ((1u << HYP_SC_CLOSED_TIME_BITS) - 1);
+}
+
+/* Mark the tuple of h (sc_closed_hash()) as closed now (sc_closed_now()). */
+static __always_inline void sc_closed_mark(__u32 h, __u32 now)
+{
+	__u32 slot = h & (HYP_SC_CLOSED_SLOTS - 1);
+	__u32 *v = bpf_map_lookup_elem(&sc_closed, &slot);
+
+	if (v)
+		*v = now << HYP_SC_CLOSED_TAG_BITS | h >> (32 - HYP_SC_CLOSED_TAG_BITS);
+}
+
+/* Did this tuple enter TIME_WAIT less than HYP_SC_CLOSED_WINDOW ago? (now: sc_closed_now()) */
+static __always_inline bool sc_closed_recent(__u32 h, __u32 now)
+{
+	__u32 slot = h & (HYP_SC_CLOSED_SLOTS - 1);
+	__u32 *v = bpf_map_lookup_elem(&sc_closed, &slot);
+	__u32 x;
+
+	if (!v)
+		return false;
+	x = *v;
+	if (!x || (x & ((1u << HYP_SC_CLOSED_TAG_BITS) - 1)) != h >> (32 - HYP_SC_CLOSED_TAG_BITS))
+		return false;
+	return ((now - (x >> HYP_SC_CLOSED_TAG_BITS)) & ((1u << HYP_SC_CLOSED_TIME_BITS) - 1)) <=
+	       HYP_SC_CLOSED_WINDOW;
+}
+
 /* The segment's addresses, ports and sequence number, as parse.h read them, into the work slot: the
  * cookie functions are global (they cannot take a struct hyp_pkt, which holds pointers), so this is how
  * they see the packet. NULL cannot happen for index 0 of a one-entry array. */
@@ -352,8 +418,10 @@ static __always_inline int sc_reply(struct xdp_md *ctx, struct hyp_sc_work *t, _
 }
 
 /* Answer the SYN at l3/l4 (its tuple in the work slot: sc_work_fill(); a bare IP header: sc_bare_ip())
- * with a cookie SYN-ACK: HYP_R_TX_SYNCOOKIE, or HYP_CONTINUE when it cannot be answered here (no key, a
- * frame that cannot be resized): it then takes the usual path to the stack. */
+ * with a cookie SYN-ACK: HYP_R_TX_SYNCOOKIE; HYP_SC_TO_STACK when its tuple closed lately, or
+ * HYP_CONTINUE when it cannot be answered here (no key, a frame that cannot be resized): it then takes
+ * the usual path to the stack. */
+#define HYP_SC_TO_STACK (-2)
 __noinline int hyp_sc_syn(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 cookie_mss, __u64 now)
 {
 	const struct hyp_cookie_key *key = sc_key();
@@ -365,6 +433,8 @@ __noinline int hyp_sc_syn(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 cookie_m
 
 	if (!key || !t || l3 > HYP_PARSE_OFF_MAX || l4 > HYP_PARSE_OFF_MAX)
 		return HYP_CONTINUE;
+	if (sc_closed_recent(sc_closed_hash(t->saddr, t->daddr, t->sport, t->dport), sc_closed_now(now)))
+		return HYP_SC_TO_STACK;
 	l3 = sc_off(l3);
 	l4 = sc_off(l4);
 	th = parse_ptr((void *)(long)ctx->data, (void *)(long)ctx->data_end, l4, sizeof(*th));

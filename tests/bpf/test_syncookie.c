@@ -394,6 +394,93 @@ static void test_flood(struct dpt *t)
 	TAP_EQ(dpt_counter(t, HYP_C_CT_NEW_INSERT), news, "the flood inserted no flow");
 }
 
+/* One connection through a cookie, established both ways, then closed: the server's FIN first
+ * (server_first) or the client's. */
+static bool tw_connect_close(struct dpt *t, int fam, uint16_t sport, bool server_first, const char *what)
+{
+	const char *cli = fam == 4 ? cli4 : cli6, *srv = fam == 4 ? srv4 : srv6;
+	struct frame seg;
+	uint8_t out[PKT_MAX];
+	uint32_t olen;
+	struct hyp_flow f;
+	bool est = false;
+	struct synack sa = syn_roundtrip(t, fam, sport, opts_linux, sizeof(opts_linux), what);
+
+	if (!sa.ok)
+		return false;
+	ack_build(&seg, fam, sport, sa.isn + 1, true, sa.tsval);
+	run(t, &seg, out, &olen);
+	seg_build(&seg, fam, srv, PORT, cli, sport, TH_ACK, sa.isn + 1, CSEQ + 1, NULL, 0);
+	dpt_tc(t, seg.b, (uint32_t)seg.len);
+	if (server_first) {
+		seg_build(&seg, fam, srv, PORT, cli, sport, TH_FIN | TH_ACK, sa.isn + 1, CSEQ + 1, NULL, 0);
+		dpt_tc(t, seg.b, (uint32_t)seg.len);
+		seg_build(&seg, fam, cli, sport, srv, PORT, TH_FIN | TH_ACK, CSEQ + 1, sa.isn + 2, NULL, 0);
+		run(t, &seg, out, &olen);
+		seg_build(&seg, fam, srv, PORT, cli, sport, TH_ACK, sa.isn + 2, CSEQ + 2, NULL, 0);
+		dpt_tc(t, seg.b, (uint32_t)seg.len);
+	} else {
+		seg_build(&seg, fam, cli, sport, srv, PORT, TH_FIN | TH_ACK, CSEQ + 1, sa.isn + 1, NULL, 0);
+		run(t, &seg, out, &olen);
+		seg_build(&seg, fam, srv, PORT, cli, sport, TH_FIN | TH_ACK, sa.isn + 1, CSEQ + 2, NULL, 0);
+		dpt_tc(t, seg.b, (uint32_t)seg.len);
+		seg_build(&seg, fam, cli, sport, srv, PORT, TH_ACK, CSEQ + 2, sa.isn + 2, NULL, 0);
+		run(t, &seg, out, &olen);
+	}
+	TAP_CHECK(!dpt_flow(t, fam, IPPROTO_TCP, cli, sport, srv, PORT, &f, &est) && f.state == HYP_CT_TIME_WAIT,
+		  "%s: the connection closed (%s first) into TIME_WAIT", what, server_first ? "server" : "client");
+	return f.state == HYP_CT_TIME_WAIT;
+}
+
+/*
+ * The server closed first: its socket holds the 4-tuple in TIME_WAIT, and only the stack can reuse it
+ * for a new SYN (a cookie's ACK would meet the TIME_WAIT socket). So a SYN on that tuple goes to the
+ * stack for HYP_SC_CLOSED_WINDOW; one on a tuple the client closed first still gets a cookie.
+ */
+static void test_time_wait(struct dpt *t, int fam)
+{
+	const char *cli = fam == 4 ? cli4 : cli6, *srv = fam == 4 ? srv4 : srv6;
+	uint16_t srv_closed = (uint16_t)(fam == 4 ? 45000 : 45001), cli_closed = (uint16_t)(srv_closed + 100);
+	struct frame syn;
+	uint8_t out[PKT_MAX];
+	uint32_t olen;
+	char what[80];
+	struct hyp_flow f;
+	bool est = true;
+
+	snprintf(what, sizeof(what), "IPv%d TIME_WAIT tuple", fam);
+	if (!tw_connect_close(t, fam, srv_closed, true, what))
+		return;
+	snprintf(what, sizeof(what), "IPv%d tuple the client closed", fam);
+	if (!tw_connect_close(t, fam, cli_closed, false, what))
+		return;
+
+	uint64_t tw = dpt_counter(t, HYP_C_COOKIE_TIME_WAIT), tx = dpt_stat(t, HYP_R_TX_SYNCOOKIE),
+		 pass_new = dpt_stat(t, HYP_R_PASS_NEW);
+	seg_build(&syn, fam, cli, srv_closed, srv, PORT, TH_SYN, CSEQ + 100000, 0, opts_linux, sizeof(opts_linux));
+	TAP_EQ(run(t, &syn, out, &olen), XDP_PASS_RC, "IPv%d: a SYN reusing the server's TIME_WAIT tuple passes "
+	       "to the stack", fam);
+	TAP_EQ(dpt_stat(t, HYP_R_TX_SYNCOOKIE), tx, "IPv%d: ... without a cookie", fam);
+	TAP_EQ(dpt_counter(t, HYP_C_COOKIE_TIME_WAIT), tw + 1, "IPv%d: ... counted in syncookies_time_wait", fam);
+	TAP_EQ(dpt_stat(t, HYP_R_PASS_NEW), pass_new + 1, "IPv%d: ... as a new flow", fam);
+	TAP_CHECK(!dpt_flow(t, fam, IPPROTO_TCP, cli, srv_closed, srv, PORT, &f, &est) && !est &&
+		  f.state == HYP_CT_SYN_SENT, "IPv%d: ... which replaced the TIME_WAIT one", fam);
+
+	snprintf(what, sizeof(what), "IPv%d SYN reusing a tuple the client closed first", fam);
+	syn_roundtrip(t, fam, cli_closed, opts_linux, sizeof(opts_linux), what);
+	snprintf(what, sizeof(what), "IPv%d SYN from another port of the same client", fam);
+	syn_roundtrip(t, fam, (uint16_t)(srv_closed + 1), opts_linux, sizeof(opts_linux), what);
+
+	/* the server's TIME_WAIT lasts 60 s: past the window the tuple gets cookies again */
+	uint64_t base = t->cfg.clock_offset_ns;
+	t->cfg.clock_offset_ns = base + 70 * 1000000000ull;
+	dpt_config_push(t);
+	snprintf(what, sizeof(what), "IPv%d SYN on the tuple 70 s after the server closed it", fam);
+	syn_roundtrip(t, fam, srv_closed, opts_linux, sizeof(opts_linux), what);
+	t->cfg.clock_offset_ns = base;
+	dpt_config_push(t);
+}
+
 int main(void)
 {
 	struct dpt t;
@@ -412,6 +499,8 @@ int main(void)
 	test_refusals(&t);
 	test_closed_half_open(&t);
 	test_flood(&t);
+	test_time_wait(&t, 4);
+	test_time_wait(&t, 6);
 	dpt_close(&t);
 	return tap_done();
 }

@@ -7,6 +7,8 @@
 #     both ends, and they exchange data through a SYN flood and three reloads;
 #   - a SYN flood (hping3, 4 attacker sources, v4; scapy, v6): every SYN is answered from XDP (the
 #     attacker's stack resets the SYN-ACKs it receives), ct_new_insert stays flat, a client still connects;
+#   - a client port reused while the server holds the tuple in TIME_WAIT (it closed first): the new SYN
+#     goes to the stack, which reuses the tuple (syncookies_time_wait);
 #   - a port open in the policy with nothing listening: the connect is refused at once and counted
 #     (syncookies_no_listener); a port closed in the policy gets no cookie;
 #   - hot reload to syn_cookies = false (normal path, no cookies sent), to syn_cookie_mss = 1200 (the
@@ -42,13 +44,15 @@ head -c 2000000 /dev/urandom >"$LAB_DIR/www/big.bin"
 BIG_SHA=$(sha256sum <"$LAB_DIR/www/big.bin" | cut -d' ' -f1)
 lab_start_http || { notok "HTTP server on :80"; finish; }
 lab_start_echo "$LAB_NS_SERVER" 22 || { notok "echo server on :22"; finish; }
+srv ncat -l -k 23 --sh-exec 'echo tw-hello' >"$LAB_DIR/tw-server.log" 2>&1 &   # closes first (1b)
+SRV_PIDS+=($!)
 # nothing listens on 81 (open in the policy); 82 is closed in the policy
 
 write_policy() {   # syn_cookies(true|false) [more hx.config keys, with a leading comma]
 	cat >"$LAB_DIR/policy.lua" <<EOF
 -- written by tests/e2e/test_syncookie.sh
 local hx = require("hyperion")
-hx.config{ mode = "enforce", allow_tcp = { 22, 80, 81 }, syn_cookies = $1${2:-} }
+hx.config{ mode = "enforce", allow_tcp = { 22, 23, 80, 81 }, syn_cookies = $1${2:-} }
 EOF
 }
 
@@ -144,6 +148,31 @@ fi
 
 # ---- 1. pages and a big download through cookie handshakes ----------------------------------------------------
 basic_checks native
+
+# ---- 1b. a 4-tuple the server holds in TIME_WAIT: the stack, not a cookie, answers its new SYN -------------------
+# The server on :23 writes a line and closes first, so its socket keeps the tuple in TIME_WAIT for 60 s.
+# A cookie's ACK would meet that socket and the second connection from the same client port would hang;
+# the SYN must go to the stack, which reuses the tuple.
+tw_fetch() { [ "$(cli timeout 3 ncat --recv-only -p "$2" "$1" 23 </dev/null 2>/dev/null)" = tw-hello ]; }
+tw_reuse() {   # addr port: two connections from the same client port, the server in TIME_WAIT between them
+	local a=$1 port=$2 tw=0
+	tw_fetch "$a" "$port" || { note "first connection from port $port failed"; return 1; }
+	for _ in $(seq 1 20); do   # bounded: the server's FIN goes out with its line
+		tw=$(srv ss -Htan state time-wait "( sport = :23 )" | grep -c -- ":$port\b")
+		[ "$tw" -ge 1 ] && break
+		sleep 0.1
+	done
+	[ "$tw" -ge 1 ] || { note "the server holds no TIME_WAIT for port $port"; return 1; }
+	tw_fetch "$a" "$port"
+}
+snap tw-a
+check "[native] fetch again from the same v4 client port while the server holds it in TIME_WAIT" \
+	tw_reuse "$LAB_SERVER4" $((41000 + RANDOM % 1000))
+check "[native] fetch again from the same v6 client port while the server holds it in TIME_WAIT" \
+	tw_reuse "$LAB_SERVER6" $((42000 + RANDOM % 1000))
+snap tw-b
+check "the two reused tuples' SYNs went to the stack (syncookies_time_wait +$(d tw-a tw-b syncookies_time_wait))" \
+	[ "$(d tw-a tw-b syncookies_time_wait)" -eq 2 ]
 
 # ---- 2. long-lived connections: opened through cookies, kept through everything that follows ------------------
 KA_STOP=$LAB_DIR/stop-ka
