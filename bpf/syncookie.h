@@ -121,9 +121,60 @@ static __always_inline bool sc_enabled(const struct hyp_pkt *p)
 	return !p->egress && p->cfg->syn_cookies && !policy_is_monitor(p->cfg);
 }
 
+static __always_inline __u8 sc_wscale_clamp(__u32 ws)
+{
+	return ws > 14 ? 14 : ws;      /* RFC 7323: larger values mean 14 */
+}
+
+/*
+ * The option blocks the common stacks send, recognised by a few word compares on the packet itself,
+ * without the copy and the walk (which cost about a third of answering a SYN): Linux's (MSS, SACK_PERM,
+ * TS, NOP, WS: 20 bytes), Windows' (MSS, NOP, WS, NOP, NOP, SACK_PERM: 12) and MSS alone (4). false:
+ * another layout, walked by sc_opts_parse().
+ */
+static __always_inline bool sc_opts_fast(struct xdp_md *ctx, struct hyp_sc_opts *o, __u32 l4, __u32 len)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	__u32 off = l4 + sizeof(struct tcphdr);
+	const __u32 *w;
+
+	/* one block per layout, each with a constant length: the verifier bounds w by it */
+	if (len == 4) {
+		w = parse_ptr(data, data_end, off, 4);
+		if (!w || bpf_ntohl(w[0]) >> 16 != 0x0204)
+			return false;
+		o->mss = (__u16)bpf_ntohl(w[0]);
+		return true;
+	}
+	if (len == 12) {
+		w = parse_ptr(data, data_end, off, 12);
+		if (!w || bpf_ntohl(w[0]) >> 16 != 0x0204 || bpf_ntohl(w[1]) >> 8 != 0x010303 ||
+		    bpf_ntohl(w[2]) != 0x01010402)
+			return false;
+		o->mss = (__u16)bpf_ntohl(w[0]);
+		o->wscale = sc_wscale_clamp(bpf_ntohl(w[1]) & 0xff);
+		o->sack = 1;
+		return true;
+	}
+	if (len == 20) {
+		w = parse_ptr(data, data_end, off, 20);
+		if (!w || bpf_ntohl(w[0]) >> 16 != 0x0204 || bpf_ntohl(w[1]) != 0x0402080a ||
+		    bpf_ntohl(w[4]) >> 8 != 0x010303)
+			return false;
+		o->mss = (__u16)bpf_ntohl(w[0]);
+		o->sack = 1;
+		o->ts = 1;
+		o->tsval = bpf_ntohl(w[2]);
+		o->tsecr = bpf_ntohl(w[3]);
+		o->wscale = sc_wscale_clamp(bpf_ntohl(w[4]) & 0xff);
+		return true;
+	}
+	return false;
+}
+
 /*
  * The TCP options of the segment at l4 (MSS, window scale, SACK permitted, timestamps) into t->o.
- * Copied out with one helper call into the work slot (the stack has no 40 bytes to spare), then walked
+ * A common layout is read in place (sc_opts_fast). Any other is copied out with one helper call into the work slot (the stack has no 40 bytes to spare), then walked
  * at most HYP_SC_OPT_STEPS options. The walk's offset and length are reloaded from the map, so the
  * verifier knows them only as bounded by the masks: with exact values it followed every combination
  * of option kinds and offsets and gave up; bpf_loop would cost a call per option.
@@ -137,6 +188,8 @@ static __always_inline void sc_opts_parse(struct xdp_md *ctx, struct hyp_sc_work
 	__builtin_memset(o, 0, sizeof(*o));
 	o->wscale = HYP_COOKIE_WSCALE_NONE;
 	if (len == 0 || len > HYP_TCP_OPT_MAX)
+		return;
+	if (sc_opts_fast(ctx, o, l4, len))
 		return;
 	/* the helper's length must be provably in [1, 40] in the register itself */
 	asm volatile("" : "+r"(len));
@@ -169,9 +222,7 @@ static __always_inline void sc_opts_parse(struct xdp_md *ctx, struct hyp_sc_work
 		if (kind == 2 && olen == 4) {
 			o->mss = (__u16)(b[(i + 2) & 63] << 8 | b[(i + 3) & 63]);
 		} else if (kind == 3 && olen == 3) {
-			__u32 ws = b[(i + 2) & 63];
-
-			o->wscale = ws > 14 ? 14 : ws;      /* RFC 7323: larger values mean 14 */
+			o->wscale = sc_wscale_clamp(b[(i + 2) & 63]);
 		} else if (kind == 4 && olen == 2) {
 			o->sack = 1;
 		} else if (kind == 8 && olen == 10) {

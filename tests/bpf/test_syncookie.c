@@ -99,6 +99,16 @@ struct synack {
 	bool ok;
 };
 
+/* Layouts the datapath recognises without walking (sc_opts_fast), and some it must walk. */
+static const uint8_t opts_mss_only[4] = { 2, 4, 0x05, 0xb4 };
+static const uint8_t opts_linux_ws15[20] = { 2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0x11, 0x22, 0x33, 0x44, 0, 0, 0, 0,
+					     1, 3, 3, 15 };
+static const uint8_t opts_macos[24] = { 2, 4, 0x05, 0xb4, 1, 3, 3, 6, 1, 1, 8, 10, 0x11, 0x22, 0x33, 0x44,
+					0, 0, 0, 0, 4, 2, 0, 0 };
+static const uint8_t opts_no_sack[20] = { 2, 4, 0x05, 0xa0, 1, 1, 8, 10, 0x11, 0x22, 0x33, 0x44, 0, 0, 0, 0,
+					  1, 3, 3, 7 };
+static const uint8_t opts_ws_first[12] = { 1, 3, 3, 5, 2, 4, 0x05, 0xb4, 4, 2, 1, 1 };
+
 /* Sends a SYN with the given options; checks the SYN-ACK in every field a client looks at. */
 static struct synack syn_roundtrip(struct dpt *t, int fam, uint16_t sport, const uint8_t *opt, int optlen,
 				   const char *what)
@@ -144,9 +154,14 @@ static struct synack syn_roundtrip(struct dpt *t, int fam, uint16_t sport, const
 	TAP_CHECK(mss > 0 && (th[mss + 2] << 8 | th[mss + 3]) == (fam == 4 ? 1460 : 1440),
 		  "%s: announces MSS %d", what, fam == 4 ? 1460 : 1440);
 	r.isn = be32(th + 4);
-	int ts = opt_find(th, 8);
-	if (ts > 0)
+	int ts = opt_find(th, 8), their_ts = opt_find(in.b + l4, 8);
+	TAP_EQ(ts > 0, their_ts > 0, "%s: timestamps in the reply exactly when the SYN had them", what);
+	if (ts > 0) {
 		r.tsval = be32(th + ts + 2);
+		if (their_ts > 0)
+			TAP_EQ(be32(th + ts + 6), be32(in.b + l4 + their_ts + 2), "%s: TSecr echoes the SYN's TSval",
+			       what);
+	}
 	(void)iph;
 	r.ok = true;
 	return r;
@@ -309,6 +324,41 @@ static void test_no_timestamps(struct dpt *t)
 		TAP_EQ(m.snd_wscale, HYP_COOKIE_WSCALE_NONE, "bare SYN: no window scale");
 		TAP_EQ(m.flags, 0, "bare SYN: no SACK, no timestamps");
 	}
+}
+
+/* One SYN with opt[0..optlen), its cookie ACK, and what the cookie carried to tc ingress. */
+static void layout_check(struct dpt *t, uint16_t sport, const uint8_t *opt, int optlen, const char *name,
+			 uint16_t mss, uint8_t wscale, uint8_t flags)
+{
+	struct frame ack;
+	uint8_t out[PKT_MAX];
+	uint32_t olen = 0;
+	struct hyp_cookie_meta m;
+	struct synack sa = syn_roundtrip(t, 4, sport, opt, optlen, name);
+
+	if (!sa.ok)
+		return;
+	ack_build(&ack, 4, sport, sa.isn + 1, flags & 2, sa.tsval);
+	TAP_EQ(run(t, &ack, out, &olen), XDP_PASS_RC, "%s: the ACK verifies", name);
+	if (olen != (uint32_t)ack.len + sizeof(m)) {
+		TAP_CHECK(0, "%s: metadata in front of the ACK", name);
+		return;
+	}
+	memcpy(&m, out, sizeof(m));
+	TAP_EQ(m.mss, mss, "%s: MSS %u from the cookie", name, mss);
+	TAP_EQ(m.snd_wscale, wscale, "%s: window scale %u from the cookie", name, wscale);
+	TAP_EQ(m.flags, flags, "%s: SACK/timestamp flags %u from the cookie", name, flags);
+}
+
+/* Option blocks: the layouts read with word compares and those walked agree on what they say. */
+static void test_layouts(struct dpt *t)
+{
+	layout_check(t, 46001, opts_mss_only, sizeof(opts_mss_only), "MSS-only SYN", 1460, HYP_COOKIE_WSCALE_NONE, 0);
+	layout_check(t, 46002, opts_linux_ws15, sizeof(opts_linux_ws15), "Linux SYN with window scale 15", 1460,
+		     14, 3);
+	layout_check(t, 46003, opts_macos, sizeof(opts_macos), "macOS SYN (walked)", 1460, 6, 3);
+	layout_check(t, 46004, opts_no_sack, sizeof(opts_no_sack), "Linux layout without SACK (walked)", 1440, 7, 2);
+	layout_check(t, 46005, opts_ws_first, sizeof(opts_ws_first), "window scale first (walked)", 1460, 5, 1);
 }
 
 static void test_refusals(struct dpt *t)
@@ -496,6 +546,7 @@ int main(void)
 	test_handshake(&t, 6);
 	test_clock(&t);
 	test_no_timestamps(&t);
+	test_layouts(&t);
 	test_refusals(&t);
 	test_closed_half_open(&t);
 	test_flood(&t);
