@@ -262,17 +262,21 @@ struct {
 } sc_work SEC(".maps");
 
 /* TCP 4-tuples that closed into TIME_WAIT lately (datapath-internal, bpf/syncookie.h sc_closed_*): a SYN
- * reusing one goes to the stack rather than getting a cookie. Direct-mapped by a hash of the tuple, one
- * 32-bit word per slot (when, and a tag of the hash); 2^18 slots (1 MiB, shared by all CPUs: written
- * once per closed connection, read once per SYN). */
-#ifndef HYP_SC_CLOSED_SLOTS
-#define HYP_SC_CLOSED_SLOTS (1u << 18)
-#endif
+ * reusing one goes to the stack rather than getting a cookie. Buckets of HYP_SC_CLOSED_WAYS 16-bit
+ * marks chosen by a hash of the tuple; 2048 buckets (16 KiB, shared by all CPUs: written once per
+ * connection the local side closes, read once per SYN). At most 32 KiB, so the kernel allocates it in
+ * its direct map (kmalloc) rather than with vmalloc: no TLB miss per SYN. */
+#define HYP_SC_CLOSED_BUCKETS 2048
+#define HYP_SC_CLOSED_WAYS 4
+struct hyp_sc_closed {
+	__u16 mark[HYP_SC_CLOSED_WAYS];  /* time << 8 | tag; 0 = empty */
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, HYP_SC_CLOSED_SLOTS);
+	__uint(max_entries, HYP_SC_CLOSED_BUCKETS);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct hyp_sc_closed);
 } sc_closed SEC(".maps");
 
 #endif /* HYP_MAPS_H */

@@ -174,10 +174,11 @@ static __always_inline bool sc_opts_fast(struct xdp_md *ctx, struct hyp_sc_opts 
 
 /*
  * The TCP options of the segment at l4 (MSS, window scale, SACK permitted, timestamps) into t->o.
- * A common layout is read in place (sc_opts_fast). Any other is copied out with one helper call into the work slot (the stack has no 40 bytes to spare), then walked
- * at most HYP_SC_OPT_STEPS options. The walk's offset and length are reloaded from the map, so the
- * verifier knows them only as bounded by the masks: with exact values it followed every combination
- * of option kinds and offsets and gave up; bpf_loop would cost a call per option.
+ * A common layout is read in place (sc_opts_fast). Any other is copied out with one helper call into
+ * the work slot (the stack has no 40 bytes to spare), then walked at most HYP_SC_OPT_STEPS options.
+ * The walk's offset and length are reloaded from the map, so the verifier knows them only as bounded
+ * by the masks: with exact values it followed every combination of option kinds and offsets and gave
+ * up; bpf_loop would cost a call per option.
  */
 static __always_inline void sc_opts_parse(struct xdp_md *ctx, struct hyp_sc_work *t, __u32 l4, __u32 len)
 {
@@ -242,16 +243,17 @@ static __always_inline void sc_opts_parse(struct xdp_md *ctx, struct hyp_sc_work
  * is newer. A cookie handshake cannot: its ACK meets the TIME_WAIT socket, which drops it, and the
  * client hangs. The socket that sends the first FIN is the one that ends in TIME_WAIT, so tc egress
  * marks the tuple in sc_closed when a local FIN goes out before the remote side's (ct_update), and a
- * SYN whose tuple was marked less than HYP_SC_CLOSED_WINDOW ago takes the usual path to the stack. Per SYN that is one inlined array lookup, not a lookup in `flows` (a random
- * flood key misses the cache: that halved the flood rate).
- * A slot holds the mark's time (HYP_SC_CLOSED_TIME_BITS of 2^30 ns units, wrapping) and a tag from the
- * hash bits the slot index does not use: another tuple in the slot costs a SYN its cookie only if the
- * tag matches too (1 in 4096); a newer mark in the slot erases the older one (that tuple is back to
- * the hang, rare with 2^18 slots).
+ * SYN whose tuple was marked less than HYP_SC_CLOSED_WINDOW ago takes the usual path to the stack.
+ * Per SYN that is one inlined array lookup, not a lookup in `flows` (a random flood key misses the
+ * cache: that halved the flood rate), in a table small enough to stay in the kernel's direct map: a
+ * 1 MiB one (vmalloc, 4 KiB pages) cost a flood 10-15 % in TLB misses.
+ * A mark is 16 bits: the time (8 bits of 2^30 ns units, wrapping every 275 s) and a tag (8 bits of
+ * the hash the bucket index does not use). A bucket holds HYP_SC_CLOSED_WAYS marks; a new one takes
+ * the place of its own tag's, else of the oldest. So a stranger's SYN loses its cookie only on a tag
+ * match with a live mark of its bucket (at most 4 in 256), and a mark is lost only when its bucket
+ * gets 4 newer ones within the window.
  */
 #define HYP_SC_CLOSED_WINDOW 64         /* units of 2^30 ns: 68.7 s, TCP_TIMEWAIT_LEN + the remote's FIN */
-#define HYP_SC_CLOSED_TIME_BITS 20      /* wraps after 13 days: a stale mark may pass for a new one, */
-#define HYP_SC_CLOSED_TAG_BITS 12       /* if its tag matches (the cost: one SYN without a cookie) */
 
 static __always_inline __u32 sc_fmix32(__u32 h)
 {
@@ -273,33 +275,54 @@ static __always_inline __u32 sc_closed_hash(const __u8 *saddr, const __u8 *daddr
 
 static __always_inline __u32 sc_closed_now(__u64 now)
 {
-	return (__u32)(now >> 30) & ((1u << HYP_SC_CLOSED_TIME_BITS) - 1);
+	return (__u32)(now >> 30) & 0xff;
+}
+
+static __always_inline __u32 sc_closed_age(__u32 mark, __u32 now)
+{
+	return (now - (mark >> 8)) & 0xff;
 }
 
 /* Mark the tuple of h (sc_closed_hash()) as closed now (sc_closed_now()). */
 static __always_inline void sc_closed_mark(__u32 h, __u32 now)
 {
-	__u32 slot = h & (HYP_SC_CLOSED_SLOTS - 1);
-	__u32 *v = bpf_map_lookup_elem(&sc_closed, &slot);
+	__u32 b = h & (HYP_SC_CLOSED_BUCKETS - 1), tag = h >> 24, victim = 0, oldest = 0;
+	struct hyp_sc_closed *c = bpf_map_lookup_elem(&sc_closed, &b);
 
-	if (v)
-		*v = now << HYP_SC_CLOSED_TAG_BITS | h >> (32 - HYP_SC_CLOSED_TAG_BITS);
+	if (!c)
+		return;
+#pragma unroll
+	for (int i = 0; i < HYP_SC_CLOSED_WAYS; i++) {
+		__u32 m = c->mark[i], age = m ? sc_closed_age(m, now) : 0xff;
+
+		if (m && (m & 0xff) == tag) {
+			victim = i;
+			break;
+		}
+		if (age >= oldest) {
+			oldest = age;
+			victim = i;
+		}
+	}
+	c->mark[victim & (HYP_SC_CLOSED_WAYS - 1)] = (__u16)(now << 8 | tag);
 }
 
 /* Did this tuple enter TIME_WAIT less than HYP_SC_CLOSED_WINDOW ago? (now: sc_closed_now()) */
 static __always_inline bool sc_closed_recent(__u32 h, __u32 now)
 {
-	__u32 slot = h & (HYP_SC_CLOSED_SLOTS - 1);
-	__u32 *v = bpf_map_lookup_elem(&sc_closed, &slot);
-	__u32 x;
+	__u32 b = h & (HYP_SC_CLOSED_BUCKETS - 1), tag = h >> 24;
+	struct hyp_sc_closed *c = bpf_map_lookup_elem(&sc_closed, &b);
 
-	if (!v)
+	if (!c)
 		return false;
-	x = *v;
-	if (!x || (x & ((1u << HYP_SC_CLOSED_TAG_BITS) - 1)) != h >> (32 - HYP_SC_CLOSED_TAG_BITS))
-		return false;
-	return ((now - (x >> HYP_SC_CLOSED_TAG_BITS)) & ((1u << HYP_SC_CLOSED_TIME_BITS) - 1)) <=
-	       HYP_SC_CLOSED_WINDOW;
+#pragma unroll
+	for (int i = 0; i < HYP_SC_CLOSED_WAYS; i++) {
+		__u32 m = c->mark[i];
+
+		if (m && (m & 0xff) == tag && sc_closed_age(m, now) <= HYP_SC_CLOSED_WINDOW)
+			return true;
+	}
+	return false;
 }
 
 /* The segment's addresses, ports and sequence number, as parse.h read them, into the work slot: the

@@ -117,7 +117,7 @@ enum hyp_counter {
 	HYP_C_COOKIE_ASSIGNED = 19, /* tc ingress: cookie ACK turned into a request socket of the listener */
 	HYP_C_COOKIE_NO_LISTENER = 20, /* tc ingress: no listening socket for a cookie ACK (stack resets) */
 	HYP_C_COOKIE_ASSIGN_FAIL = 21, /* tc ingress: the kernel refused the request socket */
-	HYP_C_COOKIE_TIME_WAIT = 22, /* SYNs left to the stack: the local side closed their 4-tuple first < 69 s ago */
+	HYP_C_COOKIE_TIME_WAIT = 22, /* SYNs left to the stack: the local side closed their tuple < 69 s ago */
 	HYP_C_MAX = 24
 };
 
