@@ -1,4 +1,4 @@
-/* Verdict accounting: one stats[] entry per packet, at the single exit, so seen == sum(stats). */
+/* Verdict accounting: one stats[] entry per packet, at its exit (xdp_verdict), so seen == sum(stats). */
 #ifndef HYP_STATS_H
 #define HYP_STATS_H
 
