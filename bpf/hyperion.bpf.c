@@ -166,9 +166,10 @@ static __always_inline int xdp_verdict(struct hyp_pkt *p, int reason, __u8 *verd
 	return act;
 }
 
-/* The exit of a packet xdp_parse() judged: its reasons have no event and it has no flow. A separate
- * exit so that the fields the rest of the pipeline fills are not live on these early branches: clang
- * re-stored their initial zeros on every one of them (~125 stack stores per packet in parse alone). */
+/* The exit of a packet xdp_parse() judged: its reasons have no event (ev_kind_of; test_fuzz checks
+ * that every due event comes) and it has no flow. A separate exit so that the fields the rest of the
+ * pipeline fills are not live on these early branches: clang re-stored their initial zeros on every
+ * one of them (~125 stack stores per packet in parse alone). */
 static __always_inline int xdp_finish_bare(struct hyp_pkt *p, int reason)
 {
 	__u8 verdict;
