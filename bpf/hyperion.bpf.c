@@ -67,31 +67,36 @@ static __always_inline int xdp_parse(struct xdp_md *ctx, void *data, void *data_
 	return parse_l3(ctx, false, data, data_end, p);
 }
 
-/* The ingress pipeline after xdp_parse(), in the order of docs/design.md; returns the packet's one
- * reason. data/data_end: as xdp_parse() saw them (read once: clang turns a second read of the context
- * into pointer arithmetic on it, which the verifier refuses). */
-static __always_inline int xdp_process(struct xdp_md *ctx, void *data, void *data_end, struct hyp_pkt *p)
+/* The front of the pipeline after xdp_parse(): the policy, then the verdict cache (bpf/vcache.h): a
+ * banned source's flood, and the rest of a dropped flow's, end here. The flow probe needs the ports,
+ * so L4 is parsed early (*l4), a failure judged in its usual place in xdp_process(). Only packets with
+ * payload probe for a flow (an empty ACK of a dropped flow finds HYP_FF_DROP in conntrack). Returns
+ * HYP_CONTINUE or a reason of a packet with no flow (xdp_finish_front()). data/data_end: as
+ * xdp_parse() saw them (read once: clang turns a second read of the context into pointer arithmetic
+ * on it, which the verifier refuses). */
+static __always_inline int xdp_front(void *data, void *data_end, struct hyp_pkt *p, int *l4)
 {
-	int r, l4 = HYP_CONTINUE;
+	int r = policy_load(p);
 
-	r = policy_load(p);
 	if (r != HYP_CONTINUE)
 		return r;
-	/* Verdict cache first (bpf/vcache.h): a banned source's flood, and the rest of a dropped flow's,
-	 * end here. The flow probe needs the ports, so L4 is parsed early, a failure judged in its usual
-	 * place below. Only packets with payload probe for a flow (an empty ACK of a dropped flow finds
-	 * HYP_FF_DROP in conntrack). */
 	r = ban_check_cached(p);
 	if (r != HYP_CONTINUE)
 		return r;
 	if (!p->nonfirst_frag && p->cfg->vcache) {
-		l4 = parse_l4(data, data_end, p);
-		if (l4 == HYP_CONTINUE && p->pay_len) {
-			r = vc_check(p);
-			if (r != HYP_CONTINUE)
-				return r;
-		}
+		*l4 = parse_l4(data, data_end, p);
+		if (*l4 == HYP_CONTINUE && p->pay_len)
+			return vc_check(p);
 	}
+	return HYP_CONTINUE;
+}
+
+/* The rest of the ingress pipeline, in the order of docs/design.md; returns the packet's one reason. */
+static __always_inline int xdp_process(struct xdp_md *ctx, void *data, void *data_end, struct hyp_pkt *p,
+				       int l4)
+{
+	int r;
+
 	r = allow_check(p);
 	if (r != HYP_CONTINUE)
 		return r;
@@ -215,13 +220,16 @@ int hyp_xdp(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct hyp_pkt p = {};
-	int r;
+	int r, l4 = HYP_CONTINUE;
 
 	hyp_count(HYP_C_SEEN);
 	r = xdp_parse(ctx, data, data_end, &p);
 	if (r != HYP_CONTINUE)
 		return xdp_finish_bare(&p, r);
-	return xdp_finish(ctx, &p, xdp_process(ctx, data, data_end, &p));
+	r = xdp_front(data, data_end, &p, &l4);
+	if (r != HYP_CONTINUE)
+		return xdp_finish(ctx, &p, r);      /* no flow: clang knows the flow's fields are zero */
+	return xdp_finish(ctx, &p, xdp_process(ctx, data, data_end, &p, l4));
 }
 
 /* Egress: the same parse, conntrack only. Never drops, never counts in stats[] (which books ingress
