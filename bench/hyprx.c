@@ -142,28 +142,6 @@ static void parse_args(int argc, char **argv, struct hr_opts *o)
 		usage();
 }
 
-struct hr_census {
-	unsigned long long live_est, live_new;
-};
-
-static int census_cb(const struct hyp_flow_key *k, const struct hyp_flow *f, bool est, void *arg)
-{
-	struct hr_census *c = arg;
-
-	(void)k;
-	(void)f;
-	if (est)
-		c->live_est++;
-	else
-		c->live_new++;
-	return 0;
-}
-
-static unsigned long long evicted(__u64 ins, __u64 del, unsigned long long live)
-{
-	return ins > del + live ? ins - del - live : 0;
-}
-
 struct hr_ctx {
 	struct hyp_dp *dp;
 	bool census;
@@ -206,18 +184,19 @@ static void print_books(void *ctx)
 	       (unsigned long long)t.counter[HYP_C_EV_SUBMITTED], (unsigned long long)t.counter[HYP_C_EV_LOST],
 	       (unsigned long long)t.counter[HYP_C_SCAN_BYTES]);
 	if (c->census) {
-		struct hr_census n = { 0 };
+		struct flow_census n;
 
-		if (flow_foreach(c->dp, census_cb, &n) < 0) {
+		/* the walk follows the counter read: exact while no flow is inserted or deleted in between
+		 * (the bench reads it between runs) */
+		if (flow_census(c->dp, 0, &n))
 			printf(" census=error");
-		} else {
-			/* the walk follows the counter read: exact while no flow is inserted or deleted in between
-			 * (the bench reads it between runs); an insert in between can only hide an eviction, a
-			 * delete in between shows as one */
-			printf(" flows_est=%llu flows_new=%llu evicted_est=%llu evicted_new=%llu", n.live_est, n.live_new,
-			       evicted(t.counter[HYP_C_CT_EST_INSERT], t.counter[HYP_C_CT_EST_DELETE], n.live_est),
-			       evicted(t.counter[HYP_C_CT_NEW_INSERT], t.counter[HYP_C_CT_NEW_DELETE], n.live_new));
-		}
+		else
+			printf(" flows_est=%llu flows_new=%llu evicted_est=%llu evicted_new=%llu",
+			       (unsigned long long)n.live_est, (unsigned long long)n.live_new,
+			       (unsigned long long)flow_evicted(t.counter[HYP_C_CT_EST_INSERT],
+								t.counter[HYP_C_CT_EST_DELETE], n.live_est),
+			       (unsigned long long)flow_evicted(t.counter[HYP_C_CT_NEW_INSERT],
+								t.counter[HYP_C_CT_NEW_DELETE], n.live_new));
 	}
 	printf("\n");
 	fflush(stdout);

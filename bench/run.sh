@@ -73,6 +73,22 @@ DUR=${BENCH_DURATION:-$DUR}
 log() { printf '[%3ds] %s\n' "$SECONDS" "$*" >&2; }
 rx() { ip netns exec "$NS_RX" "$@"; }
 tx() { ip netns exec "$NS_TX" "$@"; }
+stop_pid() {   # VAR: stop the process whose pid VAR holds (if any), reap it, clear VAR
+	local pid=${!1}
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	printf -v "$1" '%s' ''
+}
+wait_ready() {   # file pid steps: wait for file (20 ms steps, at most steps) while pid lives
+	local i
+	for i in $(seq 1 "$3"); do
+		[ -e "$1" ] && return 0
+		kill -0 "$2" 2>/dev/null || break
+		sleep 0.02
+	done
+	[ -e "$1" ]
+}
 
 cleanup() {
 	sys_down >/dev/null 2>&1
@@ -240,16 +256,10 @@ start_rx_prog() {   # command...
 	# ip netns exec execs the command, so $! is the program itself (a function here would be a subshell)
 	ip netns exec "$NS_RX" "$@" >"$SYS_OUT" 2>"$WORK/sys.err" &
 	SYS_PID=$!
-	local i
-	for i in $(seq 1 1000); do   # bounded: 20 s, loading 1M-entry maps takes a while
-		[ -e "$WORK/ready" ] && break
-		kill -0 "$SYS_PID" 2>/dev/null || break
-		sleep 0.02
-	done
-	if [ ! -e "$WORK/ready" ]; then
+	# bounded: 20 s, loading 1M-entry maps takes a while
+	if ! wait_ready "$WORK/ready" "$SYS_PID" 1000; then
 		log "bench: $SYS_NAME failed to start: $(tail -n 3 "$WORK/sys.err" | tr '\n' ' ')"
-		kill "$SYS_PID" 2>/dev/null; wait "$SYS_PID" 2>/dev/null
-		SYS_PID=
+		stop_pid SYS_PID
 		return 1
 	fi
 	pin_napi
@@ -350,24 +360,13 @@ sink_up() {
 	ip netns exec "$NS_TX" "$B/xdprx" "$IF_TX" sink "$WORK/sink.ready" "local=$TX4" "local=$TX6" \
 		"sport=$PORT_TCP" ack=1 $([ "$MODE" = smoke ] && echo verify) >"$SINK_OUT" 2>"$WORK/sink.err" &
 	SINK_PID=$!
-	local i
-	for i in $(seq 1 250); do   # bounded: 5 s
-		[ -e "$WORK/sink.ready" ] && return 0
-		kill -0 "$SINK_PID" 2>/dev/null || break
-		sleep 0.02
-	done
+	wait_ready "$WORK/sink.ready" "$SINK_PID" 250 && return 0   # bounded: 5 s
 	log "bench: reply sink failed to start: $(tail -n 3 "$WORK/sink.err" | tr '\n' ' ')"
-	kill "$SINK_PID" 2>/dev/null; wait "$SINK_PID" 2>/dev/null
-	SINK_PID=
+	stop_pid SINK_PID
 	return 1
 }
 
-sink_down() {
-	[ -n "$SINK_PID" ] || return 0
-	kill -TERM "$SINK_PID" 2>/dev/null
-	wait "$SINK_PID" 2>/dev/null
-	SINK_PID=
-}
+sink_down() { stop_pid SINK_PID; }
 
 # Snapshot: "returned=N synack=N bad=N": TCP frames received on the generator's end (not addressed to
 # it), the SYN-ACKs among them, and those that failed the check.
@@ -404,9 +403,7 @@ client_open() {   # family
 client_close() {
 	[ -n "$CLIENT_PID" ] || return 0
 	exec 8>&-
-	kill "$CLIENT_PID" 2>/dev/null
-	wait "$CLIENT_PID" 2>/dev/null
-	CLIENT_PID=
+	stop_pid CLIENT_PID
 }
 
 # After the flood: the client's connection still established at both ends, Hyperion's census shows no
@@ -442,11 +439,7 @@ check_flows() {   # scen client_ok reps
 }
 
 sys_down() {
-	if [ -n "$SYS_PID" ]; then
-		kill -TERM "$SYS_PID" 2>/dev/null
-		wait "$SYS_PID" 2>/dev/null
-		SYS_PID=
-	fi
+	stop_pid SYS_PID
 	case $SYS_NAME in
 	ipt_raw) rx iptables -t raw -F; rx ip6tables -t raw -F ;;
 	iptables)

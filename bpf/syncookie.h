@@ -173,18 +173,20 @@ static __always_inline bool sc_opts_fast(struct xdp_md *ctx, struct hyp_sc_opts 
 }
 
 /*
- * The TCP options of the segment at l4 (MSS, window scale, SACK permitted, timestamps) into t->o.
+ * The TCP options of the segment at l4 (header th: MSS, window scale, SACK permitted, timestamps) into
+ * t->o.
  * A common layout is read in place (sc_opts_fast). Any other is copied out with one helper call into
  * the work slot (the stack has no 40 bytes to spare), then walked at most HYP_SC_OPT_STEPS options.
  * The walk's offset and length are reloaded from the map, so the verifier knows them only as bounded
  * by the masks: with exact values it followed every combination of option kinds and offsets and gave
  * up; bpf_loop would cost a call per option.
  */
-static __always_inline void sc_opts_parse(struct xdp_md *ctx, struct hyp_sc_work *t, __u32 l4, __u32 len)
+static __always_inline void sc_opts_parse(struct xdp_md *ctx, struct hyp_sc_work *t, __u32 l4,
+					  const struct tcphdr *th)
 {
 	struct hyp_sc_opts *o = &t->o;
 	const __u8 *b = (const __u8 *)t->opt;
-	__u32 i;
+	__u32 i, len = th->doff * 4 > sizeof(*th) ? th->doff * 4 - sizeof(*th) : 0;
 
 	__builtin_memset(o, 0, sizeof(*o));
 	o->wscale = HYP_COOKIE_WSCALE_NONE;
@@ -283,11 +285,19 @@ static __always_inline __u32 sc_closed_age(__u32 mark, __u32 now)
 	return (now - (mark >> 8)) & 0xff;
 }
 
+/* The bucket of the tuple whose sc_closed_hash() is h; its tag is h >> 24. */
+static __always_inline struct hyp_sc_closed *sc_closed_bucket(__u32 h)
+{
+	__u32 b = h & (HYP_SC_CLOSED_BUCKETS - 1);
+
+	return bpf_map_lookup_elem(&sc_closed, &b);
+}
+
 /* Mark the tuple of h (sc_closed_hash()) as closed now (sc_closed_now()). */
 static __always_inline void sc_closed_mark(__u32 h, __u32 now)
 {
-	__u32 b = h & (HYP_SC_CLOSED_BUCKETS - 1), tag = h >> 24, victim = 0, oldest = 0;
-	struct hyp_sc_closed *c = bpf_map_lookup_elem(&sc_closed, &b);
+	struct hyp_sc_closed *c = sc_closed_bucket(h);
+	__u32 tag = h >> 24, victim = 0, oldest = 0;
 
 	if (!c)
 		return;
@@ -310,8 +320,8 @@ static __always_inline void sc_closed_mark(__u32 h, __u32 now)
 /* Did this tuple enter TIME_WAIT less than HYP_SC_CLOSED_WINDOW ago? (now: sc_closed_now()) */
 static __always_inline bool sc_closed_recent(__u32 h, __u32 now)
 {
-	__u32 b = h & (HYP_SC_CLOSED_BUCKETS - 1), tag = h >> 24;
-	struct hyp_sc_closed *c = bpf_map_lookup_elem(&sc_closed, &b);
+	struct hyp_sc_closed *c = sc_closed_bucket(h);
+	__u32 tag = h >> 24;
 
 	if (!c)
 		return false;
@@ -325,13 +335,19 @@ static __always_inline bool sc_closed_recent(__u32 h, __u32 now)
 	return false;
 }
 
+static __always_inline struct hyp_sc_work *sc_work_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&sc_work, &zero);
+}
+
 /* The segment's addresses, ports and sequence number, as parse.h read them, into the work slot: the
  * cookie functions are global (they cannot take a struct hyp_pkt, which holds pointers), so this is how
  * they see the packet. NULL cannot happen for index 0 of a one-entry array. */
 static __always_inline struct hyp_sc_work *sc_work_fill(const struct hyp_pkt *p)
 {
-	__u32 zero = 0;
-	struct hyp_sc_work *t = bpf_map_lookup_elem(&sc_work, &zero);
+	struct hyp_sc_work *t = sc_work_get();
 
 	if (!t)
 		return NULL;
@@ -358,13 +374,6 @@ static __always_inline __u32 sc_off(__u32 off)
 {
 	asm volatile("" : "+r"(off));
 	return off & HYP_PARSE_OFF_MAX;
-}
-
-static __always_inline struct hyp_sc_work *sc_work_get(void)
-{
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&sc_work, &zero);
 }
 
 /* Fold a 64-bit sum of 32-bit words into the 16-bit ones' complement checksum (as stored). */
@@ -515,7 +524,7 @@ __noinline int hyp_sc_syn(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 cookie_m
 	if (!th)
 		return HYP_CONTINUE;
 	v4 = t->family == HYP_AF_INET;
-	sc_opts_parse(ctx, t, l4, th->doff * 4 > sizeof(*th) ? th->doff * 4 - sizeof(*th) : 0);
+	sc_opts_parse(ctx, t, l4, th);
 	o = &t->o;
 	mss = o->mss ? o->mss : 536;      /* no option: the default every TCP must accept */
 	for (mssi = 3; mssi > 0; mssi--)
@@ -533,8 +542,8 @@ __noinline int hyp_sc_syn(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 cookie_m
 }
 
 /* Does the ACK at l4 (its tuple in the work slot: sc_work_fill()) carry a cookie of ours made in this
- * tick? 0 (the cookie's options byte left in t->isn), or -1. The caller asks for this tick, then the previous one: one MAC per call keeps the
- * frame small (its stack adds to the pipeline's). */
+ * tick? 0 (the cookie's options byte left in t->isn), or -1. The caller asks for this tick, then the
+ * previous one: one MAC per call keeps the frame small (its stack adds to the pipeline's). */
 __noinline int hyp_sc_ack(struct xdp_md *ctx, __u32 l4, __u64 tick)
 {
 	const struct hyp_cookie_key *key = sc_key();
@@ -577,7 +586,7 @@ __noinline int hyp_sc_meta(struct xdp_md *ctx, __u32 l3, __u32 l4)
 	opts = t->isn;
 	__builtin_memset(&t->o, 0, sizeof(t->o));
 	if (opts & SC_OPT_TS)
-		sc_opts_parse(ctx, t, l4, th->doff * 4 > sizeof(*th) ? th->doff * 4 - sizeof(*th) : 0);
+		sc_opts_parse(ctx, t, l4, th);
 	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(*m)))
 		return -1;
 	data = (void *)(long)ctx->data;

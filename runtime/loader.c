@@ -659,6 +659,16 @@ static void detach_iface(struct hyp_dp *dp, int slot)
 	detach_tc(dp, slot, &tc_ingress);
 }
 
+/* A failed attach: a link this call re-adopted from its pin is left attached and pinned (only our fd is
+ * dropped), so the detach that follows cannot touch it. */
+static void link_fd_keep_pinned(int *fd, bool readopted)
+{
+	if (*fd >= 0 && readopted) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
 int dp_attach(struct hyp_dp *dp, const char *ifname, enum hyp_xdp_mode mode)
 {
 	int slot = dp->nifaces, ifindex, err;
@@ -701,18 +711,9 @@ int dp_attach(struct hyp_dp *dp, const char *ifname, enum hyp_xdp_mode mode)
 		/* Undo this call only: a re-adopted link was working before us, so detaching it here would
 		 * open the very window re-adoption avoids. Keep it pinned, just drop our fd. */
 		typeof(dp->ifaces[0]) *ifc = &dp->ifaces[slot];
-		if (ifc->xdp_link_fd >= 0 && xdp_readopted) {
-			close(ifc->xdp_link_fd);
-			ifc->xdp_link_fd = -1;
-		}
-		if (ifc->tc_link_fd >= 0 && tce_readopted) {
-			close(ifc->tc_link_fd);
-			ifc->tc_link_fd = -1;
-		}
-		if (ifc->tci_link_fd >= 0 && tci_readopted) {
-			close(ifc->tci_link_fd);
-			ifc->tci_link_fd = -1;
-		}
+		link_fd_keep_pinned(&ifc->xdp_link_fd, xdp_readopted);
+		link_fd_keep_pinned(&ifc->tc_link_fd, tce_readopted);
+		link_fd_keep_pinned(&ifc->tci_link_fd, tci_readopted);
 		detach_iface(dp, slot);
 		return err;
 	}

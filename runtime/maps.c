@@ -1007,6 +1007,37 @@ int flow_foreach(struct hyp_dp *dp, flow_iter_fn fn, void *arg)
 	return rc;
 }
 
+static int census_cb(const struct hyp_flow_key *k, const struct hyp_flow *f, bool est, void *arg)
+{
+	struct flow_census *c = arg;
+
+	(void)k;
+	if (c->limit && c->seen >= c->limit) {
+		c->truncated = true;
+		return 1;
+	}
+	c->seen++;
+	if (f->state < HYP_CT_STATE_MAX)
+		c->state[f->state]++;
+	if (est)
+		c->live_est++;
+	else
+		c->live_new++;
+	return 0;
+}
+
+int flow_census(struct hyp_dp *dp, __u64 limit, struct flow_census *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->limit = limit;
+	return flow_foreach(dp, census_cb, c) < 0 ? -EIO : 0;
+}
+
+__u64 flow_evicted(__u64 inserts, __u64 deletes, __u64 live)
+{
+	return inserts > deletes + live ? inserts - deletes - live : 0;
+}
+
 /* ---- stats ------------------------------------------------------------------------------------ */
 
 int stats_read(struct hyp_dp *dp, struct hyp_totals *t)

@@ -71,6 +71,16 @@ int flow_delete(struct hyp_dp *dp, const struct hyp_flow_key *k);   /* from whic
 typedef int (*flow_iter_fn)(const struct hyp_flow_key *k, const struct hyp_flow *f, bool established,
 			    void *arg);
 int flow_foreach(struct hyp_dp *dp, flow_iter_fn fn, void *arg);
+/* Live flows by state and by table, reading at most limit entries (0: all; truncated says it stopped). */
+struct flow_census {
+	__u64 state[HYP_CT_STATE_MAX];
+	__u64 live_est, live_new, seen, limit;
+	bool truncated;
+};
+int flow_census(struct hyp_dp *dp, __u64 limit, struct flow_census *c);   /* 0 or -EIO (logged) */
+/* Flows a table lost to LRU pressure: its inserts - deletes - live entries (counters read before the
+ * census: an insert in between can only hide an eviction, a delete in between shows as one). */
+__u64 flow_evicted(__u64 inserts, __u64 deletes, __u64 live);
 
 /* Stats summed over CPUs. */
 struct hyp_totals {

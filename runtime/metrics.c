@@ -66,31 +66,6 @@ static void help_type(struct evbuffer *o, const char *name, const char *type, co
 	evbuffer_add_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-struct flow_census {
-	__u64 state[HYP_CT_STATE_MAX];
-	__u64 live_est, live_new, seen;
-	bool truncated;
-};
-
-static int census_cb(const struct hyp_flow_key *k, const struct hyp_flow *f, bool est, void *arg)
-{
-	struct flow_census *c = arg;
-	(void)k;
-
-	if (c->seen >= HYP_METRICS_FLOWS_WALK_MAX) {
-		c->truncated = true;
-		return 1;
-	}
-	c->seen++;
-	if (f->state < HYP_CT_STATE_MAX)
-		c->state[f->state]++;
-	if (est)
-		c->live_est++;
-	else
-		c->live_new++;
-	return 0;
-}
-
 static int ban_count_cb(const struct hyp_cidr *c, const struct hyp_ban *b, void *arg)
 {
 	__u64 *n = arg;
@@ -110,7 +85,7 @@ static int allow_count_cb(const struct hyp_cidr *c, const struct hyp_allow *a, v
 
 static __u64 evictions(__u64 ins, __u64 del, __u64 live, __u64 *last)
 {
-	__u64 v = ins > del + live ? ins - del - live : 0;
+	__u64 v = flow_evicted(ins, del, live);
 
 	if (v > *last)
 		*last = v;
@@ -120,7 +95,7 @@ static __u64 evictions(__u64 ins, __u64 del, __u64 live, __u64 *last)
 int metrics_render(struct hyp_daemon *d, struct hyp_metrics *m, struct evbuffer *o)
 {
 	struct hyp_totals t;
-	struct flow_census fc = {0};
+	struct flow_census fc;
 	const struct hyp_rt_stats *st = &d->st;
 	__u64 bans = 0, allows = 0;
 	int rc = stats_read(&d->dp, &t);
@@ -142,7 +117,7 @@ int metrics_render(struct hyp_daemon *d, struct hyp_metrics *m, struct evbuffer 
 		}
 	}
 
-	flow_foreach(&d->dp, census_cb, &fc);
+	flow_census(&d->dp, HYP_METRICS_FLOWS_WALK_MAX, &fc);
 	help_type(o, "hyperion_flows", "gauge", "Tracked flows by conntrack state (see hyperion_flows_truncated).");
 	for (unsigned s = 1; s < HYP_CT_STATE_MAX; s++)
 		evbuffer_add_printf(o, "hyperion_flows{state=\"%s\"} %llu\n", ct_state_name(s),

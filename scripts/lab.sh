@@ -185,17 +185,22 @@ lab_start_http_on() {   # ns port url-host [probe-ns]
 	return 1
 }
 
-# A TCP echo server (ncat, v4 and v6) in NS on PORT: for long-lived connections.
-lab_start_echo() {   # ns port
-	in_ns "$1" ncat -l -k "$2" --exec /bin/cat >"$LAB_DIR/echo-$1-$2.log" 2>&1 &
-	local i
+# A TCP server (ncat, v4 and v6) in NS on PORT running ncat's per-connection option (--exec CMD,
+# --sh-exec CMD); waits (bounded: 5 s) until it listens.
+lab_start_ncat() {   # ns port ncat-option...
+	local ns=$1 port=$2 i
+	shift 2
+	in_ns "$ns" ncat -l -k "$port" "$@" >"$LAB_DIR/ncat-$ns-$port.log" 2>&1 &
 	for i in $(seq 1 50); do
-		in_ns "$1" ss -Hltn "sport = :$2" 2>/dev/null | grep -q LISTEN && return 0
+		in_ns "$ns" ss -Hltn "sport = :$port" 2>/dev/null | grep -q LISTEN && return 0
 		sleep 0.1
 	done
-	echo "echo server on $1:$2 did not come up" >&2
+	echo "ncat server on $ns:$port did not come up" >&2
 	return 1
 }
+
+# A TCP echo server in NS on PORT: for long-lived connections.
+lab_start_echo() { lab_start_ncat "$1" "$2" --exec /bin/cat; }   # ns port
 
 # The python helpers below, run with the system python (scapy), in the root or a lab namespace.
 labtool() { "$LAB_PY" "$LAB_DIR/labtool.py" "$@"; }

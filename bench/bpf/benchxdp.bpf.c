@@ -280,6 +280,14 @@ int rx_pass(struct xdp_md *ctx)
 	return XDP_PASS;
 }
 
+static __always_inline void swap_ports(__u16 *l4)
+{
+	__u16 t = l4[0];
+
+	l4[0] = l4[1];
+	l4[1] = t;
+}
+
 /* Ceiling for traffic answered from XDP: every frame bounced back out of the interface it came in on,
  * MACs, addresses and ports swapped (checksums unchanged: swapping words keeps the sum), nothing else.
  * Any real answer (Hyperion's SYN cookie) does at least this, plus its own work. */
@@ -309,9 +317,7 @@ int rx_tx(struct xdp_md *ctx)
 		t32 = *(__u32 *)(ip + 12);
 		*(__u32 *)(ip + 12) = *(__u32 *)(ip + 16);
 		*(__u32 *)(ip + 16) = t32;
-		t16 = l4[0];
-		l4[0] = l4[1];
-		l4[1] = t16;
+		swap_ports(l4);
 	} else if (eth[6] == bswap16(0x86dd)) {
 		__u32 *a = data + ETH_HLEN_BENCH + 8;
 		__u16 *l4 = (__u16 *)(a + 8);
@@ -323,9 +329,7 @@ int rx_tx(struct xdp_md *ctx)
 			a[i] = a[i + 4];
 			a[i + 4] = t32;
 		}
-		t16 = l4[0];
-		l4[0] = l4[1];
-		l4[1] = t16;
+		swap_ports(l4);
 	} else {
 		return XDP_DROP;
 	}

@@ -44,8 +44,8 @@ head -c 2000000 /dev/urandom >"$LAB_DIR/www/big.bin"
 BIG_SHA=$(sha256sum <"$LAB_DIR/www/big.bin" | cut -d' ' -f1)
 lab_start_http || { notok "HTTP server on :80"; finish; }
 lab_start_echo "$LAB_NS_SERVER" 22 || { notok "echo server on :22"; finish; }
-srv ncat -l -k 23 --sh-exec 'echo tw-hello' >"$LAB_DIR/tw-server.log" 2>&1 &   # closes first (1b)
-SRV_PIDS+=($!)
+# writes a line and closes first (1b)
+lab_start_ncat "$LAB_NS_SERVER" 23 --sh-exec 'echo tw-hello' || { notok "line server on :23"; finish; }
 # nothing listens on 81 (open in the policy); 82 is closed in the policy
 
 write_policy() {   # syn_cookies(true|false) [more hx.config keys, with a leading comma]
