@@ -195,7 +195,7 @@ static __always_inline int xdp_finish(struct xdp_md *ctx, struct hyp_pkt *p, int
 		return act;
 	if (p->ev_flow)
 		ev_flow(p, p->ev_flow, reason, verdict);
-	kind = ev_kind_of(reason);
+	kind = p->ev_done ? 0 : ev_kind_of(reason);
 	if (kind) {
 		struct hyp_event *e;
 

@@ -203,7 +203,10 @@ struct hyp_vcache {
 	__u32 sig;                  /* the flow's drop signature */
 	__u32 serial;               /* made under this config serial, */
 	__u32 epoch;                /* and this state epoch */
-	__u32 hits;                 /* source entry: ban hits counted here, not yet carried to the ban */
+	__u8 hits;                  /* source entry: ban hits counted here, not yet carried to the ban */
+	__u8 ev_pending;            /* events this entry suppressed, not yet handed to ev_cache/ev_sample */
+	__u16 ev_early;             /* the entry's events are suppressed until until_ns minus this many
+				     * 2^HYP_VCACHE_EV_SHIFT ns (bpf/vcache.h vc_ev) */
 	__u64 until_ns;             /* datapath clock; 0 = empty */
 };
 

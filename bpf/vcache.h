@@ -27,6 +27,91 @@
 /* A ban is cached from this many hits on, and its cached hits are carried back every this many: its
  * hits count stays exact below it, and above it at most this many less one per CPU behind. */
 #define HYP_VCACHE_BAN_MIN 64
+/* A cached drop's event (BLOCK for a source entry, MATCH for a flow entry) is sampled like any other,
+ * per (source, kind) (bpf/events.h). Once the pair's bucket is found empty, the entry keeps the time
+ * its next token is due (ev_early: 16-bit, in units of 2^HYP_VCACHE_EV_SHIFT ns = 16.4 us, counted back
+ * from until_ns, so it spans the whole TTL) and suppresses the flood's events itself: no sample key,
+ * no hash, no shared line. It counts them (ev_pending, at most HYP_VCACHE_EV_MAX, then it hands them
+ * over) and hands them to the pair when that time comes, or when the entry ends, so the next event
+ * delivered carries them in its suppressed count. */
+#define HYP_VCACHE_EV_SHIFT 14
+#define HYP_VCACHE_EV_UNKNOWN 0xffff    /* not learnt yet: the events go the usual way */
+#define HYP_VCACHE_EV_MAX 255           /* ev_pending's width: the most stranded per entry and CPU */
+_Static_assert(((__u64)HYP_VCACHE_EV_UNKNOWN << HYP_VCACHE_EV_SHIFT) > HYP_VCACHE_TTL_NS,
+	       "an unknown quiet time must end before any entry was made");
+_Static_assert(HYP_VCACHE_BAN_MIN <= 255, "hits is 8 bits wide");
+
+/*
+ * Hand the events entry e suppressed to its (source, kind) pair: to the pair's ev_cache slot, where
+ * the next delivered event collects them, or to its ev_sample entry if another pair holds the slot.
+ * With learn (e is live and its quiet time is over), also read the time the pair's next token is due
+ * from the slot: if it has not come yet, e learns it and this packet's event is suppressed too
+ * (returns 1; 0: the event goes the usual way). A global function: verified once, called once per
+ * quiet period of an entry and when an entry with pending events ends.
+ */
+__noinline int hyp_vc_ev(struct hyp_vcache *e, __u64 now, int learn)
+{
+	struct hyp_sample_key k __attribute__((aligned(8))) = {};
+	struct hyp_ev_cache *c;
+	__u32 slot, n;
+	__u64 early;
+	bool hit;
+
+	if (!e)                     /* a global function's pointer argument may be NULL */
+		return 0;
+	hyp_addr_copy(k.addr, e->saddr);
+	k.family = e->family;
+	k.kind = e->proto ? HYP_EV_MATCH : HYP_EV_BLOCK;
+	slot = ev_cache_slot(&k);
+	c = bpf_map_lookup_elem(&ev_cache, &slot);
+	hit = c && ev_key_eq(&c->key, &k);
+	n = e->ev_pending;
+	e->ev_pending = 0;
+	if (n) {
+		if (hit) {
+			__sync_fetch_and_add(&c->pending, n);
+		} else {
+			struct hyp_sample *s = bpf_map_lookup_elem(&ev_sample, &k);
+
+			if (s)
+				s->suppressed += n;
+		}
+	}
+	if (!learn || !c || !hit || now >= c->until_ns)
+		return 0;
+	/* rounded up, so the entry's quiet time ends no later than the pair's */
+	early = e->until_ns > c->until_ns ? (e->until_ns - c->until_ns + (1 << HYP_VCACHE_EV_SHIFT) - 1) >>
+						    HYP_VCACHE_EV_SHIFT : 0;
+	e->ev_early = early < HYP_VCACHE_EV_UNKNOWN ? early : HYP_VCACHE_EV_UNKNOWN;
+	e->ev_pending = 1;
+	hyp_count(HYP_C_EV_SAMPLED);
+	return 1;
+}
+
+/* This hit's event: suppressed by the entry while the pair's quiet time lasts (p->ev_done), else
+ * learnt or left to xdp_finish(). */
+static __always_inline void vc_ev(struct hyp_pkt *p, struct hyp_vcache *e)
+{
+	if (!p->cfg->ev_rate)
+		return;
+	if (e->ev_pending < HYP_VCACHE_EV_MAX &&
+	    pkt_now(p) + ((__u64)e->ev_early << HYP_VCACHE_EV_SHIFT) < e->until_ns) {
+		e->ev_pending += 1;
+		hyp_count(HYP_C_EV_SAMPLED);
+		p->ev_done = 1;
+	} else if (hyp_vc_ev(e, pkt_now(p), 1)) {
+		p->ev_done = 1;
+	}
+}
+
+/* End entry e: it keeps its key (and a source entry its hits) for the refill; its events go to
+ * their pair now. */
+static __always_inline void vc_empty(struct hyp_vcache *e)
+{
+	e->until_ns = 0;
+	if (e->ev_pending)
+		hyp_vc_ev(e, 0, 0);
+}
 
 /* Build the key of a flow entry (flow) or a source entry into v; returns its slot: a multiplicative
  * hash of the folded words, top bits (the best mixed), masked by the power-of-two slot count, which
@@ -80,7 +165,7 @@ static __always_inline struct hyp_vcache *vc_live(struct hyp_pkt *p, bool flow)
 	if (!e || !e->until_ns || !vc_key_eq(e, &k))
 		return NULL;
 	if (e->serial != p->cfg->serial || e->epoch != p->epoch || pkt_now(p) >= e->until_ns) {
-		e->until_ns = 0;
+		vc_empty(e);
 		return NULL;
 	}
 	return e;
@@ -105,6 +190,7 @@ static __always_inline int vc_check(struct hyp_pkt *p)
 	p->action = e->action;
 	p->state = e->state;
 	hyp_count(HYP_C_VCACHE_HIT);
+	vc_ev(p, e);
 	return HYP_R_DROP_SIG;
 }
 
@@ -117,18 +203,22 @@ static __always_inline int vc_check_src(struct hyp_pkt *p)
 	if (!e)
 		return HYP_CONTINUE;
 	if (e->hits >= HYP_VCACHE_BAN_MIN - 1) {
-		e->until_ns = 0;
+		vc_empty(e);
 		return HYP_CONTINUE;
 	}
 	e->hits += 1;
 	hyp_count(HYP_C_VCACHE_HIT);
+	vc_ev(p, e);
 	return HYP_R_DROP_BANNED;
 }
 
-/* Write entry e for key k (the caller settled what the slot held before). */
+/* Write entry e for key k (the caller settled the ban hits the slot held before; its events go to
+ * their pair here). */
 static __always_inline void vc_write(struct hyp_pkt *p, struct hyp_vcache *e, const struct hyp_vcache *k,
 				     __u64 until, __u32 sig, __u8 action)
 {
+	if (e->ev_pending)
+		hyp_vc_ev(e, 0, 0);
 	hyp_addr_copy(e->saddr, k->saddr);
 	hyp_addr_copy(e->daddr, k->daddr);
 	e->sport = k->sport;
@@ -139,6 +229,8 @@ static __always_inline void vc_write(struct hyp_pkt *p, struct hyp_vcache *e, co
 	e->action = action;
 	e->state = p->state;
 	e->hits = 0;
+	e->ev_pending = 0;
+	e->ev_early = HYP_VCACHE_EV_UNKNOWN;
 	e->serial = p->cfg->serial;
 	e->epoch = p->epoch;
 	e->until_ns = until;
@@ -188,7 +280,7 @@ static __always_inline void vc_forget(struct hyp_pkt *p)
 		slot = vc_key_of(p->daddr, p->saddr, p->dport, p->sport, p->proto, p->family, true, &k);
 	e = bpf_map_lookup_elem(&vcache, &slot);
 	if (e && e->until_ns && vc_key_eq(e, &k))
-		e->until_ns = 0;
+		vc_empty(e);
 }
 
 #endif /* HYP_VCACHE_H */

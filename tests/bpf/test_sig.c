@@ -1,5 +1,6 @@
 /* Payload signatures through the real XDP program: actions, TCP stream state, scope, depths, reloads. */
 #include <errno.h>
+#include <inttypes.h>
 #include <linux/pkt_cls.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
@@ -12,12 +13,14 @@
 #include "sigtest.h"
 #include "rand.h"
 #include "hyperion.skel.h"
+#include "maps.h"
 
 #define CLIENT4 "192.0.2.10"
 #define SERVER4 "198.51.100.1"
 #define CLIENT6 "2001:db8::10"
 #define SERVER6 "2001:db8:1::1"
 #define ISN 1000000u
+#define NS_PER_S 1000000000ULL
 #define PERF_REPEAT 20000       /* bpf_prog_test_run repetitions per measurement (information only) */
 #define PERF_TRIES 3
 #define RAND_PACKETS 300        /* random datagrams compared with the user-space reference */
@@ -655,6 +658,94 @@ static void perf_report(void)
 	}
 }
 
+/* Totals of one event kind drained so far: events delivered and the suppressed counts they carry. */
+struct ev_tally {
+	uint64_t delivered, suppressed;
+};
+
+static void ev_tally_drain(struct dpt *t, struct ev_tally *match, struct ev_tally *block)
+{
+	dpt_events(t);
+	for (int i = 0; i < t->nev; i++) {
+		struct ev_tally *y = t->ev[i].kind == HYP_EV_MATCH ? match :
+				     t->ev[i].kind == HYP_EV_BLOCK ? block : NULL;
+
+		if (y) {
+			y->delivered++;
+			y->suppressed += t->ev[i].suppressed;
+		}
+	}
+}
+
+/* A cached drop's events are sampled by its verdict cache entry once the (source, kind) bucket ran
+ * dry (bpf/vcache.h vc_ev): every event a flood asked for is either delivered or counted in the
+ * suppressed field of a later one, through the entry's quiet periods ending and its end. Floods of a
+ * dropped flow (MATCH) and of a banned source (BLOCK), for at least FLOOD_MIN_MS so that buckets
+ * refill (the coarse clock moves every tick) and entries learn and hand over several times. */
+#define FLOOD_MIN_MS 40
+#define FLOOD_MAX 400000
+#define FLOOD_EV_RATE 1000      /* per second: a token every millisecond */
+static void test_cached_drop_events(void)
+{
+	struct peer u = { 4, CLIENT4, SERVER4, 40300, 53 };
+	struct peer banned = { 4, "203.0.113.9", SERVER4, 40301, 53 };
+	struct hyp_lpm4_key unban = { .prefixlen = 32, .addr = { 203, 0, 113, 9 } };
+	struct ev_tally match = { 0, 0 }, block = { 0, 0 };
+	uint8_t fu[PKT_MAX], fb[PKT_MAX];
+	uint64_t t0, n = 0, hits0, bad = 0;
+	int lu, lb;
+	struct dpt t;
+
+	def_add(0, "ban", "EVIL-BAN", HYP_ACT_BAN, 0, 0, 0);
+	if (!sig_open(&t, 1, "cached drop events"))
+		return;
+	t.cfg.ev_rate = FLOOD_EV_RATE;
+	t.cfg.ev_burst = 2;
+	dpt_sigset_push(&t, &set, false);
+	TAP_EQ(dpt_ban(&t, "203.0.113.9/32", 0, 1), 0, "cached drop events: ban a source");
+	udp_send(&t, &u, "x EVIL-BAN", 10, XDP_DROP, HYP_R_DROP_SIG, "cached drop events: the match drops the flow");
+	lu = udp_pkt(&u, "hello", 5, fu);
+	lb = udp_pkt(&banned, "hello", 5, fb);
+	hits0 = dpt_counter(&t, HYP_C_VCACHE_HIT);
+	t0 = dpt_mono_ns();
+	while (n < FLOOD_MAX && (n < 2000 || dpt_mono_ns() - t0 < FLOOD_MIN_MS * 1000000ull)) {
+		bad += dpt_xdp(&t, fu, lu) != XDP_DROP;
+		bad += dpt_xdp(&t, fb, lb) != XDP_DROP;
+		if (++n % 64 == 0)
+			ev_tally_drain(&t, &match, &block);
+	}
+	/* The ban lifted (what ban_del() does: delete, then bump the epoch): the source's entry ends at its
+	 * next frame, which passes, and is not refilled: it hands its count over as it ends. */
+	TAP_EQ(bpf_map_delete_elem(bpf_map__fd(t.skel->maps.bans4), &unban), 0, "cached drop events: unban");
+	TAP_EQ(state_epoch_bump(bpf_map__fd(t.skel->maps.gen)), 0, "cached drop events: epoch bumped");
+	TAP_EQ(dpt_xdp(&t, fb, lb), XDP_PASS, "cached drop events: the unbanned source passes");
+	TAP_EQ(dpt_ban(&t, "203.0.113.9/32", 0, 1), 0, "cached drop events: banned again");
+	/* a config push 10 s later: the flow's entry ends too (another serial); the next event of each
+	 * pair carries what its entry held */
+	t.cfg.clock_offset_ns += 10 * NS_PER_S;
+	dpt_sigset_push(&t, &set, false);
+	bad += dpt_xdp(&t, fu, lu) != XDP_DROP;
+	bad += dpt_xdp(&t, fb, lb) != XDP_DROP;
+	ev_tally_drain(&t, &match, &block);
+	TAP_EQ(bad, 0, "cached drop events: %" PRIu64 " frames of each flood all dropped", n + 1);
+	TAP_CHECK(dpt_counter(&t, HYP_C_VCACHE_HIT) - hits0 >= n,
+		  "cached drop events: most of both floods came from the cache (%" PRIu64 " hits)",
+		  dpt_counter(&t, HYP_C_VCACHE_HIT) - hits0);
+	/* the first match event came before the tally started */
+	TAP_EQ(match.delivered + match.suppressed, n + 2,
+	       "cached drop events: MATCH delivered %" PRIu64 " + suppressed %" PRIu64 " == asked for",
+	       match.delivered, match.suppressed);
+	TAP_EQ(block.delivered + block.suppressed, n + 1,
+	       "cached drop events: BLOCK delivered %" PRIu64 " + suppressed %" PRIu64 " == asked for",
+	       block.delivered, block.suppressed);
+	TAP_CHECK(match.delivered >= 10 && block.delivered >= 10,
+		  "cached drop events: buckets refilled during the floods (%" PRIu64 ", %" PRIu64 " delivered)",
+		  match.delivered, block.delivered);
+	TAP_EQ(dpt_counter(&t, HYP_C_EV_SAMPLED), match.suppressed + block.suppressed,
+	       "cached drop events: EV_SAMPLED == the suppressed counts delivered");
+	dpt_close(&t);
+}
+
 int main(void)
 {
 	struct dpt probe;
@@ -673,6 +764,7 @@ int main(void)
 	test_stream_depth();
 	test_monitor();
 	test_dropped_flow();
+	test_cached_drop_events();
 	test_generation_flip();
 	test_full_set();
 	test_random_vs_reference();
