@@ -63,7 +63,7 @@ CHECKS=$WORK/checks.txt                                  # pass/fail lines of th
 SMOKE_FAIL=0
 
 case $MODE in
-full)  REPS=3; DUR=2;    E_FLOWS=1000000; E_BANS=100000; E_SIGS=256 ;;
+full)  REPS=5; DUR=2;    E_FLOWS=1000000; E_BANS=100000; E_SIGS=256 ;;
 quick) REPS=3; DUR=0.25; E_FLOWS=100000;  E_BANS=10000;  E_SIGS=256 ;;
 smoke) REPS=1; DUR=0;    E_FLOWS=2000;    E_BANS=1000;   E_SIGS=16; SMOKE_COUNT=${SMOKE_COUNT:-3000} ;;
 esac
