@@ -412,25 +412,29 @@ static __always_inline int ct_track(void *ctx, struct hyp_pkt *p, const bool xdp
 	 * SYN flood run at XDP speed without touching the flow tables (a lookup in `flows` halved the flood
 	 * rate in the bench: a random key misses the cache). A tuple that closed into TIME_WAIT lately is
 	 * left to the stack, which knows how to reuse it (sc_closed_*); a stale socket the stack still
-	 * holds otherwise is answered too, and its ACK left to that socket (README). A SYN the cookie path
-	 * leaves to the stack (recently closed, IP options, extension headers) goes on as usual, and is
-	 * charged to its source's SYN bucket twice: rare, and never in the attacker's favour. */
+	 * holds otherwise is answered too, and its ACK left to that socket (README). The answer itself is
+	 * hyp_xdp_syn(), entered by a tail call that does not come back: it books the packet. A SYN left to
+	 * the stack (recently closed, IP options, extension headers, the tail call refused) goes on as
+	 * usual, and is charged to its source's SYN bucket twice: rare, and never in the attacker's favour. */
 	if (xdp && p->proto == IPPROTO_TCP && (p->tcp_flags & (HYP_TCP_SYN | HYP_TCP_ACK)) == HYP_TCP_SYN &&
 	    sc_enabled(p)) {
+		struct hyp_sc_work *t;
+
 		r = ct_syn_admit(p);
 		if (r != HYP_CONTINUE)
 			return r;
-		r = HYP_CONTINUE;
-		if (sc_bare_ip(p) && sc_work_fill(p))
-			r = hyp_sc_syn(ctx, p->l3_off, p->l4_off, p->cfg->cookie_mss, p->now);
-		if (r == HYP_R_TX_SYNCOOKIE)
-			hyp_count(HYP_C_COOKIE_SENT);
-		else if (r == HYP_SC_TO_STACK)
+		t = sc_bare_ip(p) ? sc_work_fill(p) : NULL;
+		if (t && sc_closed_recent(sc_closed_hash(t->saddr, t->daddr, t->sport, t->dport), sc_closed_now(p->now))) {
 			hyp_count(HYP_C_COOKIE_TIME_WAIT);
-		else if (r == HYP_CONTINUE)
+		} else {
+			if (t) {
+				t->l3 = p->l3_off;
+				t->l4 = p->l4_off;
+				t->pkt_len = p->pkt_len;
+				bpf_tail_call(ctx, &sc_prog, 0);
+			}
 			hyp_count(HYP_C_COOKIE_FALLBACK);
-		if (r != HYP_CONTINUE && r != HYP_SC_TO_STACK)
-			return r;
+		}
 	}
 	/* Look first in the map the flow most likely lives in: a UDP datagram's flow is unreplied (in
 	 * flows_new) for the whole of a flood, a TCP segment's is established. A miss in the first map

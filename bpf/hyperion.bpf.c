@@ -232,6 +232,33 @@ int hyp_xdp(struct xdp_md *ctx)
 	return xdp_finish(ctx, &p, xdp_process(ctx, data, data_end, &p, l4));
 }
 
+/*
+ * The SYN cookie answer (bpf/syncookie.h), entered from ct_track() by a tail call once a SYN is admitted
+ * (rate limit, port), has a bare IP header and did not close into TIME_WAIT lately; its tuple, header
+ * offsets and frame length wait in the per-CPU work slot. It books the packet itself (hyp_xdp counted
+ * it seen): TX_SYNCOOKIE, or ABORTED when it cannot answer, which does not happen once user space set
+ * the secret (at load) and the kernel resized the frame (XDP keeps 256 bytes of headroom).
+ */
+SEC("xdp")
+int hyp_xdp_syn(struct xdp_md *ctx)
+{
+	struct hyp_sc_work *t = sc_work_get();
+	struct hyp_pkt p = {};
+	int r = HYP_R_ABORTED;
+
+	if (!t)
+		return XDP_ABORTED;
+	if (policy_load(&p) == HYP_CONTINUE)
+		r = sc_syn(ctx, t, p.cfg->cookie_mss, pkt_now(&p));
+	if (r != HYP_R_TX_SYNCOOKIE)
+		r = HYP_R_ABORTED;
+	else
+		hyp_count(HYP_C_COOKIE_SENT);
+	if (!stats_count(r, t->pkt_len) || r != HYP_R_TX_SYNCOOKIE)
+		return XDP_ABORTED;
+	return XDP_TX;
+}
+
 /* Egress: the same parse, conntrack only. Never drops, never counts in stats[] (which books ingress
  * packets: HYP_C_SEEN == sum of stats), only HYP_C_EGRESS_SEEN. */
 static __always_inline void tc_process(struct __sk_buff *skb, struct hyp_pkt *p)

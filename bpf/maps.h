@@ -226,8 +226,8 @@ struct {
 	__type(value, struct hyp_cookie_key);
 } cookie_key SEC(".maps");
 
-/* Work slot of the SYN cookie functions (datapath-internal, bpf/syncookie.h): they are global
- * functions whose stack adds to the pipeline's, so their buffers live here. */
+/* Work slot of the SYN cookie code (datapath-internal, bpf/syncookie.h): global functions whose stack
+ * adds to the pipeline's, and the tail-called hyp_xdp_syn, see the packet and keep their buffers here. */
 struct hyp_sc_opts {
 	__u32 tsval;
 	__u32 tsecr;
@@ -246,7 +246,8 @@ struct hyp_sc_work {
 	__u32 isn;                  /* SYN: the cookie; ACK: its options byte */
 	__u32 mss;                  /* SYN: the MSS our reply announces */
 	__u32 tsval;                /* SYN: the TSval our reply carries */
-	__u32 pad2;
+	__u16 l3;                   /* SYN: offsets of its IP and TCP headers (hyp_xdp_syn), */
+	__u16 l4;
 	__u64 l2[3];                /* SYN: the L2 header, while the reply grows at the head */
 	__u8 saddr[16];             /* the segment's addresses (IPv4: first 4 bytes, the rest zero), */
 	__u8 daddr[16];
@@ -254,7 +255,9 @@ struct hyp_sc_work {
 	__u16 dport;
 	__u32 seq;                  /* and sequence number (host order) */
 	__u8 family;
-	__u8 pad[7];
+	__u8 pad;
+	__u16 pkt_len;              /* SYN: and the received frame's length (stats) */
+	__u8 pad3[4];
 };
 
 struct {

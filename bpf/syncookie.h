@@ -335,6 +335,21 @@ static __always_inline bool sc_closed_recent(__u32 h, __u32 now)
 	return false;
 }
 
+/* The SYN cookie answer runs in a program of its own (hyp_xdp_syn in hyperion.bpf.c), which
+ * ct_track() enters by a tail call: its frame is then not stacked on hyp_xdp's (the verifier allows 512
+ * bytes per call chain, and hyp_xdp's frame takes 424 of them), and no call returns through the SRSO
+ * thunk. libbpf fills the slot at load, a re-adopted pinned array's too (tests/runtime/test_loader). */
+int hyp_xdp_syn(struct xdp_md *ctx);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, int(void *));
+} sc_prog SEC(".maps") = {
+	.values = { [0] = (void *)&hyp_xdp_syn },
+};
+
 static __always_inline struct hyp_sc_work *sc_work_get(void)
 {
 	__u32 zero = 0;
@@ -343,8 +358,9 @@ static __always_inline struct hyp_sc_work *sc_work_get(void)
 }
 
 /* The segment's addresses, ports and sequence number, as parse.h read them, into the work slot: the
- * cookie functions are global (they cannot take a struct hyp_pkt, which holds pointers), so this is how
- * they see the packet. NULL cannot happen for index 0 of a one-entry array. */
+ * cookie code runs in global functions and a program of its own (neither can take a struct hyp_pkt,
+ * which holds pointers), so this is how it sees the packet. NULL cannot happen for index 0 of a
+ * one-entry array. */
 static __always_inline struct hyp_sc_work *sc_work_fill(const struct hyp_pkt *p)
 {
 	struct hyp_sc_work *t = sc_work_get();
@@ -393,7 +409,7 @@ static __always_inline __u16 sc_csum_fold(__u64 sum)
  * slot. A call costs a few ns, on SYNs and cookie ACKs only.
  */
 
-/* Turn the SYN at l3/l4 into our SYN-ACK (t prepared by hyp_sc_syn()) and send it back out of the
+/* Turn the SYN at l3/l4 into our SYN-ACK (t prepared by sc_syn()) and send it back out of the
  * interface it came in on. HYP_R_TX_SYNCOOKIE, or HYP_CONTINUE if the frame cannot be resized. */
 static __always_inline int sc_reply(struct xdp_md *ctx, struct hyp_sc_work *t, __u32 l3, __u32 l4)
 {
@@ -500,24 +516,20 @@ static __always_inline int sc_reply(struct xdp_md *ctx, struct hyp_sc_work *t, _
 	return HYP_R_TX_SYNCOOKIE;
 }
 
-/* Answer the SYN at l3/l4 (its tuple in the work slot: sc_work_fill(); a bare IP header: sc_bare_ip())
- * with a cookie SYN-ACK: HYP_R_TX_SYNCOOKIE; HYP_SC_TO_STACK when its tuple closed lately, or
- * HYP_CONTINUE when it cannot be answered here (no key, a frame that cannot be resized): it then takes
- * the usual path to the stack. */
-#define HYP_SC_TO_STACK (-2)
-__noinline int hyp_sc_syn(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 cookie_mss, __u64 now)
+/* Answer the SYN at t->l3/t->l4 (its tuple in the work slot: sc_work_fill(); a bare IP header:
+ * sc_bare_ip()) with a cookie SYN-ACK: HYP_R_TX_SYNCOOKIE, or HYP_CONTINUE when it cannot (no key, a
+ * frame that cannot be resized). Runs in hyp_xdp_syn(), the program ct_track() tail-calls. */
+static __always_inline int sc_syn(struct xdp_md *ctx, struct hyp_sc_work *t, __u32 cookie_mss, __u64 now)
 {
 	const struct hyp_cookie_key *key = sc_key();
-	struct hyp_sc_work *t = sc_work_get();
+	__u32 l3 = t->l3, l4 = t->l4;
 	const struct hyp_sc_opts *o;
 	struct tcphdr *th;
 	__u32 opts, mssi, mss;
 	bool v4;
 
-	if (!key || !t || l3 > HYP_PARSE_OFF_MAX || l4 > HYP_PARSE_OFF_MAX)
+	if (!key || l3 > HYP_PARSE_OFF_MAX || l4 > HYP_PARSE_OFF_MAX)
 		return HYP_CONTINUE;
-	if (sc_closed_recent(sc_closed_hash(t->saddr, t->daddr, t->sport, t->dport), sc_closed_now(now)))
-		return HYP_SC_TO_STACK;
 	l3 = sc_off(l3);
 	l4 = sc_off(l4);
 	th = parse_ptr((void *)(long)ctx->data, (void *)(long)ctx->data_end, l4, sizeof(*th));
