@@ -392,6 +392,25 @@ static void test_refusals(struct dpt *t)
 	TAP_EQ(dpt_stat(t, HYP_R_TX_SYNCOOKIE), tx, "no cookie in any of these cases");
 	t->cfg.syn_cookies = 1;
 	dpt_config_push(t);
+
+	/* the answer is a tail call (hyp_xdp_syn): with its slot empty the SYN takes the usual path */
+	__u32 slot = 0;
+	int sc_fd = bpf_map__fd(t->skel->maps.sc_prog), prog_fd = bpf_program__fd(t->skel->progs.hyp_xdp_syn);
+	struct hyp_flow f;
+
+	fb = dpt_counter(t, HYP_C_COOKIE_FALLBACK);
+	TAP_EQ(bpf_map_delete_elem(sc_fd, &slot), 0, "tail call slot emptied");
+	seg_build(&syn, 4, cli4, 43004, srv4, PORT, TH_SYN, CSEQ, 0, opts_linux, sizeof(opts_linux));
+	TAP_EQ(run(t, &syn, out, &olen), XDP_PASS_RC, "empty slot: the SYN goes to the stack");
+	TAP_EQ(dpt_counter(t, HYP_C_COOKIE_FALLBACK), fb + 1, "empty slot: syncookies_fallback counted");
+	TAP_CHECK(!dpt_flow(t, 4, IPPROTO_TCP, cli4, 43004, srv4, PORT, &f, NULL) && f.state == HYP_CT_SYN_SENT,
+		  "empty slot: conntrack tracks the SYN as usual");
+	TAP_EQ(dpt_stat(t, HYP_R_TX_SYNCOOKIE), tx, "empty slot: no cookie");
+	TAP_EQ(bpf_map_update_elem(sc_fd, &slot, &prog_fd, BPF_ANY), 0, "tail call slot restored");
+	seg_build(&syn, 4, cli4, 43005, srv4, PORT, TH_SYN, CSEQ, 0, opts_linux, sizeof(opts_linux));
+	TAP_EQ(run(t, &syn, out, &olen), XDP_TX, "slot restored: the SYN is answered again");
+	TAP_EQ(dpt_stat(t, HYP_R_TX_SYNCOOKIE), tx + 1, "slot restored: counted tx_syncookie");
+	TAP_EQ(dpt_counter(t, HYP_C_SEEN), dpt_stats_total(t), "books: seen == sum(stats) across the tail call");
 }
 
 /* A half-open flow that was reset (CLOSED, in flows_new): the stack holds nothing for it, so a new SYN on
