@@ -424,7 +424,8 @@ static __always_inline int ct_track(void *ctx, struct hyp_pkt *p, const bool xdp
 		if (r != HYP_CONTINUE)
 			return r;
 		t = sc_bare_ip(p) ? sc_work_fill(p) : NULL;
-		if (t && sc_closed_recent(sc_closed_hash(t->saddr, t->daddr, t->sport, t->dport), sc_closed_now(p->now))) {
+		if (t && sc_closed_recent(sc_closed_hash(t->saddr, t->daddr, t->sport, t->dport),
+					  sc_closed_now(p->now))) {
 			hyp_count(HYP_C_COOKIE_TIME_WAIT);
 		} else {
 			if (t) {

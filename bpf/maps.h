@@ -256,7 +256,8 @@ struct hyp_sc_work {
 	__u32 seq;                  /* and sequence number (host order) */
 	__u8 family;
 	__u8 pad;
-	__u16 pkt_len;              /* SYN: and the received frame's length (stats) */
+	__u16 pkt_len;              /* SYN: and the received frame's length (stats; a linear XDP frame
+				     * is at most a page) */
 	__u8 pad3[4];
 };
 
