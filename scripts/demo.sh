@@ -81,7 +81,9 @@ say "datapath attached, policy running"
 
 # Live commentary: events (sampled to one line per kind and source per second) and every new ban.
 printf '\n  %s%s  %-9s %-44s %s%s\n' "$D" "  time" "what" "packet" "details" "$N"
-labtool feed "$T0" &
+# Started as python itself, not through the labtool function: a backgrounded function is a subshell,
+# and killing it would leave the python process running after the demo.
+"$LAB_PY" "$LAB_DIR/labtool.py" feed "$T0" &
 FEED_PID=$!
 
 # The legitimate client: v4 and v6 requests every 0.2 s (bounded), one line per request in client.log.

@@ -271,6 +271,7 @@ import ipaddress
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -683,6 +684,8 @@ def cmd_feed(t0):
         more = "  %s(+%d more)%s" % (C["dim"], n - 1, C["0"]) if n > 1 else ""
         print("  %s %s%-9s%s %-44s %s%s" % (ts(), C[col] + C["b"], label, C["0"], what, extra, more), flush=True)
 
+    # the demo stops the feed with SIGTERM: leave through finally, which ends the event subscription
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     es = EventStream(on_event)
     seen = {}
     try:
