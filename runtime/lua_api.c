@@ -995,6 +995,18 @@ static void push_names(lua_State *L, const char *field, const char *(*fn)(unsign
 	lua_setfield(L, -2, field);
 }
 
+/* Every hx.* C function is entered through here (upvalues: the policy, the function, its name), which
+ * names it for the watchdog's stuck report while it runs (lua_vm_api_swap). */
+static int api_enter(lua_State *L)
+{
+	lua_CFunction f = (lua_CFunction)(uintptr_t)lua_touserdata(L, lua_upvalueindex(2));
+	const char *prev = lua_vm_api_swap(lua_touserdata(L, lua_upvalueindex(3)));
+	int n = f(L);
+
+	lua_vm_api_swap(prev);
+	return n;
+}
+
 static int api_core_open(lua_State *L)
 {
 	static const luaL_Reg fns[] = {
@@ -1010,7 +1022,9 @@ static int api_core_open(lua_State *L)
 	lua_createtable(L, 0, 32);
 	for (const luaL_Reg *r = fns; r->name; r++) {
 		lua_pushlightuserdata(L, p);
-		lua_pushcclosure(L, r->func, 1);
+		lua_pushlightuserdata(L, (void *)(uintptr_t)r->func);
+		lua_pushlightuserdata(L, (void *)(uintptr_t)r->name);
+		lua_pushcclosure(L, api_enter, 3);
 		lua_setfield(L, -2, r->name);
 	}
 	lua_getfield(L, LUA_REGISTRYINDEX, HYP_LUA_RAW_XPCALL);

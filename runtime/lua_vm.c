@@ -55,6 +55,7 @@ static struct {
 } wd = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static int call_depth;             /* main thread only */
+static const char *api_fn;         /* lua_vm_api_swap(); written by the main thread, read by the watchdog */
 static struct hyp_lua_vm *prof_owner;   /* the state LuaJIT's (process-wide) profiler runs on */
 
 static struct timespec ns_to_ts(uint64_t ns)
@@ -140,8 +141,11 @@ static void *vm_watchdog(void *arg)
 			now = mono_now_ns();
 			if (!stuck_reported && now > wd.deadline_ns + (uint64_t)HYP_LUA_STUCK_MS * 1000000ull) {
 				stuck_reported = true;
+				const char *fn = __atomic_load_n(&api_fn, __ATOMIC_RELAXED);
 				hyp_log(LOG_CRIT, "lua: %s: still running %u ms past its deadline, stuck inside a C "
-					"function; cannot be interrupted safely", wd.what, HYP_LUA_STUCK_MS);
+					"function (%s%s); cannot be interrupted safely", wd.what, HYP_LUA_STUCK_MS,
+					fn ? "hx." : "", fn ? fn : "not an hx.* one: a library function, a compiled "
+					"loop, or the thread did not run");
 				if (wd.on_stuck) {
 					const char *what = wd.what;
 					pthread_mutex_unlock(&wd.mu);
@@ -468,6 +472,11 @@ void lua_vm_free(struct hyp_lua_vm *vm)
 
 lua_State *lua_vm_state(struct hyp_lua_vm *vm) { return vm->L; }
 bool lua_vm_in_call(void) { return call_depth > 0; }
+
+const char *lua_vm_api_swap(const char *name)
+{
+	return __atomic_exchange_n(&api_fn, name, __ATOMIC_RELAXED);
+}
 const char *lua_vm_last_error(const struct hyp_lua_vm *vm) { return vm->last_err; }
 size_t lua_vm_mem_used(const struct hyp_lua_vm *vm) { return vm->used; }
 struct hyp_rt_stats *lua_vm_stats(struct hyp_lua_vm *vm) { return vm->st; }
@@ -562,6 +571,7 @@ static int vm_call(struct hyp_lua_vm *vm, int nargs, int nresults, const char *w
 	lua_pushcfunction(L, vm_traceback);
 	lua_insert(L, fn);
 	if (outer) {
+		__atomic_store_n(&api_fn, NULL, __ATOMIC_RELAXED);
 		vm_deadline_arm(vm, what, false);
 		vm_sigprof(SIG_UNBLOCK);
 	}

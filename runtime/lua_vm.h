@@ -73,6 +73,11 @@ bool lua_vm_in_call(void);
  * (default: none). The daemon may exit there: the pinned datapath keeps enforcing, the supervisor
  * restarts it. */
 void lua_vm_on_stuck(void (*fn)(const char *what));
+/* The hx.* C function running now (NULL: none), named in the stuck report: it tells one of ours that
+ * blocks from a Lua library function, a compiled loop (no hook runs in a trace) or a thread that was not
+ * scheduled. lua_api.c marks entry and exit (returns the previous name); each outermost call clears it,
+ * since a Lua error unwinds past the exit. */
+const char *lua_vm_api_swap(const char *name);
 
 /* The directories require() searches, in order, as a package.path string (for logs and tests). */
 int lua_vm_lib_path(const char *lib_dir, char *buf, size_t len);

@@ -262,6 +262,57 @@ static void test_stuck_in_c(void)
 		  "after %.0f ms (deadline %d + %d)", now_ms() - t0, TIMEOUT_MS, HYP_LUA_STUCK_MS);
 }
 
+/* The stuck report names the hx.* function a call is stuck in: what lua_api.c marks on entry is what
+ * the watchdog sees (exit 42), and an outermost call starts with no mark left from an earlier one. */
+static void stuck_named_exit(const char *what)
+{
+	const char *fn = lua_vm_api_swap(NULL);
+
+	(void)what;
+	_exit(fn && !strcmp(fn, "block") ? 42 : 43);
+}
+
+static int c_block(lua_State *L)
+{
+	const char *prev = lua_vm_api_swap("block");
+
+	for (int i = 0; i < 200; i++)   /* 20 s at most: the watchdog acts after TIMEOUT_MS + 2 s */
+		usleep(100000);
+	lua_vm_api_swap(prev);
+	(void)L;
+	return 0;
+}
+
+static void test_stuck_named(void)
+{
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct hyp_lua_vm *vm = NULL;
+		struct hyp_lua_vm_opts o = { .timeout_ms = TIMEOUT_MS, .lib_dir = "lib" };
+		if (lua_vm_new(&vm, &o))
+			_exit(1);
+		lua_vm_api_swap("stale");
+		if (run(vm, "x = 1", NULL) || lua_vm_api_swap(NULL) != NULL)
+			_exit(44);      /* the outermost call did not clear the mark */
+		lua_vm_on_stuck(stuck_named_exit);
+		lua_register(lua_vm_state(vm), "block", c_block);
+		run(vm, "block()", NULL);
+		_exit(0);
+	}
+	double t0 = now_ms();
+	int status = 0;
+	while (waitpid(pid, &status, WNOHANG) == 0 && now_ms() - t0 < HYP_LUA_STUCK_MS + 10000)
+		usleep(10000);
+	if (now_ms() - t0 >= HYP_LUA_STUCK_MS + 10000) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+	}
+	TAP_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 42, "the stuck report sees the C function "
+		  "marked as running (exit %d: 42 named, 43 not, 44 a stale mark survived a new call)",
+		  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
 static void test_lib_path(void)
 {
 	char buf[4096];
@@ -289,6 +340,7 @@ int main(void)
 	test_no_false_timeout();
 	test_two_states();
 	test_stuck_in_c();
+	test_stuck_named();
 	test_lib_path();
 	return tap_done();
 }
