@@ -228,6 +228,33 @@ static void test_two_states(void)
 	lua_vm_free(a);
 }
 
+/* In the child of a stuck test: a state with the test deadline (exit 1 if it cannot be made). */
+static struct hyp_lua_vm *stuck_child_vm(void)
+{
+	struct hyp_lua_vm *vm = NULL;
+	struct hyp_lua_vm_opts o = { .timeout_ms = TIMEOUT_MS, .lib_dir = "lib" };
+
+	if (lua_vm_new(&vm, &o))
+		_exit(1);
+	return vm;
+}
+
+/* The exit status of a child whose call gets stuck; bounded wait: the stuck report comes
+ * HYP_LUA_STUCK_MS after the deadline, so a child still running 10 s past that is killed. */
+static int stuck_child_wait(pid_t pid)
+{
+	double t0 = now_ms();
+	int status = 0;
+
+	while (waitpid(pid, &status, WNOHANG) == 0 && now_ms() - t0 < HYP_LUA_STUCK_MS + 10000)
+		usleep(10000);
+	if (now_ms() - t0 >= HYP_LUA_STUCK_MS + 10000) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+	}
+	return status;
+}
+
 static void stuck_exit(const char *what)
 {
 	(void)what;
@@ -241,23 +268,13 @@ static void test_stuck_in_c(void)
 	fflush(stdout);
 	pid_t pid = fork();
 	if (pid == 0) {
-		struct hyp_lua_vm *vm = NULL;
-		struct hyp_lua_vm_opts o = { .timeout_ms = TIMEOUT_MS, .lib_dir = "lib" };
-		if (lua_vm_new(&vm, &o))
-			_exit(1);
+		struct hyp_lua_vm *vm = stuck_child_vm();
 		lua_vm_on_stuck(stuck_exit);
 		run(vm, "local s = ('a'):rep(5000) return s:find('.-.-.-.-.-b')", NULL);
 		_exit(0);
 	}
 	double t0 = now_ms();
-	int status = 0;
-	/* bounded wait: the stuck report comes HYP_LUA_STUCK_MS after the deadline */
-	while (waitpid(pid, &status, WNOHANG) == 0 && now_ms() - t0 < HYP_LUA_STUCK_MS + 10000)
-		usleep(10000);
-	if (now_ms() - t0 >= HYP_LUA_STUCK_MS + 10000) {
-		kill(pid, SIGKILL);
-		waitpid(pid, &status, 0);
-	}
+	int status = stuck_child_wait(pid);
 	TAP_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 42, "call stuck in a C function: stuck action ran "
 		  "after %.0f ms (deadline %d + %d)", now_ms() - t0, TIMEOUT_MS, HYP_LUA_STUCK_MS);
 }
@@ -288,10 +305,7 @@ static void test_stuck_named(void)
 	fflush(stdout);
 	pid_t pid = fork();
 	if (pid == 0) {
-		struct hyp_lua_vm *vm = NULL;
-		struct hyp_lua_vm_opts o = { .timeout_ms = TIMEOUT_MS, .lib_dir = "lib" };
-		if (lua_vm_new(&vm, &o))
-			_exit(1);
+		struct hyp_lua_vm *vm = stuck_child_vm();
 		lua_vm_api_swap("stale");
 		if (run(vm, "x = 1", NULL) || lua_vm_api_swap(NULL) != NULL)
 			_exit(44);      /* the outermost call did not clear the mark */
@@ -300,14 +314,7 @@ static void test_stuck_named(void)
 		run(vm, "block()", NULL);
 		_exit(0);
 	}
-	double t0 = now_ms();
-	int status = 0;
-	while (waitpid(pid, &status, WNOHANG) == 0 && now_ms() - t0 < HYP_LUA_STUCK_MS + 10000)
-		usleep(10000);
-	if (now_ms() - t0 >= HYP_LUA_STUCK_MS + 10000) {
-		kill(pid, SIGKILL);
-		waitpid(pid, &status, 0);
-	}
+	int status = stuck_child_wait(pid);
 	TAP_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 42, "the stuck report sees the C function "
 		  "marked as running (exit %d: 42 named, 43 not, 44 a stale mark survived a new call)",
 		  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
