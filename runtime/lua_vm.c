@@ -477,6 +477,7 @@ const char *lua_vm_api_swap(const char *name)
 {
 	return __atomic_exchange_n(&api_fn, name, __ATOMIC_RELAXED);
 }
+
 const char *lua_vm_last_error(const struct hyp_lua_vm *vm) { return vm->last_err; }
 size_t lua_vm_mem_used(const struct hyp_lua_vm *vm) { return vm->used; }
 struct hyp_rt_stats *lua_vm_stats(struct hyp_lua_vm *vm) { return vm->st; }
