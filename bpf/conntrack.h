@@ -429,9 +429,7 @@ static __always_inline int ct_track(void *ctx, struct hyp_pkt *p, const bool xdp
 			hyp_count(HYP_C_COOKIE_TIME_WAIT);
 		} else {
 			if (t) {
-				t->l3 = p->l3_off;
-				t->l4 = p->l4_off;
-				t->pkt_len = p->pkt_len;
+				sc_syn_handoff(t, p);
 				bpf_tail_call(ctx, &sc_prog, 0);
 			}
 			hyp_count(HYP_C_COOKIE_FALLBACK);

@@ -234,29 +234,24 @@ int hyp_xdp(struct xdp_md *ctx)
 
 /*
  * The SYN cookie answer (bpf/syncookie.h), entered from ct_track() by a tail call once a SYN is admitted
- * (rate limit, port), has a bare IP header and did not close into TIME_WAIT lately; its tuple, header
- * offsets and frame length wait in the per-CPU work slot. It books the packet itself (hyp_xdp counted
- * it seen): TX_SYNCOOKIE, or ABORTED when it cannot answer, which does not happen once user space set
- * the secret (at load) and the kernel resized the frame (XDP keeps 256 bytes of headroom).
+ * (rate limit, port), has a bare IP header and did not close into TIME_WAIT lately; all it needs of the
+ * packet, its config and the clock waits in the per-CPU work slot (sc_work_fill(), sc_syn_handoff()). It
+ * books the packet itself (hyp_xdp counted it seen): TX_SYNCOOKIE, or ABORTED when it cannot answer,
+ * which does not happen once user space set the secret (at load) and the kernel resized the frame (XDP
+ * keeps 256 bytes of headroom).
  */
 SEC("xdp")
 int hyp_xdp_syn(struct xdp_md *ctx)
 {
 	struct hyp_sc_work *t = sc_work_get();
-	struct hyp_pkt p = {};
-	int r = HYP_R_ABORTED;
+	int r;
 
 	if (!t)
 		return XDP_ABORTED;
-	if (policy_load(&p) == HYP_CONTINUE)
-		r = sc_syn(ctx, t, p.cfg->cookie_mss, pkt_now(&p));
-	if (r != HYP_R_TX_SYNCOOKIE)
-		r = HYP_R_ABORTED;
-	else
+	r = sc_syn(ctx, t) == HYP_R_TX_SYNCOOKIE ? HYP_R_TX_SYNCOOKIE : HYP_R_ABORTED;
+	if (r == HYP_R_TX_SYNCOOKIE)
 		hyp_count(HYP_C_COOKIE_SENT);
-	if (!stats_count(r, t->pkt_len) || r != HYP_R_TX_SYNCOOKIE)
-		return XDP_ABORTED;
-	return XDP_TX;
+	return stats_count(r, t->pkt_len) && r == HYP_R_TX_SYNCOOKIE ? XDP_TX : XDP_ABORTED;
 }
 
 /* Egress: the same parse, conntrack only. Never drops, never counts in stats[] (which books ingress

@@ -244,8 +244,8 @@ struct hyp_sc_work {
 	__u32 i;                    /* option walk: offset of the next option, */
 	__u32 len;                  /* and bytes of options */
 	__u32 isn;                  /* SYN: the cookie; ACK: its options byte */
-	__u32 mss;                  /* SYN: the MSS our reply announces */
-	__u32 tsval;                /* SYN: the TSval our reply carries */
+	__u32 mss;                  /* SYN: the MSS our reply announces (sc_syn_handoff), */
+	__u32 tsval;                /* the TSval it carries, */
 	__u16 l3;                   /* SYN: offsets of its IP and TCP headers (hyp_xdp_syn), */
 	__u16 l4;
 	__u64 l2[3];                /* SYN: the L2 header, while the reply grows at the head */
@@ -257,8 +257,8 @@ struct hyp_sc_work {
 	__u8 family;
 	__u8 pad;
 	__u16 pkt_len;              /* SYN: and the received frame's length (stats; a linear XDP frame
-				     * is at most a page) */
-	__u8 pad3[4];
+				     * is at most a page), */
+	__u32 tick;                 /* and the cookie's tick (now >> HYP_COOKIE_TICK_SHIFT < 2^28) */
 };
 
 struct {

@@ -516,10 +516,27 @@ static __always_inline int sc_reply(struct xdp_md *ctx, struct hyp_sc_work *t, _
 	return HYP_R_TX_SYNCOOKIE;
 }
 
-/* Answer the SYN at t->l3/t->l4 (its tuple in the work slot: sc_work_fill(); a bare IP header:
+/* What hyp_xdp_syn() needs of the SYN, its config and the clock besides the tuple (sc_work_fill()), into
+ * the work slot: the tail-called program then reads neither the config nor the clock again. */
+static __always_inline void sc_syn_handoff(struct hyp_sc_work *t, const struct hyp_pkt *p)
+{
+	__u32 cookie_mss = p->cfg->cookie_mss;
+
+	t->l3 = p->l3_off;
+	t->l4 = p->l4_off;
+	t->pkt_len = p->pkt_len;
+	t->tick = p->now >> HYP_COOKIE_TICK_SHIFT;
+	t->tsval = (__u32)(p->now >> 20);   /* ~1 ms units; the kernel's socket continues from it */
+	if (p->family == HYP_AF_INET)
+		t->mss = cookie_mss ? cookie_mss : HYP_COOKIE_MSS4;
+	else
+		t->mss = cookie_mss ? cookie_mss - 20 : HYP_COOKIE_MSS6;
+}
+
+/* Answer the SYN at t->l3/t->l4 (the work slot: sc_work_fill(), sc_syn_handoff(); a bare IP header:
  * sc_bare_ip()) with a cookie SYN-ACK: HYP_R_TX_SYNCOOKIE, or HYP_CONTINUE when it cannot (no key, a
  * frame that cannot be resized). Runs in hyp_xdp_syn(), the program ct_track() tail-calls. */
-static __always_inline int sc_syn(struct xdp_md *ctx, struct hyp_sc_work *t, __u32 cookie_mss, __u64 now)
+static __always_inline int sc_syn(struct xdp_md *ctx, struct hyp_sc_work *t)
 {
 	const struct hyp_cookie_key *key = sc_key();
 	__u32 l3 = t->l3, l4 = t->l4;
@@ -544,12 +561,7 @@ static __always_inline int sc_syn(struct xdp_md *ctx, struct hyp_sc_work *t, __u
 			break;
 	opts = mssi | (__u32)(o->wscale & 15) << SC_OPT_WS_SHIFT | (o->sack ? SC_OPT_SACK : 0) |
 	       (o->ts ? SC_OPT_TS : 0);
-	t->isn = (sc_mac(t, key, t->seq, now >> HYP_COOKIE_TICK_SHIFT, opts) & ~HYP_COOKIE_OPT_MASK) | opts;
-	if (v4)
-		t->mss = cookie_mss ? cookie_mss : HYP_COOKIE_MSS4;
-	else
-		t->mss = cookie_mss ? cookie_mss - 20 : HYP_COOKIE_MSS6;
-	t->tsval = (__u32)(now >> 20);   /* ~1 ms units; the kernel's socket continues from it */
+	t->isn = (sc_mac(t, key, t->seq, t->tick, opts) & ~HYP_COOKIE_OPT_MASK) | opts;
 	return sc_reply(ctx, t, l3, l4);
 }
 

@@ -77,7 +77,7 @@ __noinline int hyp_vc_ev(struct hyp_vcache *e, __u64 now, int learn)
 				s->suppressed += n;
 		}
 	}
-	if (!learn || !c || !hit || now >= c->until_ns)
+	if (!learn || !hit || now >= c->until_ns)
 		return 0;
 	/* rounded up, so the entry's quiet time ends no later than the pair's */
 	early = e->until_ns > c->until_ns ? (e->until_ns - c->until_ns + (1 << HYP_VCACHE_EV_SHIFT) - 1) >>
@@ -104,13 +104,19 @@ static __always_inline void vc_ev(struct hyp_pkt *p, struct hyp_vcache *e)
 	}
 }
 
+/* Hand the events entry e suppressed to their pair (ev_pending is 0 after). */
+static __always_inline void vc_ev_flush(struct hyp_vcache *e)
+{
+	if (e->ev_pending)
+		hyp_vc_ev(e, 0, 0);
+}
+
 /* End entry e: it keeps its key (and a source entry its hits) for the refill; its events go to
  * their pair now. */
 static __always_inline void vc_empty(struct hyp_vcache *e)
 {
 	e->until_ns = 0;
-	if (e->ev_pending)
-		hyp_vc_ev(e, 0, 0);
+	vc_ev_flush(e);
 }
 
 /* Build the key of a flow entry (flow) or a source entry into v; returns its slot: a multiplicative
@@ -217,8 +223,7 @@ static __always_inline int vc_check_src(struct hyp_pkt *p)
 static __always_inline void vc_write(struct hyp_pkt *p, struct hyp_vcache *e, const struct hyp_vcache *k,
 				     __u64 until, __u32 sig, __u8 action)
 {
-	if (e->ev_pending)
-		hyp_vc_ev(e, 0, 0);
+	vc_ev_flush(e);
 	hyp_addr_copy(e->saddr, k->saddr);
 	hyp_addr_copy(e->daddr, k->daddr);
 	e->sport = k->sport;
@@ -229,7 +234,6 @@ static __always_inline void vc_write(struct hyp_pkt *p, struct hyp_vcache *e, co
 	e->action = action;
 	e->state = p->state;
 	e->hits = 0;
-	e->ev_pending = 0;
 	e->ev_early = HYP_VCACHE_EV_UNKNOWN;
 	e->serial = p->cfg->serial;
 	e->epoch = p->epoch;

@@ -241,8 +241,6 @@ static void dp_fds_fill(struct hyp_dp *dp)
 	dp->prog_tc_fd = bpf_program__fd(s->progs.hyp_tc_egress);
 	dp->prog_tci_fd = bpf_program__autoload(s->progs.hyp_tc_ingress) ?
 			  bpf_program__fd(s->progs.hyp_tc_ingress) : -1;
-	dp->prog_syn_fd = bpf_program__fd(s->progs.hyp_xdp_syn);
-	dp->fd_sc_prog = bpf_map__fd(s->maps.sc_prog);
 }
 
 static void dp_reset(struct hyp_dp *dp)
@@ -252,7 +250,7 @@ static void dp_reset(struct hyp_dp *dp)
 	dp->fd_bans4 = dp->fd_bans6 = dp->fd_allow4 = dp->fd_allow6 = -1;
 	dp->fd_rl = dp->fd_ev_sample = dp->fd_sigs = dp->fd_dfa = dp->fd_dfa_out = -1;
 	dp->fd_stats = dp->fd_counters = dp->fd_events = -1;
-	dp->prog_xdp_fd = dp->prog_tc_fd = dp->prog_tci_fd = dp->prog_syn_fd = dp->fd_sc_prog = -1;
+	dp->prog_xdp_fd = dp->prog_tc_fd = dp->prog_tci_fd = -1;
 }
 
 static int dp_sizes_apply(struct hyperion_bpf *s, const struct hyp_loader_opts *o)

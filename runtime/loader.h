@@ -45,8 +45,6 @@ struct hyp_dp {
 	 * bit HYP_IFACES_MAX + i the same for ingress */
 	__u32 tc_legacy_mask;
 	int prog_tci_fd;            /* tc ingress program; -1 if this kernel cannot run it (< 6.9) */
-	int prog_syn_fd;            /* the SYN cookie answer, tail-called from the XDP program */
-	int fd_sc_prog;             /* its tail-call slot (prog array; libbpf fills it at load) */
 };
 
 /* Open + load (or re-adopt maps pinned under pin_dir). Returns 0 or -errno; logs once on failure. */

@@ -19,6 +19,7 @@
 #include "loader.h"
 #include "log.h"
 #include "maps.h"
+#include "hyperion.skel.h"
 #include "tap.h"
 
 #define TCX_INGRESS 46          /* BPF_TCX_INGRESS, BPF_TCX_EGRESS: newer than this system's linux/bpf.h */
@@ -215,7 +216,7 @@ static void test_attach_and_readopt(void)
 	snprintf(n_tb, sizeof(n_tb), "link_tc_%s", if_b);
 	struct bpf_link_info xa = link_info_pinned(n_xa), ta = link_info_pinned(n_ta);
 	__u32 old_xdp_prog = prog_id(dp.prog_xdp_fd), old_tc_prog = prog_id(dp.prog_tc_fd);
-	__u32 old_syn_prog = prog_id(dp.prog_syn_fd);
+	__u32 old_syn_prog = prog_id(bpf_program__fd(dp.skel->progs.hyp_xdp_syn));
 	TAP_CHECK(xa.type == BPF_LINK_TYPE_XDP && xa.xdp.ifindex == if_nametoindex(if_a) &&
 		  xa.prog_id == old_xdp_prog, "pinned XDP link: type xdp, on %s, our program", if_a);
 	TAP_CHECK(ta.type == LINK_TYPE_TCX && ta.xdp.ifindex == if_nametoindex(if_a) && ta.prog_id == old_tc_prog,
@@ -252,8 +253,8 @@ static void test_attach_and_readopt(void)
 	{
 		__u32 slot = 0, syn_id = 0;
 
-		TAP_CHECK(!bpf_map_lookup_elem(dp.fd_sc_prog, &slot, &syn_id) && syn_id &&
-			  syn_id == prog_id(dp.prog_syn_fd) && syn_id != old_syn_prog,
+		TAP_CHECK(!bpf_map_lookup_elem(bpf_map__fd(dp.skel->maps.sc_prog), &slot, &syn_id) && syn_id &&
+			  syn_id == prog_id(bpf_program__fd(dp.skel->progs.hyp_xdp_syn)) && syn_id != old_syn_prog,
 			  "the re-adopted SYN cookie slot holds this load's program (id %u, was %u)", syn_id,
 			  old_syn_prog);
 	}
