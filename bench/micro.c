@@ -182,7 +182,8 @@ static int compile_sigs(struct hyp_sigset **out, unsigned n, __u8 action)
 
 /* The ladder's policy: everything open, scan every byte, pickup within a grace period (so an ACK alone
  * makes an established flow), events sampled away unless a rung wants them. */
-enum { MC_VCACHE_OFF = 1, MC_MONITOR = 2, MC_SYNCOOKIES = 4 };
+enum { MC_VCACHE_OFF = 1, MC_MONITOR = 2, MC_SYNCOOKIES = 4, MC_DEPTH = 8 };
+#define MC_STREAM_DEPTH 64          /* MC_DEPTH: bytes scanned per flow direction */
 
 static int apply_opts(struct mc *m, const struct hyp_sigset *set, __u32 ev_rate, int opts)
 {
@@ -193,7 +194,7 @@ static int apply_opts(struct mc *m, const struct hyp_sigset *set, __u32 ev_rate,
 	cfg.vcache = !(opts & MC_VCACHE_OFF);
 	cfg.tcp_all_open = cfg.udp_all_open = 1;
 	cfg.scan_depth = HYP_SCAN_DEPTH_MAX;
-	cfg.stream_depth = 0;
+	cfg.stream_depth = opts & MC_DEPTH ? MC_STREAM_DEPTH : 0;
 	cfg.pickup = HYP_PICKUP_GRACE;
 	cfg.start_ns = dp_now_ns();
 	cfg.pickup_grace_ns = MC_GRACE_NS;
@@ -378,6 +379,15 @@ int main(int argc, char **argv)
 
 	len = mk_frame(f, IPPROTO_UDP, 0, MC_SRC, 40002, 53, NULL, 18);
 	rung(&m, "flow hit: UDP, unreplied flow (pass_flow)", f, len, m.repeat, HYP_R_PASS_FLOW, false);
+
+	/* The fast path as the target names it: a signature loaded, the flow's first segment scanned up to
+	 * the stream depth, every later one passed unscanned (from the verdict cache). */
+	if (apply_opts(&m, m.sigs1, 1, MC_DEPTH) == 0) {
+		len = mk_frame(f, IPPROTO_TCP, TH_ACK_BENCH, MC_SRC, 40003, 80, NULL, 100);
+		rung(&m, "flow hit: TCP, established, past its stream depth, 100 B payload (pass_flow)", f, len,
+		     m.repeat, HYP_R_PASS_FLOW, false);
+	}
+	apply(&m, NULL, 1);
 
 	/* Flow insert needs a new flow per packet, which a repeated frame is not (and conntrack ages flows
 	 * on the coarse clock, so even a 1 ns timeout expires a flow once per tick, not per packet): one

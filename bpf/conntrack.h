@@ -28,37 +28,110 @@ static __always_inline int ct_cmp64(__u64 a, __u64 b)
 /*
  * Canonical key: endpoint a is the (address, port) that compares lower, address bytes as memcmp (so
  * big-endian integer compare), then port in host order (= memcmp of the network-order bytes). Both
- * directions build the same key, so a flow costs one lookup. Returns the packet's direction index: 0
- * if its source is endpoint a.
+ * directions build the same key, so a flow costs one lookup. Evaluates to the sender's direction index:
+ * 0 if saddr/sport is endpoint a. A macro: as an inline function taking the packet's addresses by
+ * pointer it changed how clang keeps struct hyp_pkt in hyp_xdp, and the verifier's walk went past its
+ * 1M instructions.
  */
+#define CT_KEY_OF(k, saddr, daddr, sport, dport, proto_, family_)                                          \
+	({                                                                                                 \
+		const __u64 *s_ = (const __u64 *)(saddr), *d_ = (const __u64 *)(daddr);                  \
+		int cmp_ = ct_cmp64(bpf_be64_to_cpu(s_[0]), bpf_be64_to_cpu(d_[0]));                     \
+		__u8 dir_;                                                                                 \
+                                                                                                           \
+		if (!cmp_)                                                                                 \
+			cmp_ = ct_cmp64(bpf_be64_to_cpu(s_[1]), bpf_be64_to_cpu(d_[1]));                 \
+		if (!cmp_)                                                                                 \
+			cmp_ = ct_cmp64(bpf_ntohs(sport), bpf_ntohs(dport));                               \
+		dir_ = cmp_ > 0;                                                                           \
+		if (!dir_) {                                                                               \
+			hyp_addr_copy((k)->addr_a, (saddr));                                               \
+			hyp_addr_copy((k)->addr_b, (daddr));                                               \
+			(k)->port_a = (sport);                                                             \
+			(k)->port_b = (dport);                                                             \
+		} else {                                                                                   \
+			hyp_addr_copy((k)->addr_a, (daddr));                                               \
+			hyp_addr_copy((k)->addr_b, (saddr));                                               \
+			(k)->port_a = (dport);                                                             \
+			(k)->port_b = (sport);                                                             \
+		}                                                                                          \
+		(k)->proto = (proto_);                                                                     \
+		(k)->family = (family_);                                                                   \
+		(k)->pad[0] = 0;                                                                           \
+		(k)->pad[1] = 0;                                                                           \
+		dir_;                                                                                      \
+	})
+
 static __always_inline __u8 ct_key_make(const struct hyp_pkt *p, struct hyp_flow_key *k)
 {
-	const __u64 *s = (const __u64 *)p->saddr, *d = (const __u64 *)p->daddr;
-	int cmp;
+	return CT_KEY_OF(k, p->saddr, p->daddr, p->sport, p->dport, p->proto, p->family);
+}
+
+/*
+ * The verdict cache's pass entries (bpf/vcache.h) count packets and bytes for their flow. Both
+ * functions below are global: verified once, and called once per HYP_VCACHE_PASS_CARRY packets or TTL
+ * of an entry, when one ends, and when a flow ends; the flow key would add 40 bytes to the pipeline's
+ * stack frame, which has little room left under the verifier's 512-byte call-chain limit.
+ */
+
+/* Carry pass entry e's counts to its flow (in either map: a UDP flow may be in flows_new); e counts
+ * from zero after. A flow gone meanwhile (LRU) takes them with it. */
+__noinline int hyp_vc_ct(struct hyp_vcache *e)
+{
+	struct hyp_flow_key k __attribute__((aligned(8)));
+	struct hyp_flow *f;
 	__u8 dir;
 
-	cmp = ct_cmp64(bpf_be64_to_cpu(s[0]), bpf_be64_to_cpu(d[0]));
-	if (!cmp)
-		cmp = ct_cmp64(bpf_be64_to_cpu(s[1]), bpf_be64_to_cpu(d[1]));
-	if (!cmp)
-		cmp = ct_cmp64(bpf_ntohs(p->sport), bpf_ntohs(p->dport));
-	dir = cmp > 0;
-	if (!dir) {
-		hyp_addr_copy(k->addr_a, p->saddr);
-		hyp_addr_copy(k->addr_b, p->daddr);
-		k->port_a = p->sport;
-		k->port_b = p->dport;
-	} else {
-		hyp_addr_copy(k->addr_a, p->daddr);
-		hyp_addr_copy(k->addr_b, p->saddr);
-		k->port_a = p->dport;
-		k->port_b = p->sport;
+	if (!e)                     /* a global function's pointer argument may be NULL */
+		return 0;
+	dir = CT_KEY_OF(&k, e->saddr, e->daddr, e->sport, e->dport, e->proto, e->family) & 1;
+	f = bpf_map_lookup_elem(&flows, &k);
+	if (!f)
+		f = bpf_map_lookup_elem(&flows_new, &k);
+	if (f) {
+		f->packets[dir] += e->hits;
+		f->bytes[dir] += e->bytes;
 	}
-	k->proto = p->proto;
-	k->family = p->family;
-	k->pad[0] = 0;
-	k->pad[1] = 0;
-	return dir;
+	e->hits = 0;
+	e->bytes = 0;
+	return 0;
+}
+
+/* The flow ends (its totals are read for flow_end): take what this CPU's pass entries of both its sides
+ * counted, and end them, so that its next packets meet conntrack, which knows an ended flow (a SYN or a
+ * cookie ACK reusing the 4-tuple opens a new one). Another CPU's entries carry their counts later and
+ * lapse within their TTL: a flow's packets normally stay on one CPU (RSS). */
+__noinline int hyp_vc_settle_flow(const struct hyp_flow_key *k, struct hyp_flow *f)
+{
+	const __u64 *a, *b;
+	struct hyp_vcache *e;
+	__u16 sport, dport;
+	__u32 slot;
+
+	if (!k || !f)
+		return 0;
+	/* the entries' keys are compared in place: a 64-byte key on the stack would not fit under
+	 * the pipeline's frame */
+	for (int d = 0; d < 2; d++) {
+		a = (const __u64 *)(d ? k->addr_b : k->addr_a);
+		b = (const __u64 *)(d ? k->addr_a : k->addr_b);
+		sport = d ? k->port_b : k->port_a;
+		dport = d ? k->port_a : k->port_b;
+		slot = vc_slot_of((const __u8 *)a, (const __u8 *)b, sport, dport, k->proto, k->family, true);
+		e = bpf_map_lookup_elem(&vcache, &slot);
+		if (!e || !vc_is_pass(e))
+			continue;
+		if (((__u64 *)e->saddr)[0] != a[0] || ((__u64 *)e->saddr)[1] != a[1] ||
+		    ((__u64 *)e->daddr)[0] != b[0] || ((__u64 *)e->daddr)[1] != b[1] || e->sport != sport ||
+		    e->dport != dport || e->proto != k->proto || e->family != k->family)
+			continue;
+		f->packets[d] += e->hits;
+		f->bytes[d] += e->bytes;
+		e->hits = 0;
+		e->bytes = 0;
+		e->until_ns = 0;
+	}
+	return 0;
 }
 
 static __always_inline bool ct_state_ended(__u8 s)
@@ -89,8 +162,9 @@ static __always_inline void ct_delete(const struct hyp_flow_key *k, bool est)
 	}
 }
 
-static __always_inline void ct_flow_totals(struct hyp_pkt *p, const struct hyp_flow *f)
+static __always_inline void ct_flow_totals(struct hyp_pkt *p, const struct hyp_flow_key *k, struct hyp_flow *f)
 {
+	hyp_vc_settle_flow(k, f);
 	p->ev_packets = f->packets[0] + f->packets[1];
 	p->ev_bytes = f->bytes[0] + f->bytes[1];
 }
@@ -105,7 +179,7 @@ static __always_inline void ct_expire(struct hyp_pkt *p, const struct hyp_flow_k
 		struct hyp_event *e;
 
 		p->state = f->state;
-		ct_flow_totals(p, f);
+		ct_flow_totals(p, k, f);
 		e = ev_begin(p, HYP_EV_FLOW_END, HYP_R_PASS_FLOW, HYP_V_PASS);
 		if (e)
 			ev_submit(e);
@@ -251,7 +325,7 @@ static __always_inline int ct_update(struct hyp_pkt *p, const struct hyp_flow_ke
 	p->state = ns;
 	if (ct_state_ended(ns) && !ct_state_ended(s)) {
 		p->ev_flow = HYP_EV_FLOW_END;
-		ct_flow_totals(p, f);
+		ct_flow_totals(p, k, f);
 	}
 	if (promote && !est)
 		f = ct_promote(k, f);

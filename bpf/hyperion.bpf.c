@@ -68,10 +68,10 @@ static __always_inline int xdp_parse(struct xdp_md *ctx, void *data, void *data_
 }
 
 /* The front of the pipeline after xdp_parse(): the policy, then the verdict cache (bpf/vcache.h): a
- * banned source's flood, and the rest of a dropped flow's, end here. The flow probe needs the ports,
- * so L4 is parsed early (*l4), a failure judged in its usual place in xdp_process(). Only packets with
- * payload probe for a flow (an empty ACK of a dropped flow finds HYP_FF_DROP in conntrack). Returns
- * HYP_CONTINUE or a reason of a packet with no flow (xdp_finish_front()). data/data_end: as
+ * banned source's flood, the rest of a dropped flow's, and an established flow's packets that conntrack
+ * would pass unchanged end here. The flow probe needs the ports, so L4 is parsed early (*l4), a failure
+ * judged in its usual place in xdp_process(). Returns HYP_CONTINUE or a reason of a packet that needs
+ * no flow event. data/data_end: as
  * xdp_parse() saw them (read once: clang turns a second read of the context into pointer arithmetic
  * on it, which the verifier refuses). */
 static __always_inline int xdp_front(void *data, void *data_end, struct hyp_pkt *p, int *l4)
@@ -85,7 +85,7 @@ static __always_inline int xdp_front(void *data, void *data_end, struct hyp_pkt 
 		return r;
 	if (!p->nonfirst_frag && p->cfg->vcache) {
 		*l4 = parse_l4(data, data_end, p);
-		if (*l4 == HYP_CONTINUE && p->pay_len)
+		if (*l4 == HYP_CONTINUE)
 			return vc_check(p);
 	}
 	return HYP_CONTINUE;
@@ -119,7 +119,10 @@ static __always_inline int xdp_process(struct xdp_md *ctx, void *data, void *dat
 		vc_fill(p);   /* the sender of a dropped flow: the next packets need no lookup */
 	if (r != HYP_R_PASS_FLOW && r != HYP_R_PASS_NEW)
 		return r;
-	return xdp_inspect(ctx, p, r);
+	r = xdp_inspect(ctx, p, r);
+	if (r == HYP_R_PASS_FLOW)
+		vc_fill_pass(p);    /* the established fast path: the next packets need no lookup */
+	return r;
 }
 
 /* Copy the first cfg->capture_len payload bytes into a match event. */

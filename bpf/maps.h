@@ -187,28 +187,11 @@ struct {
 
 /* Verdict cache (datapath-internal, bpf/vcache.h): per-CPU, so a hit is a few loads with no helper
  * call and no shared cache line; HYP_VCACHE_SLOTS entries of 64 bytes (64 KiB per CPU), direct-mapped
- * by a hash of the key (a collision replaces the older entry; the ban or the flow still holds the verdict). */
+ * by a hash of the key (a collision replaces the older entry; the ban or the flow still holds the verdict).
+ * Its entry, struct hyp_vcache, is in the ABI header: user space reads the counts pass entries hold. */
 #ifndef HYP_VCACHE_SLOTS
 #define HYP_VCACHE_SLOTS 1024
 #endif
-struct hyp_vcache {
-	__u8 saddr[16];             /* key: the sending side's 5-tuple (flow entry), or */
-	__u8 daddr[16];             /* the source alone, the rest zero (source entry) */
-	__u16 sport;
-	__u16 dport;
-	__u8 proto;                 /* 0: a source entry */
-	__u8 family;
-	__u8 action;                /* the flow's drop signature's action */
-	__u8 state;                 /* the flow's conntrack state when cached (for events) */
-	__u32 sig;                  /* the flow's drop signature */
-	__u32 serial;               /* made under this config serial, */
-	__u32 epoch;                /* and this state epoch */
-	__u8 hits;                  /* source entry: ban hits counted here, not yet carried to the ban */
-	__u8 ev_pending;            /* events this entry suppressed, not yet handed to ev_cache/ev_sample */
-	__u16 ev_early;             /* the entry's events are suppressed until until_ns minus this many
-				     * 2^HYP_VCACHE_EV_SHIFT ns (bpf/vcache.h vc_ev) */
-	__u64 until_ns;             /* datapath clock; 0 = empty */
-};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -8,21 +8,28 @@
  * an LPM lookup (the ban) or a flow lookup (the mark) per packet, each a helper call paid through the
  * SRSO return thunk, behind the allowlist and ban tries. This cache remembers the verdict in a per-CPU
  * array, which the verifier inlines into a few loads: a hit costs the parse, an inline hash, one key
- * compare and the stats.
+ * compare and the stats. So does the established flow's fast path: a sending side whose packets
+ * conntrack passes with nothing to update but its counters (a pass entry, vc_fill_pass()).
  *
- * Two kinds of entries, both only ever a verdict the slow path reached itself:
+ * Three kinds of entries, all only ever a verdict the slow path reached itself:
  *  - source (proto 0): a banned source, cached once its ban counted HYP_VCACHE_BAN_MIN hits;
- *  - flow (TCP/UDP): the sending side of a marked flow, keyed by the packet's own 5-tuple (not the
- *    canonical key: only that side is dropped).
- * An entry is good for at most HYP_VCACHE_TTL_NS (a ban's: not past its expiry), and only while the
- * generation (policy flips, monitor mode, clock offset) and the state epoch (gen[HYP_GEN_EPOCH],
- * bumped by user space on every ban written or removed, allowlist entry added or flow removed) are
- * those it was made under. So an unban, an allowlist entry or a reload ends a cached drop at once;
- * only what user space is not told of (an LRU eviction of the flow) is outlived, by the TTL at most.
- * What a hit does not do: add to the flow's packet and byte counters or refresh its last_seen (the
- * TTL sends one packet per entry and second through conntrack, which does). A ban's hits are counted
- * in the entry and carried to the ban every HYP_VCACHE_BAN_MIN hits and at each refill (blocklist.h).
+ *  - flow drop (TCP/UDP): the sending side of a marked flow, keyed by the packet's own 5-tuple (not the
+ *    canonical key: only that side is dropped);
+ *  - flow pass (TCP/UDP, action enum hyp_vc_pass): the sending side of an established TCP flow or of a
+ *    UDP flow. It counts the packets and bytes it passed (hits, bytes) and carries them to the flow
+ *    every HYP_VCACHE_PASS_CARRY packets, when it ends, and when the flow ends (conntrack's totals);
+ *    user space adds what is still counted here to what it reads of a flow (runtime/vcache.c).
+ * An entry is good for at most HYP_VCACHE_TTL_NS (a ban's: not past its expiry; a pass entry's: not
+ * past any conntrack timeout), and only while the generation (policy flips, monitor mode, clock offset)
+ * and the state epoch (gen[HYP_GEN_EPOCH], bumped by user space on every ban written or removed,
+ * allowlist entry added or flow removed) are those it was made under. So an unban, a ban, an allowlist
+ * entry or a reload ends a cached verdict at once; only what user space is not told of (an LRU eviction
+ * of the flow) is outlived, by the TTL at most. What a drop hit does not do: add to the flow's packet
+ * and byte counters or refresh its last_seen (the TTL sends one packet per entry and second through
+ * conntrack, which does). A ban's hits are counted in the entry and carried to the ban every
+ * HYP_VCACHE_BAN_MIN hits and at each refill (blocklist.h).
  */
+_Static_assert((HYP_VCACHE_SLOTS & (HYP_VCACHE_SLOTS - 1)) == 0, "slots: a power of two (vc_slot_of)");
 #define HYP_VCACHE_TTL_NS ((__u64)HYP_VCACHE_TTL_S * HYP_NS_PER_S)   /* staleness bound vs. refresh cost */
 /* A ban is cached from this many hits on, and its cached hits are carried back every this many: its
  * hits count stays exact below it, and above it at most this many less one per CPU behind. */
@@ -40,6 +47,18 @@
 _Static_assert(((__u64)HYP_VCACHE_EV_UNKNOWN << HYP_VCACHE_EV_SHIFT) > HYP_VCACHE_TTL_NS,
 	       "an unknown quiet time must end before any entry was made");
 _Static_assert(HYP_VCACHE_BAN_MIN <= 255, "hits is 8 bits wide");
+/* A pass entry carries its counts to the flow, and sends the packet through conntrack (which refreshes
+ * the flow's last_seen), once it counted this many packets: one packet in 256 pays the slow path. */
+#define HYP_VCACHE_PASS_CARRY 255
+_Static_assert(HYP_VCACHE_PASS_CARRY <= 255, "hits is 8 bits wide");
+
+/* Carry a pass entry's counts to its flow (bpf/conntrack.h). */
+int hyp_vc_ct(struct hyp_vcache *e);
+
+static __always_inline bool vc_is_pass(const struct hyp_vcache *e)
+{
+	return e->action >= HYP_VC_PASS;
+}
 
 /*
  * Hand the events entry e suppressed to its (source, kind) pair: to the pair's ev_cache slot, where
@@ -111,30 +130,41 @@ static __always_inline void vc_ev_flush(struct hyp_vcache *e)
 		hyp_vc_ev(e, 0, 0);
 }
 
-/* End entry e: it keeps its key (and a source entry its hits) for the refill; its events go to
- * their pair now. */
+/* Hand on what entry e holds for others: its suppressed events to their pair, a pass entry's counts to
+ * its flow. (A source entry's ban hits are settled by blocklist.h, which knows the ban.) */
+static __always_inline void vc_settle(struct hyp_vcache *e)
+{
+	vc_ev_flush(e);
+	if (vc_is_pass(e) && e->hits)
+		hyp_vc_ct(e);
+}
+
+/* End entry e: it keeps its key (and a source entry its hits) for the refill; its events and counts
+ * are handed on now. */
 static __always_inline void vc_empty(struct hyp_vcache *e)
 {
 	e->until_ns = 0;
-	vc_ev_flush(e);
+	vc_settle(e);
 }
 
-/* Build the key of a flow entry (flow) or a source entry into v; returns its slot: a multiplicative
- * hash of the folded words, top bits (the best mixed), masked by the power-of-two slot count, which
+/* The slot of a key (hyperion_abi.h hyp_vcache_hash), masked by the power-of-two slot count, which
  * also bounds it for the verifier. */
+static __always_inline __u32 vc_slot_of(const __u8 *saddr, const __u8 *daddr, __u16 sport, __u16 dport, __u8 proto,
+				       __u8 family, bool flow)
+{
+	return hyp_vcache_hash(saddr, daddr, sport, dport, proto, family, flow) & (HYP_VCACHE_SLOTS - 1);
+}
+
+/* Build the key of a flow entry (flow) or a source entry into v; returns its slot. */
 static __always_inline __u32 vc_key_of(const __u8 *saddr, const __u8 *daddr, __u16 sport, __u16 dport, __u8 proto,
 				       __u8 family, bool flow, struct hyp_vcache *v)
 {
-	const __u32 *w = (const __u32 *)saddr, *d = (const __u32 *)daddr;
-	__u32 h = w[0] ^ w[1] ^ w[2] ^ w[3] ^ family;
-
 	hyp_addr_copy(v->saddr, saddr);
 	if (flow) {
 		hyp_addr_copy(v->daddr, daddr);
 		v->sport = sport;
 		v->dport = dport;
 		v->proto = proto;
-		h ^= d[0] ^ d[1] ^ d[2] ^ d[3] ^ ((__u32)sport << 16 | dport) ^ ((__u32)proto << 8);
 	} else {
 		__builtin_memset(v->daddr, 0, sizeof(v->daddr));
 		v->sport = 0;
@@ -142,7 +172,7 @@ static __always_inline __u32 vc_key_of(const __u8 *saddr, const __u8 *daddr, __u
 		v->proto = 0;
 	}
 	v->family = family;
-	return (h * 2654435761u) >> 16 & (HYP_VCACHE_SLOTS - 1);
+	return vc_slot_of(saddr, daddr, sport, dport, proto, family, flow);
 }
 
 /* This packet's key: the flow entry of its sending side, or its source entry. */
@@ -159,16 +189,30 @@ static __always_inline bool vc_key_eq(const struct hyp_vcache *a, const struct h
 	       a->dport == b->dport && a->proto == b->proto && a->family == b->family;
 }
 
+/* Is e this packet's entry of one kind? Compared with the packet's own fields, not a key built on the
+ * stack: the probe runs for every packet. A source entry is the only kind with proto 0, and its daddr
+ * and ports are zero. */
+static __always_inline bool vc_is_pkt(const struct hyp_vcache *e, const struct hyp_pkt *p, bool flow)
+{
+	const __u64 *a = (const __u64 *)e->saddr, *s = (const __u64 *)p->saddr;
+	const __u64 *b = (const __u64 *)e->daddr, *d = (const __u64 *)p->daddr;
+
+	if (a[0] != s[0] || a[1] != s[1] || e->family != p->family)
+		return false;
+	if (!flow)
+		return !e->proto;
+	return b[0] == d[0] && b[1] == d[1] && e->sport == p->sport && e->dport == p->dport &&
+	       e->proto == p->proto;
+}
+
 /* This packet's live entry of one kind, or NULL. A stale one is emptied (until_ns 0) but keeps its key
  * and pending hits, for the refill to carry them to their ban. */
 static __always_inline struct hyp_vcache *vc_live(struct hyp_pkt *p, bool flow)
 {
-	struct hyp_vcache k __attribute__((aligned(8)));
-	struct hyp_vcache *e;
-	__u32 slot = vc_key(p, flow, &k);
+	__u32 slot = vc_slot_of(p->saddr, p->daddr, p->sport, p->dport, p->proto, p->family, flow);
+	struct hyp_vcache *e = bpf_map_lookup_elem(&vcache, &slot);
 
-	e = bpf_map_lookup_elem(&vcache, &slot);
-	if (!e || !e->until_ns || !vc_key_eq(e, &k))
+	if (!e || !e->until_ns || !vc_is_pkt(e, p, flow))
 		return NULL;
 	if (e->serial != p->cfg->serial || e->epoch != p->epoch || pkt_now(p) >= e->until_ns) {
 		vc_empty(e);
@@ -177,8 +221,26 @@ static __always_inline struct hyp_vcache *vc_live(struct hyp_pkt *p, bool flow)
 	return e;
 }
 
-/* Is this packet's sending side a dropped flow? DROP_SIG (p->sig, p->action set) or HYP_CONTINUE.
- * Needs the ports (parse_l4 done). */
+/* A pass entry's hit: PASS_FLOW, counted in the entry, or HYP_CONTINUE for conntrack (payload still to
+ * scan, or the counts due to the flow). */
+static __always_inline int vc_pass(struct hyp_pkt *p, struct hyp_vcache *e)
+{
+	if (p->pay_len && e->action == HYP_VC_PASS)
+		return HYP_CONTINUE;        /* the scanner wants it: the entry stays */
+	if (e->hits >= HYP_VCACHE_PASS_CARRY) {
+		vc_empty(e);                /* counts to the flow; conntrack refreshes it and refills */
+		return HYP_CONTINUE;
+	}
+	e->hits += 1;
+	e->bytes += p->pkt_len;
+	hyp_count(HYP_C_VCACHE_HIT);
+	if (p->pay_len && e->action == HYP_VC_PASS_DEPTH)
+		hyp_count(HYP_C_SCAN_SKIPPED);      /* as inspect_payload() counts a flow past its depth */
+	return HYP_R_PASS_FLOW;
+}
+
+/* Is this packet's sending side a dropped flow, or one conntrack would pass unchanged? DROP_SIG (p->sig,
+ * p->action set), PASS_FLOW or HYP_CONTINUE. Needs the ports (parse_l4 done). */
 static __always_inline int vc_check(struct hyp_pkt *p)
 {
 	struct hyp_vcache *e;
@@ -192,6 +254,8 @@ static __always_inline int vc_check(struct hyp_pkt *p)
 	e = vc_live(p, true);
 	if (!e)
 		return HYP_CONTINUE;
+	if (vc_is_pass(e))
+		return vc_pass(p, e);
 	p->sig = e->sig;
 	p->action = e->action;
 	p->state = e->state;
@@ -218,12 +282,12 @@ static __always_inline int vc_check_src(struct hyp_pkt *p)
 	return HYP_R_DROP_BANNED;
 }
 
-/* Write entry e for key k (the caller settled the ban hits the slot held before; its events go to
- * their pair here). */
+/* Write entry e for key k (the caller settled the ban hits the slot held before; its events and a pass
+ * entry's counts are handed on here). sig: a pass entry's byte count starts from it (0). */
 static __always_inline void vc_write(struct hyp_pkt *p, struct hyp_vcache *e, const struct hyp_vcache *k,
 				     __u64 until, __u32 sig, __u8 action)
 {
-	vc_ev_flush(e);
+	vc_settle(e);
 	hyp_addr_copy(e->saddr, k->saddr);
 	hyp_addr_copy(e->daddr, k->daddr);
 	e->sport = k->sport;
@@ -265,6 +329,65 @@ static __always_inline void vc_fill(struct hyp_pkt *p)
 	if (e)
 		vc_write(p, e, &k, pkt_now(p) + HYP_VCACHE_TTL_NS,
 			 f->drop_serial == p->cfg->serial ? f->drop_sig : HYP_EV_NO_SIG, f->drop_action);
+}
+
+/*
+ * Remember the sending side of a flow conntrack just passed (PASS_FLOW) when its next packets would
+ * change nothing but the flow's counters: a segment of an ESTABLISHED TCP flow without SYN, FIN or RST
+ * (those always go to conntrack), or a UDP datagram (a reply is the other side's entry, and promotes
+ * the flow there). Not with a per-source pps limit (every packet takes a token from its bucket), and not
+ * for a cookie flow the server has not answered yet (conntrack offers its ACK to tc ingress again). An
+ * entry this side already has keeps its counts, and takes the packet's kind (a direction that just
+ * reached its stream depth lets payload through from now on).
+ */
+static __always_inline void vc_fill_pass(struct hyp_pkt *p)
+{
+	const struct hyp_config *cfg = p->cfg;
+	struct hyp_vcache k __attribute__((aligned(8)));
+	struct hyp_flow *f = p->flow;
+	struct hyp_vcache *e;
+	__u64 ttl, until;
+	__u32 slot;
+	__u8 kind;
+
+	if (!f || !vc_enabled(p) || cfg->pps_rate)
+		return;
+	if (p->proto == IPPROTO_TCP) {
+		if (p->state != HYP_CT_ESTABLISHED || (p->tcp_flags & (HYP_TCP_SYN | HYP_TCP_FIN | HYP_TCP_RST)))
+			return;
+		if ((f->flags2 & HYP_FF2_COOKIE) && !f->packets[(f->orig ^ 1) & 1])
+			return;
+	} else if (p->proto != IPPROTO_UDP) {
+		return;
+	}
+	if (!cfg->scan_depth || !cfg->dfa_states)
+		kind = HYP_VC_PASS_NOSCAN;
+	else if (p->proto == IPPROTO_TCP && (f->flags & (p->dir & 1 ? HYP_FF_SCAN_DONE_1 : HYP_FF_SCAN_DONE_0)))
+		kind = HYP_VC_PASS_DEPTH;
+	else
+		kind = HYP_VC_PASS;
+	/* Not past any timeout: the flow's state can change behind the entry (the other side's FIN, a
+	 * segment on tc egress), and conntrack would expire it after that state's timeout. */
+	ttl = HYP_VCACHE_TTL_NS;
+	for (int i = 0; i < HYP_CT_STATE_MAX; i++) {
+		__u64 to = cfg->timeout_ns[i];
+
+		if (to && to < ttl)
+			ttl = to;
+	}
+	until = pkt_now(p) + ttl;
+	slot = vc_key(p, true, &k);
+	e = bpf_map_lookup_elem(&vcache, &slot);
+	if (!e)
+		return;
+	if (vc_is_pass(e) && vc_key_eq(e, &k)) {
+		e->action = kind;
+		e->serial = cfg->serial;
+		e->epoch = p->epoch;
+		e->until_ns = until;
+		return;
+	}
+	vc_write(p, e, &k, until, 0, kind);
 }
 
 /* A new flow on this 4-tuple (conntrack deleted or expired the old one, which user space is not told

@@ -395,6 +395,59 @@ struct hyp_event {
  * signature ids no longer apply). Lua, which cannot read macros, has its own SIG_NONE. */
 #define HYP_EV_NO_SIG 0xffffffffu
 
+/*
+ * Verdict cache entry (bpf/vcache.h, map "vcache"). Datapath-internal, outside the Lua ABI; defined here
+ * because the runtime reads the packets and bytes pass entries counted and have not yet carried to their
+ * flow (runtime/maps.c flow_pending_add). A pass entry's action is one of enum hyp_vc_pass; what it
+ * lets through without conntrack: packets without payload (HYP_VC_PASS), and with payload too once the
+ * direction is past its stream depth (HYP_VC_PASS_DEPTH: counted scan_skipped) or nothing is scanned
+ * (HYP_VC_PASS_NOSCAN).
+ */
+enum hyp_vc_pass {
+	HYP_VC_PASS = 0x80,
+	HYP_VC_PASS_DEPTH = 0x81,
+	HYP_VC_PASS_NOSCAN = 0x82,
+};
+
+struct hyp_vcache {
+	__u8 saddr[16];             /* key: the sending side's 5-tuple (flow entry), or */
+	__u8 daddr[16];             /* the source alone, the rest zero (source entry) */
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;                 /* 0: a source entry */
+	__u8 family;
+	__u8 action;                /* drop entry: the flow's drop signature's action; pass entry: hyp_vc_pass */
+	__u8 state;                 /* drop entry: the flow's conntrack state when cached (for events) */
+	union {
+		__u32 sig;          /* drop entry: the flow's drop signature */
+		__u32 bytes;        /* pass entry: bytes passed here, not yet carried to the flow */
+	};
+	__u32 serial;               /* made under this config serial, */
+	__u32 epoch;                /* and this state epoch */
+	__u8 hits;                  /* source entry: ban hits counted here, not yet carried to the ban;
+				     * pass entry: packets passed here, not yet carried to the flow */
+	__u8 ev_pending;            /* events this entry suppressed, not yet handed to ev_cache/ev_sample */
+	__u16 ev_early;             /* the entry's events are suppressed until until_ns minus this many
+				     * 2^HYP_VCACHE_EV_SHIFT ns (bpf/vcache.h vc_ev) */
+	__u64 until_ns;             /* datapath clock; 0 = empty */
+};
+
+/* The hash that places a verdict cache entry (bpf/vcache.h vc_slot_of), shared with user space, which
+ * reads a flow's two entries (runtime/maps.c): a multiplicative hash of the key's folded words, top bits
+ * (the best mixed); the caller masks it by the slot count, a power of two. A source entry's key has
+ * daddr, ports and proto zero (flow 0 leaves them out). */
+static inline __attribute__((always_inline)) __u32 hyp_vcache_hash(const __u8 *saddr, const __u8 *daddr,
+								   __u16 sport, __u16 dport, __u8 proto,
+								   __u8 family, int flow)
+{
+	const __u32 *w = (const __u32 *)saddr, *d = (const __u32 *)daddr;
+	__u32 h = w[0] ^ w[1] ^ w[2] ^ w[3] ^ family;
+
+	if (flow)
+		h ^= d[0] ^ d[1] ^ d[2] ^ d[3] ^ ((__u32)sport << 16 | dport) ^ ((__u32)proto << 8);
+	return (h * 2654435761u) >> 16;
+}
+
 #if !defined(__bpf__)
 _Static_assert(sizeof(struct hyp_flow_key) == 40, "flow key layout");
 _Static_assert(sizeof(struct hyp_flow) == 80, "flow layout");
@@ -404,6 +457,7 @@ _Static_assert(sizeof(struct hyp_cookie_meta) == 20, "cookie meta: a multiple of
 _Static_assert(sizeof(struct hyp_dfa_row) == 512, "dfa row layout");
 _Static_assert(sizeof(struct hyp_ban) == 24, "ban layout");
 _Static_assert(sizeof(struct hyp_rl) == 40, "rl layout");
+_Static_assert(sizeof(struct hyp_vcache) == 64, "vcache entry: one cache line");
 _Static_assert(sizeof(((struct hyp_config *)0)->timeout_ns) == 8 * HYP_CT_STATE_MAX, "timeouts");
 _Static_assert(sizeof(((struct hyp_sig *)0)->ports) == 2 * HYP_SIG_PORTS_MAX, "sig ports");
 _Static_assert(sizeof(((struct hyp_dfa_out *)0)->sig) == 2 * HYP_STATE_OUT_MAX, "dfa out");

@@ -906,6 +906,8 @@ int flow_lookup(struct hyp_dp *dp, const struct hyp_flow_key *k, struct hyp_flow
 
 	if (err == -ENOENT)
 		err = bpf_map_lookup_elem(dp->fd_flows_new, k, out);
+	if (!err)
+		err = vcache_flow_add(dp->fd_vcache, k, out);
 	if (err && err != -ENOENT)
 		hyp_log(LOG_ERR, "flow lookup: %s", strerror(-err));
 	return err;
@@ -996,7 +998,7 @@ static int flow_walk(int fd, bool est, flow_iter_fn fn, void *arg)
 	return rc;
 }
 
-int flow_foreach(struct hyp_dp *dp, flow_iter_fn fn, void *arg)
+static int flow_walk_both(struct hyp_dp *dp, flow_iter_fn fn, void *arg)
 {
 	int rc = flow_walk(dp->fd_flows, true, fn, arg);
 
@@ -1004,6 +1006,35 @@ int flow_foreach(struct hyp_dp *dp, flow_iter_fn fn, void *arg)
 		rc = flow_walk(dp->fd_flows_new, false, fn, arg);
 	if (rc < 0)
 		hyp_log(LOG_ERR, "flow foreach: %s", strerror(-rc));
+	return rc;
+}
+
+struct flow_counted {
+	flow_iter_fn fn;
+	void *arg;
+	struct vcache_pending pending;
+};
+
+static int flow_counted_cb(const struct hyp_flow_key *k, const struct hyp_flow *f, bool est, void *arg)
+{
+	struct flow_counted *c = arg;
+	struct hyp_flow g = *f;
+
+	vcache_pending_add(&c->pending, k, &g);
+	return c->fn(k, &g, est, c->arg);
+}
+
+int flow_foreach(struct hyp_dp *dp, flow_iter_fn fn, void *arg)
+{
+	struct flow_counted c = { .fn = fn, .arg = arg };
+	int rc = vcache_pending_load(dp->fd_vcache, &c.pending);
+
+	if (rc) {
+		hyp_log(LOG_ERR, "flow foreach: verdict cache: %s", strerror(-rc));
+		return rc;
+	}
+	rc = flow_walk_both(dp, flow_counted_cb, &c);
+	vcache_pending_free(&c.pending);
 	return rc;
 }
 
@@ -1030,7 +1061,7 @@ int flow_census(struct hyp_dp *dp, __u64 limit, struct flow_census *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->limit = limit;
-	return flow_foreach(dp, census_cb, c) < 0 ? -EIO : 0;
+	return flow_walk_both(dp, census_cb, c) < 0 ? -EIO : 0;    /* no counters: no cache read */
 }
 
 __u64 flow_evicted(__u64 inserts, __u64 deletes, __u64 live)

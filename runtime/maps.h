@@ -65,7 +65,7 @@ int state_epoch_bump(int fd_gen);
  * index of src in the canonical key (0 = endpoint a). */
 void flow_key_make(struct hyp_flow_key *k, __u8 family, __u8 proto, const __u8 *src, __u16 sport_be,
 		   const __u8 *dst, __u16 dport_be, int *dir);
-/* Look up in flows then flows_new. Returns 0, -ENOENT. */
+/* Look up in flows then flows_new, with the counts the verdict cache holds for it. Returns 0, -ENOENT. */
 int flow_lookup(struct hyp_dp *dp, const struct hyp_flow_key *k, struct hyp_flow *out);
 int flow_delete(struct hyp_dp *dp, const struct hyp_flow_key *k);   /* from whichever map holds it */
 typedef int (*flow_iter_fn)(const struct hyp_flow_key *k, const struct hyp_flow *f, bool established,
@@ -78,6 +78,18 @@ struct flow_census {
 	bool truncated;
 };
 int flow_census(struct hyp_dp *dp, __u64 limit, struct flow_census *c);   /* 0 or -EIO (logged) */
+
+/* The packets and bytes the verdict cache's pass entries counted for flows and have not carried to them
+ * yet (runtime/vcache.c); flow_lookup() and flow_foreach() add them. For one flow: */
+int vcache_flow_add(int fd_vcache, const struct hyp_flow_key *k, struct hyp_flow *f);   /* 0 or -errno */
+/* For a walk: one read of the whole cache, then a search per flow. */
+struct vcache_pending {
+	struct vcache_count *v;
+	size_t n, cap;
+};
+int vcache_pending_load(int fd_vcache, struct vcache_pending *p);   /* 0 or -errno (p empty) */
+void vcache_pending_add(const struct vcache_pending *p, const struct hyp_flow_key *k, struct hyp_flow *f);
+void vcache_pending_free(struct vcache_pending *p);
 /* Flows a table lost to LRU pressure: its inserts - deletes - live entries (counters read before the
  * census: an insert in between can only hide an eviction, a delete in between shows as one). */
 __u64 flow_evicted(__u64 inserts, __u64 deletes, __u64 live);

@@ -20,6 +20,9 @@ enum {
 	LRU_EST_FLOWS = 16,         /* established flows that must survive the SYN flood */
 	LRU_FLOOD = 2000,           /* SYNs in the flood: several times flows_new */
 	ACK_FLOOD = 200,
+	FAST_N = 600,               /* fast-path segments: two carries (every 256th packet) and a remainder */
+	FAST_CARRY = 256,           /* bpf/vcache.h HYP_VCACHE_PASS_CARRY + 1: one packet in this many */
+	FAST_TIMEOUT_MS = 50,       /* an established timeout under the cache's 1 s TTL */
 	SPORT_BASE = 20000,
 	NS = 1000000000,
 };
@@ -275,6 +278,121 @@ static void test_counters_and_events(int family)
 		TAP_EQ(dpt_counter(&t, HYP_C_CT_EST_DELETE), 1, "counters v%d: reopen deleted the closed flow",
 		       family);
 	}
+	dpt_close(&t);
+}
+
+/* Send n remote segments of an established flow (every other one with payload); adds to *pkts, *bytes. */
+static void fast_send(struct dpt *t, const struct ends *e, int n, uint64_t *pkts, uint64_t *bytes, const char *what)
+{
+	uint8_t b[PKT_MAX];
+	int i, ok = 0;
+
+	for (i = 0; i < n; i++) {
+		int len = build(e, IN, IPPROTO_TCP, TH_ACK, i % 2 ? 100 : 0, b);
+
+		ok += dpt_xdp(t, b, (uint32_t)len) == XDP_PASS;
+		*pkts += 1;
+		*bytes += (uint64_t)len;
+	}
+	TAP_EQ(ok, n, "%s: every segment passes", what);
+}
+
+/*
+ * The established fast path (bpf/vcache.h pass entries): once a flow is ESTABLISHED, its segments
+ * without SYN, FIN or RST are passed by the verdict cache, counted in the cache entry and carried to the
+ * flow every 256th packet; what user space reads of the flow includes what the entry holds, and the
+ * flow's end reports every packet. A ban, a per-source pps limit or a timeout shorter than the cache's
+ * TTL is never outlived by an entry.
+ */
+static void test_fast_path(int family)
+{
+	struct ends e = ends_new(family, 443);
+	uint64_t bytes[2] = { 0 }, pkts[2] = { 0 }, hits, pass;
+	const struct hyp_event *ev;
+	struct hyp_flow_key k;
+	struct hyp_flow f, raw;
+	uint8_t b[PKT_MAX];
+	struct dpt t;
+	int rd, n, len;
+
+	if (!open_fresh(&t, FLOWS_TEST_MAX, FLOWS_TEST_MAX))
+		return;
+	run_steps(&t, "fast", &e, inbound_close, 4, bytes, pkts);    /* SYN, SYN, SYN-ACK, ACK: established */
+	rd = remote_dir(&e);
+	hits = dpt_counter(&t, HYP_C_VCACHE_HIT);
+	pass = dpt_stat(&t, HYP_R_PASS_FLOW);
+	fast_send(&t, &e, FAST_N, &pkts[IN], &bytes[IN], "fast path");
+	TAP_EQ(dpt_stat(&t, HYP_R_PASS_FLOW) - pass, FAST_N, "fast path v%d: every segment booked pass_flow", family);
+	TAP_EQ(dpt_counter(&t, HYP_C_VCACHE_HIT) - hits, FAST_N - FAST_N / FAST_CARRY,
+	       "fast path v%d: the cache passed all but every %dth (carried through conntrack)", family, FAST_CARRY);
+	TAP_EQ(flow_of(&t, &e, IPPROTO_TCP, &f, NULL), 0, "fast path v%d: flow exists", family);
+	TAP_EQ(f.packets[rd], pkts[IN], "fast path v%d: packets from remote, as read (flow + cache)", family);
+	TAP_EQ(f.bytes[rd], bytes[IN], "fast path v%d: bytes from remote, as read", family);
+	TAP_EQ(f.packets[!rd], pkts[OUT], "fast path v%d: packets from local", family);
+	dpt_flow_key(family, IPPROTO_TCP, e.remote, e.rport, e.local, e.lport, &k);
+	TAP_EQ(bpf_map_lookup_elem(bpf_map__fd(t.skel->maps.flows), &k, &raw), 0, "fast path v%d: raw entry", family);
+	TAP_EQ(raw.packets[rd], pkts[IN] - FAST_N % FAST_CARRY,
+	       "fast path v%d: the flow entry holds all but the cache's %d uncarried packets", family,
+	       FAST_N % FAST_CARRY);
+
+	/* the end of the flow: both directions' entries are settled first, so flow_end has every packet */
+	{
+		static const struct step close_rows[] = {
+			T(IN, TH_FIN | TH_ACK, 0, HYP_R_PASS_FLOW, XDP_PASS, HYP_CT_FIN_WAIT, 1),
+			T(OUT, TH_ACK, 0, -1, 0, HYP_CT_FIN_WAIT, 1),
+			T(OUT, TH_FIN | TH_ACK, 0, -1, 0, HYP_CT_TIME_WAIT, 1),
+		};
+
+		dpt_events(&t);
+		fast_send(&t, &e, 10, &pkts[IN], &bytes[IN], "fast path before the FIN");
+		run_steps(&t, "fast close", &e, close_rows, 3, bytes, pkts);
+		dpt_events(&t);
+		ev = dpt_event_find(&t, HYP_EV_FLOW_END, &n);
+		TAP_CHECK(n == 1 && ev->packets == pkts[IN] + pkts[OUT] && ev->bytes == bytes[IN] + bytes[OUT],
+			  "fast path v%d: flow_end counts every packet (%llu of %llu)", family,
+			  n == 1 ? (unsigned long long)ev->packets : 0ULL,
+			  (unsigned long long)(pkts[IN] + pkts[OUT]));
+		hits = dpt_counter(&t, HYP_C_VCACHE_HIT);
+		len = build(&e, IN, IPPROTO_TCP, TH_ACK, 0, b);
+		dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_FLOW, "fast path: the last ACK");
+		TAP_EQ(dpt_counter(&t, HYP_C_VCACHE_HIT), hits, "fast path v%d: an ended flow's entry ended with it",
+		       family);
+	}
+
+	/* a per-source pps limit: every packet takes a token, none is passed by the cache */
+	e = ends_new(family, 8443);
+	t.cfg.pps_rate = 1000000;
+	t.cfg.pps_burst = 1000000;
+	dpt_config_push(&t);
+	run_steps(&t, "fast pps", &e, inbound_close, 4, NULL, NULL);
+	hits = dpt_counter(&t, HYP_C_VCACHE_HIT);
+	fast_send(&t, &e, 20, &pkts[IN], &bytes[IN], "fast path with a pps limit");
+	TAP_EQ(dpt_counter(&t, HYP_C_VCACHE_HIT), hits, "fast path v%d: not with a pps limit", family);
+	t.cfg.pps_rate = 0;
+
+	/* an established timeout under the TTL: the entry lapses with it, conntrack expires the flow */
+	e = ends_new(family, 8443);
+	t.cfg.pickup = HYP_PICKUP_STRICT;
+	t.cfg.timeout_ns[HYP_CT_ESTABLISHED] = FAST_TIMEOUT_MS * 1000000ULL;
+	dpt_config_push(&t);
+	run_steps(&t, "fast timeout", &e, inbound_close, 4, NULL, NULL);
+	hits = dpt_counter(&t, HYP_C_VCACHE_HIT);
+	fast_send(&t, &e, 5, &pkts[IN], &bytes[IN], "fast path, short timeout");
+	TAP_EQ(dpt_counter(&t, HYP_C_VCACHE_HIT) - hits, 5, "fast path v%d: cached under a short timeout", family);
+	usleep(3 * FAST_TIMEOUT_MS * 1000);
+	len = build(&e, IN, IPPROTO_TCP, TH_ACK, 0, b);
+	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_INVALID,
+		   "fast path: past the timeout the flow expired, a mid-stream ACK is refused (strict pickup)");
+
+	/* a ban ends the fast path at once (the state epoch); last: it bans every test flow's remote */
+	e = ends_new(family, 443);
+	t.cfg.timeout_ns[HYP_CT_ESTABLISHED] = 3600ULL * NS;
+	dpt_config_push(&t);
+	run_steps(&t, "fast ban", &e, inbound_close, 4, NULL, NULL);
+	fast_send(&t, &e, 5, &pkts[IN], &bytes[IN], "fast path before a ban");
+	TAP_EQ(dpt_ban(&t, e.remote, 0, 1), 0, "fast path v%d: ban the remote", family);
+	len = build(&e, IN, IPPROTO_TCP, TH_ACK, 0, b);
+	dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_BANNED, "fast path: a banned source's next segment drops");
 	dpt_close(&t);
 }
 
@@ -564,6 +682,7 @@ int main(void)
 		table("udp in", fam, 53, udp_inbound, sizeof(udp_inbound) / sizeof(udp_inbound[0]));
 		table("udp out", fam, 53, udp_outbound, sizeof(udp_outbound) / sizeof(udp_outbound[0]));
 		test_counters_and_events(fam);
+		test_fast_path(fam);
 		test_timeouts(fam);
 		test_ack_flood(fam);
 		test_lru_pressure(fam);

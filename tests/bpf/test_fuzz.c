@@ -962,10 +962,10 @@ static void fuzz_xdp(struct fuzz *fz, const uint8_t *b, uint32_t len, int mut, u
 	fdrop = fz_dropped(fz, &r);
 	if (fdrop)
 		allowed |= RBIT(HYP_R_DROP_SIG);
-	/* the cache only ever answers for a banned source or a sender conntrack marked */
+	/* the cache only ever answers for a banned source, a sender conntrack marked, or a flow it passes */
 	if (ctr[HYP_C_VCACHE_HIT] != fz->ctr_prev[HYP_C_VCACHE_HIT] && reason != HYP_R_DROP_BANNED &&
-	    (!fdrop || reason != HYP_R_DROP_SIG))
-		violation(fz, &fz->v_ref, b, len, "verdict cache hit (%s): neither a ban nor a marked sender",
+	    reason != HYP_R_PASS_FLOW && (!fdrop || reason != HYP_R_DROP_SIG))
+		violation(fz, &fz->v_ref, b, len, "verdict cache hit (%s): not a ban, a marked sender or a flow",
 			  dpt_stat_name(idx));
 	if (!(allowed & RBIT(reason)))
 		violation(fz, &fz->v_ref, b, len, "datapath %s, reference allows 0x%x (stage %d, proto %u, l4_off %u, "

@@ -297,7 +297,7 @@ static void test_stream_depth(void)
 	struct hyp_flow f;
 	struct dpt t;
 	uint32_t seq;
-	uint64_t skipped;
+	uint64_t skipped, hits;
 
 	def_add(0, "late", "NEEDLE", HYP_ACT_DROP, 0, 0, 0);
 	if (!sig_open(&t, 1, "stream depth"))
@@ -307,11 +307,18 @@ static void test_stream_depth(void)
 	memset(seg, '.', 60);
 	seg[60] = '\0';
 
-	/* control: within the first 100 bytes of the stream the pattern is found */
+	/* control: within the first 100 bytes of the stream the pattern is found, though the flow is on the
+	 * fast path (bpf/vcache.h pass entry) for its segments without payload */
 	seq = tcp_open(&t, &p);
+	hits = dpt_counter(&t, HYP_C_VCACHE_HIT);
+	tcp_send(&t, &p, seq, "", XDP_PASS, HYP_R_PASS_FLOW, "stream_depth: an empty segment passes");
+	tcp_send(&t, &p, seq, "", XDP_PASS, HYP_R_PASS_FLOW, "stream_depth: another");
+	TAP_EQ(dpt_counter(&t, HYP_C_VCACHE_HIT), hits + 2, "stream_depth: ... both on the fast path");
 	tcp_send(&t, &p, seq, seg, XDP_PASS, HYP_R_PASS_FLOW, "stream_depth: first 60 bytes pass");
 	memcpy(seg + 10, "NEEDLE", 6);
 	tcp_send(&t, &p, seq + 60, seg, XDP_DROP, HYP_R_DROP_SIG, "stream_depth: pattern at 70..76 dropped");
+	TAP_EQ(dpt_counter(&t, HYP_C_VCACHE_HIT), hits + 2,
+	       "stream_depth: the fast path let no payload under the depth past the scanner");
 
 	/* past 100 bytes: not inspected, then the fast path */
 	p.sport = 40031;
@@ -325,8 +332,10 @@ static void test_stream_depth(void)
 		  "stream_depth: flow marked done after exactly 100 bytes");
 	skipped = dpt_counter(&t, HYP_C_SCAN_SKIPPED);
 	memcpy(seg, "NEEDLE", 6);
+	hits = dpt_counter(&t, HYP_C_VCACHE_HIT);
 	tcp_send(&t, &p, seq + 120, seg, XDP_PASS, HYP_R_PASS_FLOW, "stream_depth: later segment not scanned");
 	TAP_EQ(dpt_counter(&t, HYP_C_SCAN_SKIPPED), skipped + 1, "stream_depth: skipped packet counted");
+	TAP_EQ(dpt_counter(&t, HYP_C_VCACHE_HIT), hits + 1, "stream_depth: ... passed by the fast path");
 	/* the other direction of the flow has its own budget */
 	{
 		uint8_t b[PKT_MAX];
@@ -339,7 +348,7 @@ static void test_stream_depth(void)
 
 /* A drop-signature match drops the flow's sender for the flow's life (HYP_FF_DROP): later packets,
  * clean or empty, end as the same signature; the other side, other flows and an allowlisted source
- * are not affected. Repeats with payload come from the per-CPU verdict cache (bpf/vcache.h). */
+ * are not affected. Repeats, with payload or without, come from the per-CPU verdict cache (bpf/vcache.h). */
 static void test_dropped_flow(void)
 {
 	struct peer u = { 4, CLIENT4, SERVER4, 40200, 53 };
@@ -371,8 +380,8 @@ static void test_dropped_flow(void)
 	TAP_CHECK(ev && ev->sig == 1 && ev->action == HYP_ACT_BAN && ev->payload_len == 5 &&
 		  !memcmp(ev->payload, "hello", 5), "dropped flow: its match event names the flow's signature");
 	TAP_EQ(dpt_counter(&t, HYP_C_VCACHE_HIT), hits + 1, "dropped flow: the repeat came from the verdict cache");
-	udp_send(&t, &u, "", 0, XDP_DROP, HYP_R_DROP_SIG, "dropped flow: an empty datagram drops (conntrack)");
-	TAP_EQ(dpt_counter(&t, HYP_C_VCACHE_HIT), hits + 1, "dropped flow: without payload, no cache probe");
+	udp_send(&t, &u, "", 0, XDP_DROP, HYP_R_DROP_SIG, "dropped flow: an empty datagram drops");
+	TAP_EQ(dpt_counter(&t, HYP_C_VCACHE_HIT), hits + 2, "dropped flow: ... from the verdict cache too");
 	udp_send(&t, &reply, "answer", 6, XDP_PASS, HYP_R_PASS_FLOW, "dropped flow: the other side still passes");
 	u.sport = 40202;
 	udp_send(&t, &u, "hello", 5, XDP_PASS, HYP_R_PASS_NEW, "dropped flow: another flow of the source passes");

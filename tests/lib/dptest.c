@@ -246,14 +246,14 @@ int dpt_flow(struct dpt *t, int family, uint8_t proto, const char *src, uint16_t
 	if (!bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.flows), &k, f)) {
 		if (established)
 			*established = true;
-		return 0;
-	}
-	if (!bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.flows_new), &k, f)) {
+	} else if (!bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.flows_new), &k, f)) {
 		if (established)
 			*established = false;
-		return 0;
+	} else {
+		return -ENOENT;
 	}
-	return -ENOENT;
+	/* as the runtime reads it: with what the verdict cache counted and has not carried to it yet */
+	return vcache_flow_add(bpf_map__fd(t->skel->maps.vcache), &k, f);
 }
 
 union dpt_lpm_key {

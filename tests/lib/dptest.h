@@ -38,7 +38,8 @@ int dpt_tc(struct dpt *t, const void *frame, uint32_t len);
 uint64_t dpt_stat(struct dpt *t, unsigned idx);     /* stats[idx].packets */
 uint64_t dpt_counter(struct dpt *t, unsigned idx);
 uint64_t dpt_stats_total(struct dpt *t);            /* sum of all stats entries' packets */
-/* Flow lookup by one packet's view; returns 0 and fills f (+ established: in "flows"), or -ENOENT. */
+/* Flow lookup by one packet's view, counters as the runtime reads them (flow_lookup: with what the verdict
+ * cache holds for it); returns 0 and fills f (+ established: in "flows"), or -ENOENT. */
 int dpt_flow(struct dpt *t, int family, uint8_t proto, const char *src, uint16_t sport, const char *dst,
 	     uint16_t dport, struct hyp_flow *f, bool *established);
 /* Ban / allow helpers (direct map writes). ttl_ns 0 = permanent; expiry relative to the datapath's now. */

@@ -454,6 +454,96 @@ static int flow_count_cb(const struct hyp_flow_key *k, const struct hyp_flow *f,
 	return 0;
 }
 
+/* What the verdict cache's pass entries counted and have not carried to their flow (bpf/vcache.h) is
+ * part of what user space reads of the flow: flow_lookup and flow_foreach add both sides' entries on every
+ * CPU, and nothing else (a drop entry, another flow's entry, a flow's entry with nothing counted). */
+struct pending_seen {
+	struct hyp_flow_key k;
+	struct hyp_flow f;
+	int found;
+};
+
+static int pending_cb(const struct hyp_flow_key *k, const struct hyp_flow *f, bool est, void *arg)
+{
+	struct pending_seen *s = arg;
+
+	(void)est;
+	if (!memcmp(k, &s->k, sizeof(*k))) {
+		s->f = *f;
+		s->found++;
+	}
+	return 0;
+}
+
+static void vc_entry_put(struct hyp_dp *dp, const struct hyp_flow_key *k, int dir, int cpu, __u8 action, __u8 hits,
+			 __u32 bytes, struct hyp_vcache *v, int ncpu)
+{
+	const __u8 *s = dir ? k->addr_b : k->addr_a, *d = dir ? k->addr_a : k->addr_b;
+	__u16 sp = dir ? k->port_b : k->port_a, dp_ = dir ? k->port_a : k->port_b;
+	__u32 slot = hyp_vcache_hash(s, d, sp, dp_, k->proto, k->family, 1) &
+		     (bpf_map__max_entries(dp->skel->maps.vcache) - 1);
+
+	memset(v, 0, (size_t)ncpu * sizeof(*v));
+	bpf_map_lookup_elem(dp->fd_vcache, &slot, v);
+	memcpy(v[cpu].saddr, s, 16);
+	memcpy(v[cpu].daddr, d, 16);
+	v[cpu].sport = sp;
+	v[cpu].dport = dp_;
+	v[cpu].proto = k->proto;
+	v[cpu].family = k->family;
+	v[cpu].action = action;
+	v[cpu].hits = hits;
+	v[cpu].bytes = bytes;
+	v[cpu].until_ns = 1;
+	bpf_map_update_elem(dp->fd_vcache, &slot, v, BPF_ANY);
+}
+
+static void test_flow_pending(struct hyp_dp *dp)
+{
+	static const __u8 a[16] = {192, 0, 2, 20}, b[16] = {198, 51, 100, 20};
+	int ncpu = libbpf_num_possible_cpus(), dir;
+	struct hyp_flow f = { .state = HYP_CT_ESTABLISHED, .packets = {10, 20}, .bytes = {1000, 2000} }, g;
+	struct hyp_flow_key k, other;
+	struct pending_seen s;
+	struct hyp_vcache *v;
+
+	if (ncpu < 1 || !(v = calloc((size_t)ncpu, sizeof(*v)))) {
+		TAP_CHECK(0, "flow pending: CPU count %d", ncpu);
+		return;
+	}
+	flow_key_make(&k, HYP_AF_INET, IPPROTO_TCP, a, htons(40000), b, htons(443), &dir);
+	flow_key_make(&other, HYP_AF_INET, IPPROTO_TCP, a, htons(40001), b, htons(443), NULL);
+	TAP_EQ(bpf_map_update_elem(dp->fd_flows, &k, &f, BPF_ANY), 0, "flow pending: a flow");
+	TAP_EQ(bpf_map_update_elem(dp->fd_flows, &other, &f, BPF_ANY), 0, "flow pending: another");
+	vc_entry_put(dp, &k, 0, 0, HYP_VC_PASS, 5, 500, v, ncpu);
+	vc_entry_put(dp, &k, 1, ncpu - 1, HYP_VC_PASS_NOSCAN, 7, 700, v, ncpu);
+	vc_entry_put(dp, &other, 0, 0, HYP_VC_PASS_DEPTH, 100, 10000, v, ncpu);
+	TAP_EQ(flow_lookup(dp, &k, &g), 0, "flow pending: flow_lookup");
+	TAP_CHECK(g.packets[0] == 15 && g.packets[1] == 27 && g.bytes[0] == 1500 && g.bytes[1] == 2700,
+		  "flow pending: flow_lookup adds both sides' entries (packets %llu/%llu, bytes %llu/%llu)",
+		  (unsigned long long)g.packets[0], (unsigned long long)g.packets[1],
+		  (unsigned long long)g.bytes[0], (unsigned long long)g.bytes[1]);
+	memset(&s, 0, sizeof(s));
+	s.k = k;
+	TAP_EQ(flow_foreach(dp, pending_cb, &s), 0, "flow pending: flow_foreach");
+	TAP_CHECK(s.found == 1 && s.f.packets[0] == 15 && s.f.packets[1] == 27 && s.f.bytes[1] == 2700,
+		  "flow pending: flow_foreach adds them too");
+	s.k = other;
+	s.found = 0;
+	flow_foreach(dp, pending_cb, &s);
+	TAP_CHECK(s.found == 1 && s.f.packets[0] == 110 && s.f.packets[1] == 20,
+		  "flow pending: each flow gets its own entries only");
+	/* a drop entry's fields mean other things; an entry with nothing counted adds nothing */
+	vc_entry_put(dp, &k, 0, 0, HYP_ACT_DROP, 9, 900, v, ncpu);
+	vc_entry_put(dp, &k, 1, ncpu - 1, HYP_VC_PASS, 0, 0, v, ncpu);
+	TAP_EQ(flow_lookup(dp, &k, &g), 0, "flow pending: lookup again");
+	TAP_CHECK(g.packets[0] == 10 && g.packets[1] == 20 && g.bytes[0] == 1000,
+		  "flow pending: drop entries and empty pass entries add nothing");
+	bpf_map_delete_elem(dp->fd_flows, &k);
+	bpf_map_delete_elem(dp->fd_flows, &other);
+	free(v);
+}
+
 static void test_flows(struct hyp_dp *dp)
 {
 	struct hyp_flow_key k1, k2;
@@ -612,6 +702,7 @@ int main(void)
 	test_allow(&dp);
 	test_ban_batch(&dp);
 	test_flows(&dp);
+	test_flow_pending(&dp);
 	test_stats(&dp);
 	test_syncookie_setup(&dp);
 	dp_close(&dp);

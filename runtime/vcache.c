@@ -1,0 +1,153 @@
+/* Flow counts the datapath's verdict cache holds: what user space reads of a flow adds them. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "maps.h"
+
+/*
+ * An established flow's fast path (bpf/vcache.h pass entries) counts its packets and bytes in a per-CPU
+ * cache entry and carries them to the flow entry every HYP_VCACHE_PASS_CARRY packets, when the cache
+ * entry ends and when the flow ends. A flow read in between would miss up to that many packets per
+ * side and CPU, and an idle flow's last ones until its next packet; so every read of a flow's counters
+ * adds what the cache entries of both its sides hold. The flow is read first and the entries after:
+ * a carry in between is missed (a count a little short, for one read), never counted twice.
+ */
+
+struct vcache_count {
+	struct hyp_flow_key k;
+	int dir;
+	__u64 packets, bytes;
+};
+
+static bool vcache_entry_is(const struct hyp_vcache *e, const struct hyp_flow_key *k, int dir)
+{
+	const __u8 *s = dir ? k->addr_b : k->addr_a, *d = dir ? k->addr_a : k->addr_b;
+
+	return e->action >= HYP_VC_PASS && e->hits && e->proto == k->proto && e->family == k->family &&
+	       e->sport == (dir ? k->port_b : k->port_a) && e->dport == (dir ? k->port_a : k->port_b) &&
+	       !memcmp(e->saddr, s, 16) && !memcmp(e->daddr, d, 16);
+}
+
+static int vcache_geometry(int fd, __u32 *slots, int *ncpu)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	int err = bpf_obj_get_info_by_fd(fd, &info, &len);
+
+	if (err)
+		return err;
+	if (info.value_size != sizeof(struct hyp_vcache) || !info.max_entries ||
+	    (info.max_entries & (info.max_entries - 1)))
+		return -EPROTO;
+	*ncpu = libbpf_num_possible_cpus();
+	if (*ncpu <= 0)
+		return *ncpu ? *ncpu : -EINVAL;
+	*slots = info.max_entries;
+	return 0;
+}
+
+int vcache_flow_add(int fd_vcache, const struct hyp_flow_key *k, struct hyp_flow *f)
+{
+	struct hyp_vcache *v;
+	__u32 slots;
+	int ncpu, err = vcache_geometry(fd_vcache, &slots, &ncpu);
+
+	if (err)
+		return err;
+	v = calloc((size_t)ncpu, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (int dir = 0; dir < 2 && !err; dir++) {
+		const __u8 *s = dir ? k->addr_b : k->addr_a, *d = dir ? k->addr_a : k->addr_b;
+		__u32 slot = hyp_vcache_hash(s, d, dir ? k->port_b : k->port_a, dir ? k->port_a : k->port_b,
+					     k->proto, k->family, 1) & (slots - 1);
+
+		err = bpf_map_lookup_elem(fd_vcache, &slot, v);
+		for (int c = 0; c < ncpu && !err; c++) {
+			if (!vcache_entry_is(&v[c], k, dir))
+				continue;
+			f->packets[dir] += v[c].hits;
+			f->bytes[dir] += v[c].bytes;
+		}
+	}
+	free(v);
+	return err;
+}
+
+static int vcache_count_cmp(const void *a, const void *b)
+{
+	return memcmp(&((const struct vcache_count *)a)->k, &((const struct vcache_count *)b)->k,
+		      sizeof(struct hyp_flow_key));
+}
+
+int vcache_pending_load(int fd_vcache, struct vcache_pending *p)
+{
+	struct hyp_vcache *v;
+	__u32 slots;
+	int ncpu, err = vcache_geometry(fd_vcache, &slots, &ncpu);
+
+	memset(p, 0, sizeof(*p));
+	if (err)
+		return err;
+	v = calloc((size_t)ncpu, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (__u32 slot = 0; slot < slots && !err; slot++) {
+		err = bpf_map_lookup_elem(fd_vcache, &slot, v);
+		for (int c = 0; c < ncpu && !err; c++) {
+			const struct hyp_vcache *e = &v[c];
+			struct vcache_count *n;
+
+			if (e->action < HYP_VC_PASS || !e->hits)
+				continue;
+			if (p->n == p->cap) {
+				size_t cap = p->cap ? 2 * p->cap : 64;
+
+				n = realloc(p->v, cap * sizeof(*n));
+				if (!n) {
+					err = -ENOMEM;
+					break;
+				}
+				p->v = n;
+				p->cap = cap;
+			}
+			n = &p->v[p->n++];
+			flow_key_make(&n->k, e->family, e->proto, e->saddr, e->sport, e->daddr, e->dport, &n->dir);
+			n->packets = e->hits;
+			n->bytes = e->bytes;
+		}
+	}
+	free(v);
+	if (err) {
+		vcache_pending_free(p);
+		return err;
+	}
+	qsort(p->v, p->n, sizeof(*p->v), vcache_count_cmp);
+	return 0;
+}
+
+void vcache_pending_add(const struct vcache_pending *p, const struct hyp_flow_key *k, struct hyp_flow *f)
+{
+	size_t lo = 0, hi = p->n;
+
+	while (lo < hi) {           /* the first entry not below k */
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (memcmp(&p->v[mid].k, k, sizeof(*k)) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < p->n && !memcmp(&p->v[lo].k, k, sizeof(*k)); lo++) {
+		f->packets[p->v[lo].dir & 1] += p->v[lo].packets;
+		f->bytes[p->v[lo].dir & 1] += p->v[lo].bytes;
+	}
+}
+
+void vcache_pending_free(struct vcache_pending *p)
+{
+	free(p->v);
+	memset(p, 0, sizeof(*p));
+}
