@@ -927,7 +927,7 @@ int flow_delete(struct hyp_dp *dp, const struct hyp_flow_key *k)
 }
 
 /* Walk with get_next_key + lookup: the fallback when batched lookup is unavailable. */
-static int flow_walk_slow(int fd, bool est, flow_iter_fn fn, void *arg, __u32 max_entries)
+static int flow_walk_slow(int fd, bool est, flow_iter_fn fn, void *arg, __u32 max_entries, int fd_vcache)
 {
 	struct hyp_flow_key cur, next;
 	struct hyp_flow f;
@@ -938,7 +938,11 @@ static int flow_walk_slow(int fd, bool est, flow_iter_fn fn, void *arg, __u32 ma
 	for (err = bpf_map_get_next_key(fd, NULL, &next); !err && !rc && n <= max_entries;
 	     err = bpf_map_get_next_key(fd, &cur, &next), n++) {
 		cur = next;
-		if (!bpf_map_lookup_elem(fd, &cur, &f))
+		if (bpf_map_lookup_elem(fd, &cur, &f))
+			continue;
+		if (fd_vcache >= 0)
+			rc = vcache_flow_add(fd_vcache, &cur, &f);
+		if (!rc)
 			rc = fn(&cur, &f, est, arg);
 	}
 	if (err && err != -ENOENT)
@@ -946,7 +950,9 @@ static int flow_walk_slow(int fd, bool est, flow_iter_fn fn, void *arg, __u32 ma
 	return rc;
 }
 
-static int flow_walk(int fd, bool est, flow_iter_fn fn, void *arg)
+/* fd_vcache >= 0: each batch gets the counts the verdict cache holds, read after the batch (so a carry
+ * in between is missed once, never counted twice: runtime/vcache.c). */
+static int flow_walk(int fd, bool est, flow_iter_fn fn, void *arg, int fd_vcache)
 {
 	struct bpf_map_info info = {};
 	__u32 ilen = sizeof(info), in_tok = 0, out_tok = 0, cap = MAPS_FLOW_BATCH;
@@ -981,10 +987,20 @@ static int flow_walk(int fd, bool est, flow_iter_fn fn, void *arg)
 		}
 		if (err && err != -ENOENT) {
 			if (first)
-				rc = flow_walk_slow(fd, est, fn, arg, info.max_entries);
+				rc = flow_walk_slow(fd, est, fn, arg, info.max_entries, fd_vcache);
 			else
 				rc = err;
 			break;
+		}
+		if (fd_vcache >= 0 && count) {
+			struct vcache_pending pend;
+
+			rc = vcache_pending_load(fd_vcache, &pend);
+			if (rc)
+				break;
+			for (__u32 i = 0; i < count; i++)
+				vcache_pending_add(&pend, &keys[i], &vals[i]);
+			vcache_pending_free(&pend);
 		}
 		for (__u32 i = 0; i < count && !rc; i++)
 			rc = fn(&keys[i], &vals[i], est, arg);
@@ -998,44 +1014,21 @@ static int flow_walk(int fd, bool est, flow_iter_fn fn, void *arg)
 	return rc;
 }
 
-static int flow_walk_both(struct hyp_dp *dp, flow_iter_fn fn, void *arg)
+/* Both tables; fd_vcache >= 0: with the counts the verdict cache holds for each flow. */
+static int flow_walk_both(struct hyp_dp *dp, flow_iter_fn fn, void *arg, int fd_vcache)
 {
-	int rc = flow_walk(dp->fd_flows, true, fn, arg);
+	int rc = flow_walk(dp->fd_flows, true, fn, arg, fd_vcache);
 
 	if (!rc)
-		rc = flow_walk(dp->fd_flows_new, false, fn, arg);
+		rc = flow_walk(dp->fd_flows_new, false, fn, arg, fd_vcache);
 	if (rc < 0)
 		hyp_log(LOG_ERR, "flow foreach: %s", strerror(-rc));
 	return rc;
 }
 
-struct flow_counted {
-	flow_iter_fn fn;
-	void *arg;
-	struct vcache_pending pending;
-};
-
-static int flow_counted_cb(const struct hyp_flow_key *k, const struct hyp_flow *f, bool est, void *arg)
-{
-	struct flow_counted *c = arg;
-	struct hyp_flow g = *f;
-
-	vcache_pending_add(&c->pending, k, &g);
-	return c->fn(k, &g, est, c->arg);
-}
-
 int flow_foreach(struct hyp_dp *dp, flow_iter_fn fn, void *arg)
 {
-	struct flow_counted c = { .fn = fn, .arg = arg };
-	int rc = vcache_pending_load(dp->fd_vcache, &c.pending);
-
-	if (rc) {
-		hyp_log(LOG_ERR, "flow foreach: verdict cache: %s", strerror(-rc));
-		return rc;
-	}
-	rc = flow_walk_both(dp, flow_counted_cb, &c);
-	vcache_pending_free(&c.pending);
-	return rc;
+	return flow_walk_both(dp, fn, arg, dp->fd_vcache);
 }
 
 static int census_cb(const struct hyp_flow_key *k, const struct hyp_flow *f, bool est, void *arg)
@@ -1061,7 +1054,7 @@ int flow_census(struct hyp_dp *dp, __u64 limit, struct flow_census *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->limit = limit;
-	return flow_walk_both(dp, census_cb, c) < 0 ? -EIO : 0;    /* no counters: no cache read */
+	return flow_walk_both(dp, census_cb, c, -1) < 0 ? -EIO : 0;    /* no counters: no cache read */
 }
 
 __u64 flow_evicted(__u64 inserts, __u64 deletes, __u64 live)

@@ -82,7 +82,7 @@ int flow_census(struct hyp_dp *dp, __u64 limit, struct flow_census *c);   /* 0 o
 /* The packets and bytes the verdict cache's pass entries counted for flows and have not carried to them
  * yet (runtime/vcache.c); flow_lookup() and flow_foreach() add them. For one flow: */
 int vcache_flow_add(int fd_vcache, const struct hyp_flow_key *k, struct hyp_flow *f);   /* 0 or -errno */
-/* For a walk: one read of the whole cache, then a search per flow. */
+/* For a walk: one read of the whole cache per batch of flows, then a search per flow. */
 struct vcache_pending {
 	struct vcache_count *v;
 	size_t n, cap;

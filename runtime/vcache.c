@@ -82,44 +82,64 @@ static int vcache_count_cmp(const void *a, const void *b)
 		      sizeof(struct hyp_flow_key));
 }
 
+/* Keep the pass entries with counts among n slots' per-CPU values (v: n * ncpu entries). */
+static int vcache_pending_take(struct vcache_pending *p, const struct hyp_vcache *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct hyp_vcache *e = &v[i];
+		struct vcache_count *c;
+
+		if (e->action < HYP_VC_PASS || !e->hits)
+			continue;
+		if (p->n == p->cap) {
+			size_t cap = p->cap ? 2 * p->cap : 64;
+
+			c = realloc(p->v, cap * sizeof(*c));
+			if (!c)
+				return -ENOMEM;
+			p->v = c;
+			p->cap = cap;
+		}
+		c = &p->v[p->n++];
+		flow_key_make(&c->k, e->family, e->proto, e->saddr, e->sport, e->daddr, e->dport, &c->dir);
+		c->packets = e->hits;
+		c->bytes = e->bytes;
+	}
+	return 0;
+}
+
 int vcache_pending_load(int fd_vcache, struct vcache_pending *p)
 {
 	struct hyp_vcache *v;
-	__u32 slots;
+	__u32 slots, *keys, out = 0, count;
 	int ncpu, err = vcache_geometry(fd_vcache, &slots, &ncpu);
 
 	memset(p, 0, sizeof(*p));
 	if (err)
 		return err;
-	v = calloc((size_t)ncpu, sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	for (__u32 slot = 0; slot < slots && !err; slot++) {
-		err = bpf_map_lookup_elem(fd_vcache, &slot, v);
-		for (int c = 0; c < ncpu && !err; c++) {
-			const struct hyp_vcache *e = &v[c];
-			struct vcache_count *n;
-
-			if (e->action < HYP_VC_PASS || !e->hits)
-				continue;
-			if (p->n == p->cap) {
-				size_t cap = p->cap ? 2 * p->cap : 64;
-
-				n = realloc(p->v, cap * sizeof(*n));
-				if (!n) {
-					err = -ENOMEM;
-					break;
-				}
-				p->v = n;
-				p->cap = cap;
-			}
-			n = &p->v[p->n++];
-			flow_key_make(&n->k, e->family, e->proto, e->saddr, e->sport, e->daddr, e->dport, &n->dir);
-			n->packets = e->hits;
-			n->bytes = e->bytes;
+	v = calloc((size_t)slots * (size_t)ncpu, sizeof(*v));
+	keys = calloc(slots, sizeof(*keys));
+	if (!v || !keys) {
+		err = -ENOMEM;
+		goto out;
+	}
+	/* one call for the whole array; slot by slot where batched lookup is missing */
+	count = slots;
+	LIBBPF_OPTS(bpf_map_batch_opts, bo);
+	err = bpf_map_lookup_batch(fd_vcache, NULL, &out, keys, v, &count, &bo);
+	if ((!err || err == -ENOENT) && count == slots) {
+		err = vcache_pending_take(p, v, (size_t)slots * (size_t)ncpu);
+	} else {
+		err = 0;
+		for (__u32 slot = 0; slot < slots && !err; slot++) {
+			err = bpf_map_lookup_elem(fd_vcache, &slot, v);
+			if (!err)
+				err = vcache_pending_take(p, v, (size_t)ncpu);
 		}
 	}
+out:
 	free(v);
+	free(keys);
 	if (err) {
 		vcache_pending_free(p);
 		return err;

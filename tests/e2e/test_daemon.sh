@@ -184,6 +184,29 @@ echo hello-1 >&7
 check "TCP session established through XDP" wait_for 50 echoed hello-1
 check "flows lists the session" wait_for 20 bash -c "'$HYPERIONCTL' -s '$SOCK' flows | grep -q '192.0.2.2:[0-9]* *-> *192.0.2.1:5555'"
 check "flows --json is JSON" json_ok < <(ctl --json flows --limit 10)
+
+# The fast path: once established, the session's segments pass from the verdict cache, which counts them
+# and carries the counts to the flow every 256 packets; what flows reports must still count every
+# segment: the client's (its socket's segs_out, all through XDP) and the server's (through tc egress),
+# plus the SYN-ACK, which the listener sent and the accepted socket's segs_out does not count.
+session_counted() {
+	local c s got
+	c=$(ip netns exec "$NS" ss -tiH state established dst 192.0.2.1:5555 | grep -o 'segs_out:[0-9]*' | cut -d: -f2 | head -n 1)
+	s=$(ina ss -tiH state established src 192.0.2.1:5555 | grep -o 'segs_out:[0-9]*' | cut -d: -f2 | head -n 1)
+	got=$(ctl --json flows --limit 100 | python3 -c 'import json,sys
+print(sum(f["packets"] for f in json.load(sys.stdin)["flows"] if f["resp"] == "192.0.2.1:5555"))' 2>&1)
+	echo "client ${c:-?} + server ${s:-?} segments + the SYN-ACK, flows ${got:-?}" >"$RUN/session_counts"
+	[ -n "$c" ] && [ -n "$s" ] && [ "$((c + s + 1))" = "$got" ]
+}
+hits0=$(ctl --json stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"]["vcache_hits"])' 2>/dev/null)
+for i in $(seq 1 20); do echo "fast-$i" >&7; sleep 0.02; done   # one segment each, and its echo
+check "session echoes 20 more lines" wait_for 50 echoed fast-20
+hits1=$(ctl --json stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"]["vcache_hits"])' 2>/dev/null)
+check "the session's segments took the fast path (vcache_hits $hits0 -> $hits1)" \
+	bash -c "[ -n '$hits0' ] && [ -n '$hits1' ] && [ '$hits1' -gt '$hits0' ]"
+wait_for 30 session_counted; rc=$?
+check "flows counts every segment of the session, fast path included ($(cat "$RUN/session_counts" 2>/dev/null))" \
+	[ "$rc" = 0 ]
 check "peer can ping before any ban" peer_ping
 
 # ---- events (subscribe, then cause a flow_new) -----------------------------------------------------
