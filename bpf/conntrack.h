@@ -97,39 +97,58 @@ __noinline int hyp_vc_ct(struct hyp_vcache *e)
 	return 0;
 }
 
-/* The flow ends (its totals are read for flow_end): take what this CPU's pass entries of both its sides
- * counted, and end them, so that its next packets meet conntrack, which knows an ended flow (a SYN or a
- * cookie ACK reusing the 4-tuple opens a new one). Another CPU's entries carry their counts later and
- * lapse within their TTL: a flow's packets normally stay on one CPU (RSS). */
+/* The flow ends (its totals are read for flow_end): take what the pass entries of both its sides
+ * counted, on every CPU that cached it (f->vc_cpus, bit cpu % 8; at most HYP_VC_SETTLE_CPUS), and end
+ * them, so that its next packets meet conntrack, which knows an ended flow (a SYN or a cookie ACK
+ * reusing the 4-tuple opens a new one). The flow may end on another CPU than the one its remote side's
+ * packets reach: tc egress runs on the sending CPU. Another CPU's entry is read and written while that
+ * CPU may be counting in it: exact while the flow is quiet there, as flow updates are (RSS). */
+#define HYP_VC_SETTLE_CPUS 128      /* CPUs settled at a flow's end; beyond, an entry lapses in its TTL */
 __noinline int hyp_vc_settle_flow(const struct hyp_flow_key *k, struct hyp_flow *f)
 {
 	const __u64 *a, *b;
 	struct hyp_vcache *e;
 	__u16 sport, dport;
-	__u32 slot;
+	__u32 slot[2];
+	__u8 cpus;
 
 	if (!k || !f)
 		return 0;
+	cpus = f->vc_cpus;
+	if (!cpus)
+		return 0;
+	f->vc_cpus = 0;
 	/* the entries' keys are compared in place: a 64-byte key on the stack would not fit under
 	 * the pipeline's frame */
 	for (int d = 0; d < 2; d++) {
 		a = (const __u64 *)(d ? k->addr_b : k->addr_a);
 		b = (const __u64 *)(d ? k->addr_a : k->addr_b);
-		sport = d ? k->port_b : k->port_a;
-		dport = d ? k->port_a : k->port_b;
-		slot = vc_slot_of((const __u8 *)a, (const __u8 *)b, sport, dport, k->proto, k->family, true);
-		e = bpf_map_lookup_elem(&vcache, &slot);
-		if (!e || !vc_is_pass(e))
+		slot[d] = vc_slot_of((const __u8 *)a, (const __u8 *)b, d ? k->port_b : k->port_a,
+				     d ? k->port_a : k->port_b, k->proto, k->family, true);
+	}
+	for (__u32 cpu = 0; cpu < HYP_VC_SETTLE_CPUS; cpu++) {
+		if (!((cpus >> (cpu & 7)) & 1))
 			continue;
-		if (((__u64 *)e->saddr)[0] != a[0] || ((__u64 *)e->saddr)[1] != a[1] ||
-		    ((__u64 *)e->daddr)[0] != b[0] || ((__u64 *)e->daddr)[1] != b[1] || e->sport != sport ||
-		    e->dport != dport || e->proto != k->proto || e->family != k->family)
-			continue;
-		f->packets[d] += e->hits;
-		f->bytes[d] += e->bytes;
-		e->hits = 0;
-		e->bytes = 0;
-		e->until_ns = 0;
+		for (int d = 0; d < 2; d++) {
+			a = (const __u64 *)(d ? k->addr_b : k->addr_a);
+			b = (const __u64 *)(d ? k->addr_a : k->addr_b);
+			sport = d ? k->port_b : k->port_a;
+			dport = d ? k->port_a : k->port_b;
+			e = bpf_map_lookup_percpu_elem(&vcache, &slot[d], cpu);
+			if (!e)
+				return 0;   /* past the last possible CPU */
+			if (!vc_is_pass(e))
+				continue;
+			if (((__u64 *)e->saddr)[0] != a[0] || ((__u64 *)e->saddr)[1] != a[1] ||
+			    ((__u64 *)e->daddr)[0] != b[0] || ((__u64 *)e->daddr)[1] != b[1] || e->sport != sport ||
+			    e->dport != dport || e->proto != k->proto || e->family != k->family)
+				continue;
+			f->packets[d] += e->hits;
+			f->bytes[d] += e->bytes;
+			e->hits = 0;
+			e->bytes = 0;
+			e->until_ns = 0;
+		}
 	}
 	return 0;
 }

@@ -205,8 +205,9 @@ static __always_inline bool vc_is_pkt(const struct hyp_vcache *e, const struct h
 	       e->proto == p->proto;
 }
 
-/* This packet's live entry of one kind, or NULL. A stale one is emptied (until_ns 0) but keeps its key
- * and pending hits, for the refill to carry them to their ban. */
+/* This packet's live entry of one kind, or NULL. A stale one is emptied (until_ns 0) and hands on what
+ * it holds (vc_empty); a source entry keeps its key and pending hits, for the refill to carry them to
+ * their ban. */
 static __always_inline struct hyp_vcache *vc_live(struct hyp_pkt *p, bool flow)
 {
 	__u32 slot = vc_slot_of(p->saddr, p->daddr, p->sport, p->dport, p->proto, p->family, flow);
@@ -247,9 +248,11 @@ static __always_inline int vc_check(struct hyp_pkt *p)
 
 	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP)
 		return HYP_CONTINUE;
-	/* SYN, FIN and RST change the flow's state (a SYN may open a new connection on the 4-tuple):
-	 * conntrack sees them all */
-	if (p->proto == IPPROTO_TCP && (p->tcp_flags & (HYP_TCP_SYN | HYP_TCP_FIN | HYP_TCP_RST)))
+	/* SYN, FIN and RST change the flow's state (a SYN may open a new connection on the 4-tuple),
+	 * and a segment without ACK is one conntrack refuses (ct_tcp_flags_invalid): conntrack sees them
+	 * all. The cache answers for ACK segments only. */
+	if (p->proto == IPPROTO_TCP &&
+	    (p->tcp_flags & (HYP_TCP_SYN | HYP_TCP_FIN | HYP_TCP_RST | HYP_TCP_ACK)) != HYP_TCP_ACK)
 		return HYP_CONTINUE;
 	e = vc_live(p, true);
 	if (!e)
@@ -380,6 +383,8 @@ static __always_inline void vc_fill_pass(struct hyp_pkt *p)
 	e = bpf_map_lookup_elem(&vcache, &slot);
 	if (!e)
 		return;
+	/* the flow's end settles the entries of the CPUs marked here (hyp_vc_settle_flow) */
+	f->vc_cpus |= 1 << (bpf_get_smp_processor_id() & 7);
 	if (vc_is_pass(e) && vc_key_eq(e, &k)) {
 		e->action = kind;
 		e->serial = cfg->serial;

@@ -233,7 +233,8 @@ struct hyp_flow {
 	__u8 drop_action;           /* the signature's action (enum hyp_sig_action), */
 	__u16 drop_serial;          /* and the config serial drop_sig is an id under */
 	__u8 flags2;                /* enum hyp_flow_flags2 */
-	__u8 pad;
+	__u8 vc_cpus;               /* CPUs (bit cpu % 8) that cached this flow on the fast path since it
+				     * last settled (bpf/vcache.h; datapath-internal) */
 };
 
 /* Ban lists: LPM tries keyed by prefix length + address. */
@@ -398,7 +399,7 @@ struct hyp_event {
 /*
  * Verdict cache entry (bpf/vcache.h, map "vcache"). Datapath-internal, outside the Lua ABI; defined here
  * because the runtime reads the packets and bytes pass entries counted and have not yet carried to their
- * flow (runtime/maps.c flow_pending_add). A pass entry's action is one of enum hyp_vc_pass; what it
+ * flow (runtime/vcache.c, for flow_lookup and flow_foreach). A pass entry's action is one of enum hyp_vc_pass; what it
  * lets through without conntrack: packets without payload (HYP_VC_PASS), and with payload too once the
  * direction is past its stream depth (HYP_VC_PASS_DEPTH: counted scan_skipped) or nothing is scanned
  * (HYP_VC_PASS_NOSCAN).
@@ -433,7 +434,7 @@ struct hyp_vcache {
 };
 
 /* The hash that places a verdict cache entry (bpf/vcache.h vc_slot_of), shared with user space, which
- * reads a flow's two entries (runtime/maps.c): a multiplicative hash of the key's folded words, top bits
+ * reads a flow's two entries (runtime/vcache.c): a multiplicative hash of the key's folded words, top bits
  * (the best mixed); the caller masks it by the slot count, a power of two. A source entry's key has
  * daddr, ports and proto zero (flow 0 leaves them out). */
 static inline __attribute__((always_inline)) __u32 hyp_vcache_hash(const __u8 *saddr, const __u8 *daddr,

@@ -171,9 +171,10 @@ static int array_read(int fd, __u32 base, void *vals, __u32 n, size_t vsz)
 	return 0;
 }
 
-/* The datapath's verdict cache (bpf/vcache.h) keeps a banned source's or a dropped flow's verdict per
- * CPU for up to a second; it trusts an entry only while gen[HYP_GEN_EPOCH] is what it was made under.
- * Bumped after every change that must end such a drop at once: a ban written or removed (expired
+/* The datapath's verdict cache (bpf/vcache.h) keeps a banned source's or a dropped flow's verdict, and
+ * an established flow's pass, per CPU for up to a second; it trusts an entry only while
+ * gen[HYP_GEN_EPOCH] is what it was made under. Bumped after every change that must end such a verdict
+ * at once (a new ban must stop the source's established flows too): a ban written or removed (expired
  * bans need none: an entry never outlives its ban's expiry), a flow removed, a source allowlisted. One writer
  * (the daemon), so read-add-write needs no atomics; a failure is returned for the caller to log. */
 int state_epoch_bump(int fd_gen)
@@ -194,7 +195,7 @@ static void epoch_bump_logged(struct hyp_dp *dp, const char *what)
 	int err = state_epoch_bump(dp->fd_gen);
 
 	if (err)
-		hyp_log(LOG_WARNING, "%s: cached flow drops not invalidated (they lapse within %d s): %s", what,
+		hyp_log(LOG_WARNING, "%s: cached verdicts not invalidated (they lapse within %d s): %s", what,
 			HYP_VCACHE_TTL_S, strerror(-err));
 }
 
@@ -906,10 +907,14 @@ int flow_lookup(struct hyp_dp *dp, const struct hyp_flow_key *k, struct hyp_flow
 
 	if (err == -ENOENT)
 		err = bpf_map_lookup_elem(dp->fd_flows_new, k, out);
-	if (!err)
-		err = vcache_flow_add(dp->fd_vcache, k, out);
 	if (err && err != -ENOENT)
 		hyp_log(LOG_ERR, "flow lookup: %s", strerror(-err));
+	if (!err) {
+		int verr = vcache_flow_add(dp->fd_vcache, k, out);
+
+		if (verr)   /* the flow is there: its own counts, short of what the cache holds */
+			hyp_log(LOG_WARNING, "flow lookup: verdict cache counts not added: %s", strerror(-verr));
+	}
 	return err;
 }
 
@@ -940,10 +945,9 @@ static int flow_walk_slow(int fd, bool est, flow_iter_fn fn, void *arg, __u32 ma
 		cur = next;
 		if (bpf_map_lookup_elem(fd, &cur, &f))
 			continue;
-		if (fd_vcache >= 0)
-			rc = vcache_flow_add(fd_vcache, &cur, &f);
-		if (!rc)
-			rc = fn(&cur, &f, est, arg);
+		if (fd_vcache >= 0 && vcache_flow_add(fd_vcache, &cur, &f))
+			hyp_log(LOG_WARNING, "flow walk: verdict cache counts not added for a flow");
+		rc = fn(&cur, &f, est, arg);
 	}
 	if (err && err != -ENOENT)
 		return err;
@@ -995,9 +999,10 @@ static int flow_walk(int fd, bool est, flow_iter_fn fn, void *arg, int fd_vcache
 		if (fd_vcache >= 0 && count) {
 			struct vcache_pending pend;
 
-			rc = vcache_pending_load(fd_vcache, &pend);
-			if (rc)
-				break;
+			int verr = vcache_pending_load(fd_vcache, &pend);
+
+			if (verr)   /* the flows' own counts, short of what the cache holds */
+				hyp_log(LOG_WARNING, "flow walk: verdict cache counts not added: %s", strerror(-verr));
 			for (__u32 i = 0; i < count; i++)
 				vcache_pending_add(&pend, &keys[i], &vals[i]);
 			vcache_pending_free(&pend);

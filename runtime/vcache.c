@@ -11,8 +11,10 @@
  * cache entry and carries them to the flow entry every HYP_VCACHE_PASS_CARRY packets, when the cache
  * entry ends and when the flow ends. A flow read in between would miss up to that many packets per
  * side and CPU, and an idle flow's last ones until its next packet; so every read of a flow's counters
- * adds what the cache entries of both its sides hold. The flow is read first and the entries after:
- * a carry in between is missed (a count a little short, for one read), never counted twice.
+ * adds what the cache entries of both its sides hold. The flow is read first and the entries after, so
+ * a carry in between is missed (a count a little short, for one read); only a carry caught between its
+ * two stores (the flow's count raised, the entry's not yet zeroed) is counted twice, for one read.
+ * A failed read of the cache is logged by the caller, which keeps the flow's own counts.
  */
 
 struct vcache_count {
@@ -59,6 +61,7 @@ int vcache_flow_add(int fd_vcache, const struct hyp_flow_key *k, struct hyp_flow
 	v = calloc((size_t)ncpu, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
+	__u64 pk[2] = { 0, 0 }, by[2] = { 0, 0 };
 	for (int dir = 0; dir < 2 && !err; dir++) {
 		const __u8 *s = dir ? k->addr_b : k->addr_a, *d = dir ? k->addr_a : k->addr_b;
 		__u32 slot = hyp_vcache_hash(s, d, dir ? k->port_b : k->port_a, dir ? k->port_a : k->port_b,
@@ -68,12 +71,18 @@ int vcache_flow_add(int fd_vcache, const struct hyp_flow_key *k, struct hyp_flow
 		for (int c = 0; c < ncpu && !err; c++) {
 			if (!vcache_entry_is(&v[c], k, dir))
 				continue;
-			f->packets[dir] += v[c].hits;
-			f->bytes[dir] += v[c].bytes;
+			pk[dir] += v[c].hits;
+			by[dir] += v[c].bytes;
 		}
 	}
 	free(v);
-	return err;
+	if (err)
+		return err;     /* f untouched: both sides or none */
+	for (int dir = 0; dir < 2; dir++) {
+		f->packets[dir] += pk[dir];
+		f->bytes[dir] += by[dir];
+	}
+	return 0;
 }
 
 static int vcache_count_cmp(const void *a, const void *b)
@@ -144,7 +153,8 @@ out:
 		vcache_pending_free(p);
 		return err;
 	}
-	qsort(p->v, p->n, sizeof(*p->v), vcache_count_cmp);
+	if (p->n)
+		qsort(p->v, p->n, sizeof(*p->v), vcache_count_cmp);
 	return 0;
 }
 

@@ -1,6 +1,7 @@
 /* Connection tracking through the real programs: TCP state machine both ways, pickup, timeouts, LRU
  * pressure, UDP and ICMP pseudo-flows, per-direction counters, flow events; IPv4 and IPv6. */
 #include <arpa/inet.h>
+#include <sched.h>
 #include <errno.h>
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -357,6 +358,60 @@ static void test_fast_path(int family)
 		dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_FLOW, "fast path: the last ACK");
 		TAP_EQ(dpt_counter(&t, HYP_C_VCACHE_HIT), hits, "fast path v%d: an ended flow's entry ended with it",
 		       family);
+	}
+
+	/* segments conntrack refuses (no ACK) are never passed by the cache, with or without payload */
+	e = ends_new(family, 443);
+	run_steps(&t, "fast invalid", &e, inbound_close, 4, NULL, NULL);
+	fast_send(&t, &e, 5, &pkts[IN], &bytes[IN], "fast path before invalid segments");
+	{
+		static const uint8_t bad[] = { 0, TH_PSH, TH_PSH | TH_URG };
+
+		for (unsigned i = 0; i < sizeof(bad); i++) {
+			len = build(&e, IN, IPPROTO_TCP, bad[i], i == 1 ? 100 : 0, b);
+			dpt_expect(&t, b, len, XDP_DROP, HYP_R_DROP_INVALID,
+				   "fast path: a segment without ACK of a cached flow drops (invalid)");
+		}
+	}
+
+	/* the flow ends on another CPU (tc egress runs where the local side sends): that CPU settles the
+	 * receiving CPU's entries too, and ends them */
+	if (libbpf_num_possible_cpus() >= 2) {
+		uint64_t p2[2] = { 0 }, b2[2] = { 0 };
+		int here = sched_getcpu(), there;
+		cpu_set_t set;
+
+		e = ends_new(family, 443);
+		run_steps(&t, "fast cross-cpu", &e, inbound_close, 4, b2, p2);
+		fast_send(&t, &e, 50, &p2[IN], &b2[IN], "fast path on this CPU");
+		dpt_events(&t);
+		there = here == 0 ? 1 : 0;
+		CPU_ZERO(&set);
+		CPU_SET(there, &set);
+		if (sched_setaffinity(0, sizeof(set), &set) == 0) {
+			len = build(&e, OUT, IPPROTO_TCP, TH_RST | TH_ACK, 0, b);
+			TAP_EQ(dpt_tc(&t, b, len), TC_ACT_OK, "fast path v%d: local RST on CPU %d", family, there);
+			p2[OUT]++;
+			b2[OUT] += len;
+			CPU_ZERO(&set);
+			CPU_SET(here, &set);
+			sched_setaffinity(0, sizeof(set), &set);
+			dpt_events(&t);
+			ev = dpt_event_find(&t, HYP_EV_FLOW_END, &n);
+			TAP_CHECK(n == 1 && ev->packets == p2[IN] + p2[OUT],
+				  "fast path v%d: flow_end on another CPU counts every packet (%llu of %llu)", family,
+				  n == 1 ? (unsigned long long)ev->packets : 0ULL,
+				  (unsigned long long)(p2[IN] + p2[OUT]));
+			hits = dpt_counter(&t, HYP_C_VCACHE_HIT);
+			len = build(&e, IN, IPPROTO_TCP, TH_ACK, 0, b);
+			dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_FLOW, "fast path: the remote's next ACK");
+			TAP_EQ(dpt_counter(&t, HYP_C_VCACHE_HIT), hits,
+			       "fast path v%d: ... meets conntrack (the entry ended with the flow)", family);
+		} else {
+			TAP_SKIP("cannot move to CPU %d: %s", there, strerror(errno));
+		}
+	} else {
+		TAP_SKIP("one CPU: no flow ends on another CPU");
 	}
 
 	/* a per-source pps limit: every packet takes a token, none is passed by the cache */
