@@ -298,6 +298,27 @@ static void fast_send(struct dpt *t, const struct ends *e, int n, uint64_t *pkts
 	TAP_EQ(ok, n, "%s: every segment passes", what);
 }
 
+/* After a flow's end: its flow_end event counts every packet and byte, and the remote's next ACK meets
+ * conntrack (the pass entries ended with the flow). */
+static void fast_check_end(struct dpt *t, const struct ends *e, int family, uint64_t pkts, uint64_t bytes,
+			   const char *where)
+{
+	const struct hyp_event *ev;
+	uint8_t b[PKT_MAX];
+	uint64_t hits;
+	int n, len;
+
+	dpt_events(t);
+	ev = dpt_event_find(t, HYP_EV_FLOW_END, &n);
+	TAP_CHECK(n == 1 && ev->packets == pkts && ev->bytes == bytes,
+		  "fast path v%d: flow_end %s counts every packet (%llu of %llu) and byte", family, where,
+		  n == 1 ? (unsigned long long)ev->packets : 0ULL, (unsigned long long)pkts);
+	hits = dpt_counter(t, HYP_C_VCACHE_HIT);
+	len = build(e, IN, IPPROTO_TCP, TH_ACK, 0, b);
+	dpt_expect(t, b, len, XDP_PASS, HYP_R_PASS_FLOW, "fast path: the remote's ACK after the end");
+	TAP_EQ(dpt_counter(t, HYP_C_VCACHE_HIT), hits, "fast path v%d: ... meets conntrack (%s)", family, where);
+}
+
 /*
  * The established fast path (bpf/vcache.h pass entries): once a flow is ESTABLISHED, its segments
  * without SYN, FIN or RST are passed by the verdict cache, counted in the cache entry and carried to the
@@ -309,12 +330,11 @@ static void test_fast_path(int family)
 {
 	struct ends e = ends_new(family, 443);
 	uint64_t bytes[2] = { 0 }, pkts[2] = { 0 }, hits, pass;
-	const struct hyp_event *ev;
 	struct hyp_flow_key k;
 	struct hyp_flow f, raw;
 	uint8_t b[PKT_MAX];
 	struct dpt t;
-	int rd, n, len;
+	int rd, len;
 
 	if (!open_fresh(&t, FLOWS_TEST_MAX, FLOWS_TEST_MAX))
 		return;
@@ -347,17 +367,7 @@ static void test_fast_path(int family)
 		dpt_events(&t);
 		fast_send(&t, &e, 10, &pkts[IN], &bytes[IN], "fast path before the FIN");
 		run_steps(&t, "fast close", &e, close_rows, 3, bytes, pkts);
-		dpt_events(&t);
-		ev = dpt_event_find(&t, HYP_EV_FLOW_END, &n);
-		TAP_CHECK(n == 1 && ev->packets == pkts[IN] + pkts[OUT] && ev->bytes == bytes[IN] + bytes[OUT],
-			  "fast path v%d: flow_end counts every packet (%llu of %llu)", family,
-			  n == 1 ? (unsigned long long)ev->packets : 0ULL,
-			  (unsigned long long)(pkts[IN] + pkts[OUT]));
-		hits = dpt_counter(&t, HYP_C_VCACHE_HIT);
-		len = build(&e, IN, IPPROTO_TCP, TH_ACK, 0, b);
-		dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_FLOW, "fast path: the last ACK");
-		TAP_EQ(dpt_counter(&t, HYP_C_VCACHE_HIT), hits, "fast path v%d: an ended flow's entry ended with it",
-		       family);
+		fast_check_end(&t, &e, family, pkts[IN] + pkts[OUT], bytes[IN] + bytes[OUT], "on this CPU");
 	}
 
 	/* segments conntrack refuses (no ACK) are never passed by the cache, with or without payload */
@@ -396,17 +406,7 @@ static void test_fast_path(int family)
 			CPU_ZERO(&set);
 			CPU_SET(here, &set);
 			sched_setaffinity(0, sizeof(set), &set);
-			dpt_events(&t);
-			ev = dpt_event_find(&t, HYP_EV_FLOW_END, &n);
-			TAP_CHECK(n == 1 && ev->packets == p2[IN] + p2[OUT],
-				  "fast path v%d: flow_end on another CPU counts every packet (%llu of %llu)", family,
-				  n == 1 ? (unsigned long long)ev->packets : 0ULL,
-				  (unsigned long long)(p2[IN] + p2[OUT]));
-			hits = dpt_counter(&t, HYP_C_VCACHE_HIT);
-			len = build(&e, IN, IPPROTO_TCP, TH_ACK, 0, b);
-			dpt_expect(&t, b, len, XDP_PASS, HYP_R_PASS_FLOW, "fast path: the remote's next ACK");
-			TAP_EQ(dpt_counter(&t, HYP_C_VCACHE_HIT), hits,
-			       "fast path v%d: ... meets conntrack (the entry ended with the flow)", family);
+			fast_check_end(&t, &e, family, p2[IN] + p2[OUT], b2[IN] + b2[OUT], "on another CPU");
 		} else {
 			TAP_SKIP("cannot move to CPU %d: %s", there, strerror(errno));
 		}
