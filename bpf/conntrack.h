@@ -74,8 +74,17 @@ static __always_inline __u8 ct_key_make(const struct hyp_pkt *p, struct hyp_flow
  * stack frame, which has little room left under the verifier's 512-byte call-chain limit.
  */
 
-/* Carry pass entry e's counts to its flow (in either map: a UDP flow may be in flows_new); e counts
- * from zero after. A flow gone meanwhile (LRU) takes them with it. */
+/* Move what pass entry e counted to direction d of its flow f; e counts from zero after. */
+static __always_inline void vc_carry(struct hyp_vcache *e, struct hyp_flow *f, __u8 d)
+{
+	f->packets[d & 1] += e->hits;
+	f->bytes[d & 1] += e->bytes;
+	e->hits = 0;
+	e->bytes = 0;
+}
+
+/* Carry pass entry e's counts to its flow (in either map: a UDP flow may be in flows_new). A flow gone
+ * meanwhile (LRU) takes them with it. */
 __noinline int hyp_vc_ct(struct hyp_vcache *e)
 {
 	struct hyp_flow_key k __attribute__((aligned(8)));
@@ -84,16 +93,16 @@ __noinline int hyp_vc_ct(struct hyp_vcache *e)
 
 	if (!e)                     /* a global function's pointer argument may be NULL */
 		return 0;
-	dir = CT_KEY_OF(&k, e->saddr, e->daddr, e->sport, e->dport, e->proto, e->family) & 1;
+	dir = CT_KEY_OF(&k, e->saddr, e->daddr, e->sport, e->dport, e->proto, e->family);
 	f = bpf_map_lookup_elem(&flows, &k);
 	if (!f)
 		f = bpf_map_lookup_elem(&flows_new, &k);
 	if (f) {
-		f->packets[dir] += e->hits;
-		f->bytes[dir] += e->bytes;
+		vc_carry(e, f, dir);
+	} else {
+		e->hits = 0;
+		e->bytes = 0;
 	}
-	e->hits = 0;
-	e->bytes = 0;
 	return 0;
 }
 
@@ -106,10 +115,7 @@ __noinline int hyp_vc_ct(struct hyp_vcache *e)
 #define HYP_VC_SETTLE_CPUS 128      /* CPUs settled at a flow's end; beyond, an entry lapses in its TTL */
 __noinline int hyp_vc_settle_flow(const struct hyp_flow_key *k, struct hyp_flow *f)
 {
-	const __u64 *a, *b;
 	struct hyp_vcache *e;
-	__u16 sport, dport;
-	__u32 slot[2];
 	__u8 cpus;
 
 	if (!k || !f)
@@ -118,35 +124,22 @@ __noinline int hyp_vc_settle_flow(const struct hyp_flow_key *k, struct hyp_flow 
 	if (!cpus)
 		return 0;
 	f->vc_cpus = 0;
-	/* the entries' keys are compared in place: a 64-byte key on the stack would not fit under
-	 * the pipeline's frame */
 	for (int d = 0; d < 2; d++) {
-		a = (const __u64 *)(d ? k->addr_b : k->addr_a);
-		b = (const __u64 *)(d ? k->addr_a : k->addr_b);
-		slot[d] = vc_slot_of((const __u8 *)a, (const __u8 *)b, d ? k->port_b : k->port_a,
-				     d ? k->port_a : k->port_b, k->proto, k->family, true);
-	}
-	for (__u32 cpu = 0; cpu < HYP_VC_SETTLE_CPUS; cpu++) {
-		if (!((cpus >> (cpu & 7)) & 1))
-			continue;
-		for (int d = 0; d < 2; d++) {
-			a = (const __u64 *)(d ? k->addr_b : k->addr_a);
-			b = (const __u64 *)(d ? k->addr_a : k->addr_b);
-			sport = d ? k->port_b : k->port_a;
-			dport = d ? k->port_a : k->port_b;
-			e = bpf_map_lookup_percpu_elem(&vcache, &slot[d], cpu);
+		/* side d sends from endpoint d; its entry's key is compared in place (a 64-byte key on the
+		 * stack would not fit under the pipeline's frame) */
+		const __u8 *s = d ? k->addr_b : k->addr_a, *t = d ? k->addr_a : k->addr_b;
+		__u16 sport = d ? k->port_b : k->port_a, dport = d ? k->port_a : k->port_b;
+		__u32 slot = vc_slot_of(s, t, sport, dport, k->proto, k->family, true);
+
+		for (__u32 cpu = 0; cpu < HYP_VC_SETTLE_CPUS; cpu++) {
+			if (!((cpus >> (cpu & 7)) & 1))
+				continue;
+			e = bpf_map_lookup_percpu_elem(&vcache, &slot, cpu);
 			if (!e)
-				return 0;   /* past the last possible CPU */
-			if (!vc_is_pass(e))
+				break;      /* past the last possible CPU */
+			if (!vc_is_pass(e) || !vc_is_flow(e, s, t, sport, dport, k->proto, k->family))
 				continue;
-			if (((__u64 *)e->saddr)[0] != a[0] || ((__u64 *)e->saddr)[1] != a[1] ||
-			    ((__u64 *)e->daddr)[0] != b[0] || ((__u64 *)e->daddr)[1] != b[1] || e->sport != sport ||
-			    e->dport != dport || e->proto != k->proto || e->family != k->family)
-				continue;
-			f->packets[d] += e->hits;
-			f->bytes[d] += e->bytes;
-			e->hits = 0;
-			e->bytes = 0;
+			vc_carry(e, f, d);
 			e->until_ns = 0;
 		}
 	}

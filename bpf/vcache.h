@@ -189,20 +189,27 @@ static __always_inline bool vc_key_eq(const struct hyp_vcache *a, const struct h
 	       a->dport == b->dport && a->proto == b->proto && a->family == b->family;
 }
 
+/* Is e the flow entry of the sending side (saddr, sport) -> (daddr, dport)? */
+static __always_inline bool vc_is_flow(const struct hyp_vcache *e, const __u8 *saddr, const __u8 *daddr,
+				       __u16 sport, __u16 dport, __u8 proto, __u8 family)
+{
+	const __u64 *a = (const __u64 *)e->saddr, *s = (const __u64 *)saddr;
+	const __u64 *b = (const __u64 *)e->daddr, *d = (const __u64 *)daddr;
+
+	return a[0] == s[0] && a[1] == s[1] && b[0] == d[0] && b[1] == d[1] && e->sport == sport &&
+	       e->dport == dport && e->proto == proto && e->family == family;
+}
+
 /* Is e this packet's entry of one kind? Compared with the packet's own fields, not a key built on the
  * stack: the probe runs for every packet. A source entry is the only kind with proto 0, and its daddr
  * and ports are zero. */
 static __always_inline bool vc_is_pkt(const struct hyp_vcache *e, const struct hyp_pkt *p, bool flow)
 {
 	const __u64 *a = (const __u64 *)e->saddr, *s = (const __u64 *)p->saddr;
-	const __u64 *b = (const __u64 *)e->daddr, *d = (const __u64 *)p->daddr;
 
-	if (a[0] != s[0] || a[1] != s[1] || e->family != p->family)
-		return false;
 	if (!flow)
-		return !e->proto;
-	return b[0] == d[0] && b[1] == d[1] && e->sport == p->sport && e->dport == p->dport &&
-	       e->proto == p->proto;
+		return a[0] == s[0] && a[1] == s[1] && e->family == p->family && !e->proto;
+	return vc_is_flow(e, p->saddr, p->daddr, p->sport, p->dport, p->proto, p->family);
 }
 
 /* This packet's live entry of one kind, or NULL. A stale one is emptied (until_ns 0) and hands on what

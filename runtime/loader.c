@@ -238,6 +238,7 @@ static void dp_fds_fill(struct hyp_dp *dp)
 	dp->fd_counters = bpf_map__fd(s->maps.counters);
 	dp->fd_events = bpf_map__fd(s->maps.events);
 	dp->fd_vcache = bpf_map__fd(s->maps.vcache);
+	dp->vcache_slots = bpf_map__max_entries(s->maps.vcache);
 	dp->prog_xdp_fd = bpf_program__fd(s->progs.hyp_xdp);
 	dp->prog_tc_fd = bpf_program__fd(s->progs.hyp_tc_egress);
 	dp->prog_tci_fd = bpf_program__autoload(s->progs.hyp_tc_ingress) ?

@@ -910,7 +910,7 @@ int flow_lookup(struct hyp_dp *dp, const struct hyp_flow_key *k, struct hyp_flow
 	if (err && err != -ENOENT)
 		hyp_log(LOG_ERR, "flow lookup: %s", strerror(-err));
 	if (!err) {
-		int verr = vcache_flow_add(dp->fd_vcache, k, out);
+		int verr = vcache_flow_add(dp->fd_vcache, dp->vcache_slots, k, out);
 
 		if (verr)   /* the flow is there: its own counts, short of what the cache holds */
 			hyp_log(LOG_WARNING, "flow lookup: verdict cache counts not added: %s", strerror(-verr));
@@ -932,7 +932,8 @@ int flow_delete(struct hyp_dp *dp, const struct hyp_flow_key *k)
 }
 
 /* Walk with get_next_key + lookup: the fallback when batched lookup is unavailable. */
-static int flow_walk_slow(int fd, bool est, flow_iter_fn fn, void *arg, __u32 max_entries, int fd_vcache)
+static int flow_walk_slow(int fd, bool est, flow_iter_fn fn, void *arg, __u32 max_entries,
+			  const struct hyp_dp *counts)
 {
 	struct hyp_flow_key cur, next;
 	struct hyp_flow f;
@@ -945,7 +946,7 @@ static int flow_walk_slow(int fd, bool est, flow_iter_fn fn, void *arg, __u32 ma
 		cur = next;
 		if (bpf_map_lookup_elem(fd, &cur, &f))
 			continue;
-		if (fd_vcache >= 0 && vcache_flow_add(fd_vcache, &cur, &f))
+		if (counts && vcache_flow_add(counts->fd_vcache, counts->vcache_slots, &cur, &f))
 			hyp_log(LOG_WARNING, "flow walk: verdict cache counts not added for a flow");
 		rc = fn(&cur, &f, est, arg);
 	}
@@ -954,9 +955,9 @@ static int flow_walk_slow(int fd, bool est, flow_iter_fn fn, void *arg, __u32 ma
 	return rc;
 }
 
-/* fd_vcache >= 0: each batch gets the counts the verdict cache holds, read after the batch (so a carry
+/* counts: each batch gets the counts the verdict cache of that datapath holds, read after the batch (so a carry
  * in between is missed once, never counted twice: runtime/vcache.c). */
-static int flow_walk(int fd, bool est, flow_iter_fn fn, void *arg, int fd_vcache)
+static int flow_walk(int fd, bool est, flow_iter_fn fn, void *arg, const struct hyp_dp *counts)
 {
 	struct bpf_map_info info = {};
 	__u32 ilen = sizeof(info), in_tok = 0, out_tok = 0, cap = MAPS_FLOW_BATCH;
@@ -991,15 +992,15 @@ static int flow_walk(int fd, bool est, flow_iter_fn fn, void *arg, int fd_vcache
 		}
 		if (err && err != -ENOENT) {
 			if (first)
-				rc = flow_walk_slow(fd, est, fn, arg, info.max_entries, fd_vcache);
+				rc = flow_walk_slow(fd, est, fn, arg, info.max_entries, counts);
 			else
 				rc = err;
 			break;
 		}
-		if (fd_vcache >= 0 && count) {
+		if (counts && count) {
 			struct vcache_pending pend;
 
-			int verr = vcache_pending_load(fd_vcache, &pend);
+			int verr = vcache_pending_load(counts->fd_vcache, counts->vcache_slots, &pend);
 
 			if (verr)   /* the flows' own counts, short of what the cache holds */
 				hyp_log(LOG_WARNING, "flow walk: verdict cache counts not added: %s", strerror(-verr));
@@ -1019,13 +1020,13 @@ static int flow_walk(int fd, bool est, flow_iter_fn fn, void *arg, int fd_vcache
 	return rc;
 }
 
-/* Both tables; fd_vcache >= 0: with the counts the verdict cache holds for each flow. */
-static int flow_walk_both(struct hyp_dp *dp, flow_iter_fn fn, void *arg, int fd_vcache)
+/* Both tables; counts: with what the verdict cache holds for each flow. */
+static int flow_walk_both(struct hyp_dp *dp, flow_iter_fn fn, void *arg, bool counts)
 {
-	int rc = flow_walk(dp->fd_flows, true, fn, arg, fd_vcache);
+	int rc = flow_walk(dp->fd_flows, true, fn, arg, counts ? dp : NULL);
 
 	if (!rc)
-		rc = flow_walk(dp->fd_flows_new, false, fn, arg, fd_vcache);
+		rc = flow_walk(dp->fd_flows_new, false, fn, arg, counts ? dp : NULL);
 	if (rc < 0)
 		hyp_log(LOG_ERR, "flow foreach: %s", strerror(-rc));
 	return rc;
@@ -1033,7 +1034,7 @@ static int flow_walk_both(struct hyp_dp *dp, flow_iter_fn fn, void *arg, int fd_
 
 int flow_foreach(struct hyp_dp *dp, flow_iter_fn fn, void *arg)
 {
-	return flow_walk_both(dp, fn, arg, dp->fd_vcache);
+	return flow_walk_both(dp, fn, arg, true);
 }
 
 static int census_cb(const struct hyp_flow_key *k, const struct hyp_flow *f, bool est, void *arg)
@@ -1059,7 +1060,7 @@ int flow_census(struct hyp_dp *dp, __u64 limit, struct flow_census *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->limit = limit;
-	return flow_walk_both(dp, census_cb, c, -1) < 0 ? -EIO : 0;    /* no counters: no cache read */
+	return flow_walk_both(dp, census_cb, c, false) < 0 ? -EIO : 0;    /* no counters: no cache read */
 }
 
 __u64 flow_evicted(__u64 inserts, __u64 deletes, __u64 live)

@@ -80,14 +80,15 @@ struct flow_census {
 int flow_census(struct hyp_dp *dp, __u64 limit, struct flow_census *c);   /* 0 or -EIO (logged) */
 
 /* The packets and bytes the verdict cache's pass entries counted for flows and have not carried to them
- * yet (runtime/vcache.c); flow_lookup() and flow_foreach() add them. For one flow: */
-int vcache_flow_add(int fd_vcache, const struct hyp_flow_key *k, struct hyp_flow *f);   /* 0 or -errno */
+ * yet (runtime/vcache.c); flow_lookup() and flow_foreach() add them. slots: the map's max_entries (a
+ * power of two). For one flow: */
+int vcache_flow_add(int fd_vcache, __u32 slots, const struct hyp_flow_key *k, struct hyp_flow *f);  /* 0, -errno */
 /* For a walk: one read of the whole cache per batch of flows, then a search per flow. */
 struct vcache_pending {
 	struct vcache_count *v;
 	size_t n, cap;
 };
-int vcache_pending_load(int fd_vcache, struct vcache_pending *p);   /* 0 or -errno (p empty) */
+int vcache_pending_load(int fd_vcache, __u32 slots, struct vcache_pending *p);   /* 0 or -errno (p empty) */
 void vcache_pending_add(const struct vcache_pending *p, const struct hyp_flow_key *k, struct hyp_flow *f);
 void vcache_pending_free(struct vcache_pending *p);
 /* Flows a table lost to LRU pressure: its inserts - deletes - live entries (counters read before the

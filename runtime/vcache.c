@@ -23,45 +23,32 @@ struct vcache_count {
 	__u64 packets, bytes;
 };
 
+/* A pass entry holding counts not yet carried to its flow. */
+static bool vcache_holds(const struct hyp_vcache *e)
+{
+	return e->action >= HYP_VC_PASS && e->hits;
+}
+
 static bool vcache_entry_is(const struct hyp_vcache *e, const struct hyp_flow_key *k, int dir)
 {
 	const __u8 *s = dir ? k->addr_b : k->addr_a, *d = dir ? k->addr_a : k->addr_b;
 
-	return e->action >= HYP_VC_PASS && e->hits && e->proto == k->proto && e->family == k->family &&
+	return vcache_holds(e) && e->proto == k->proto && e->family == k->family &&
 	       e->sport == (dir ? k->port_b : k->port_a) && e->dport == (dir ? k->port_a : k->port_b) &&
 	       !memcmp(e->saddr, s, 16) && !memcmp(e->daddr, d, 16);
 }
 
-static int vcache_geometry(int fd, __u32 *slots, int *ncpu)
+int vcache_flow_add(int fd_vcache, __u32 slots, const struct hyp_flow_key *k, struct hyp_flow *f)
 {
-	struct bpf_map_info info = {};
-	__u32 len = sizeof(info);
-	int err = bpf_obj_get_info_by_fd(fd, &info, &len);
-
-	if (err)
-		return err;
-	if (info.value_size != sizeof(struct hyp_vcache) || !info.max_entries ||
-	    (info.max_entries & (info.max_entries - 1)))
-		return -EPROTO;
-	*ncpu = libbpf_num_possible_cpus();
-	if (*ncpu <= 0)
-		return *ncpu ? *ncpu : -EINVAL;
-	*slots = info.max_entries;
-	return 0;
-}
-
-int vcache_flow_add(int fd_vcache, const struct hyp_flow_key *k, struct hyp_flow *f)
-{
+	int ncpu = libbpf_num_possible_cpus(), err = 0;
+	__u64 pk[2] = { 0, 0 }, by[2] = { 0, 0 };
 	struct hyp_vcache *v;
-	__u32 slots;
-	int ncpu, err = vcache_geometry(fd_vcache, &slots, &ncpu);
 
-	if (err)
-		return err;
+	if (ncpu <= 0)
+		return ncpu ? ncpu : -EINVAL;
 	v = calloc((size_t)ncpu, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	__u64 pk[2] = { 0, 0 }, by[2] = { 0, 0 };
 	for (int dir = 0; dir < 2 && !err; dir++) {
 		const __u8 *s = dir ? k->addr_b : k->addr_a, *d = dir ? k->addr_a : k->addr_b;
 		__u32 slot = hyp_vcache_hash(s, d, dir ? k->port_b : k->port_a, dir ? k->port_a : k->port_b,
@@ -98,7 +85,7 @@ static int vcache_pending_take(struct vcache_pending *p, const struct hyp_vcache
 		const struct hyp_vcache *e = &v[i];
 		struct vcache_count *c;
 
-		if (e->action < HYP_VC_PASS || !e->hits)
+		if (!vcache_holds(e))
 			continue;
 		if (p->n == p->cap) {
 			size_t cap = p->cap ? 2 * p->cap : 64;
@@ -117,15 +104,15 @@ static int vcache_pending_take(struct vcache_pending *p, const struct hyp_vcache
 	return 0;
 }
 
-int vcache_pending_load(int fd_vcache, struct vcache_pending *p)
+int vcache_pending_load(int fd_vcache, __u32 slots, struct vcache_pending *p)
 {
+	int ncpu = libbpf_num_possible_cpus(), err = 0;
+	__u32 *keys, out = 0, count;
 	struct hyp_vcache *v;
-	__u32 slots, *keys, out = 0, count;
-	int ncpu, err = vcache_geometry(fd_vcache, &slots, &ncpu);
 
 	memset(p, 0, sizeof(*p));
-	if (err)
-		return err;
+	if (ncpu <= 0)
+		return ncpu ? ncpu : -EINVAL;
 	v = calloc((size_t)slots * (size_t)ncpu, sizeof(*v));
 	keys = calloc(slots, sizeof(*keys));
 	if (!v || !keys) {

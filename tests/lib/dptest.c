@@ -253,7 +253,7 @@ int dpt_flow(struct dpt *t, int family, uint8_t proto, const char *src, uint16_t
 		return -ENOENT;
 	}
 	/* as the runtime reads it: with what the verdict cache counted and has not carried to it yet */
-	return vcache_flow_add(bpf_map__fd(t->skel->maps.vcache), &k, f);
+	return vcache_flow_add(bpf_map__fd(t->skel->maps.vcache), bpf_map__max_entries(t->skel->maps.vcache), &k, f);
 }
 
 union dpt_lpm_key {
