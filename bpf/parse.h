@@ -288,6 +288,94 @@ static __always_inline int parse_l4(void *data, void *data_end, struct hyp_pkt *
 	return HYP_CONTINUE;
 }
 
+/* The fast parse's L4 (parse_fast): a TCP or UDP header at a constant offset (so its bounds are
+ * constants too), whole within the frame and the datagram; fills p as parse_l4() would and returns
+ * true, else false and parse_l4() judges it in its usual place. */
+static __always_inline bool parse_l4_fast(void *data, void *data_end, __u32 off, struct hyp_pkt *p)
+{
+	__u8 *l4 = data + off;
+	__u32 hlen;
+
+	if (p->proto == IPPROTO_TCP) {
+		if ((void *)(l4 + sizeof(struct tcphdr)) > data_end)
+			return false;
+		hlen = (l4[12] >> 4) * 4;               /* doff */
+		if (hlen < sizeof(struct tcphdr) || off + hlen > p->l3_end)
+			return false;   /* l3_end is clamped to the frame: the options are in it too */
+		p->tcp_seq = bpf_ntohl(((struct tcphdr *)l4)->seq);
+		p->tcp_flags = l4[13];
+	} else if (p->proto == IPPROTO_UDP) {
+		hlen = sizeof(struct udphdr);
+		if ((void *)(l4 + hlen) > data_end || off + hlen > p->l3_end)
+			return false;
+	} else {
+		return false;
+	}
+	p->sport = ((__u16 *)l4)[0];
+	p->dport = ((__u16 *)l4)[1];
+	p->pay_off = off + hlen;
+	p->pay_len = p->l3_end - p->pay_off;
+	p->l4_parsed = 1;
+	return true;
+}
+
+/*
+ * The common shapes in one pass: untagged Ethernet, then IPv4 without options that is not a non-first
+ * fragment, or IPv6 whose next header is not an extension header; and TCP or UDP (parse_l4_fast).
+ * Fills p as parse_l3() (and parse_l4()) would and returns true; any other frame (VLAN tags, options,
+ * extension headers, a jumbogram, anything truncated or malformed) returns false, for parse_l3() to
+ * judge from the start. Why a second parse: the general one is written for every shape (the tag loop,
+ * the extension walk, offsets re-bounded before each use), and on the verdict cache's paths, where
+ * little else is left to do, it was a sixth of the program. The general parse still judges every
+ * frame this one declines, so what a frame is judged (tests/bpf/test_parse.c: every cut, every
+ * shape) does not depend on which parse read it.
+ */
+static __always_inline bool parse_fast(void *data, void *data_end, struct hyp_pkt *p)
+{
+	struct ethhdr *eth = data;
+	__u32 off = sizeof(*eth), l4_off;
+
+	if ((void *)(eth + 1) > data_end)
+		return false;
+	if (eth->h_proto == bpf_htons(HYP_ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		/* version 4 and ihl 5 (no options) are one byte */
+		if ((void *)(ip + 1) > data_end || *(__u8 *)ip != 0x45 ||
+		    (ip->frag_off & bpf_htons(HYP_IPV4_FRAG_OFF)) || bpf_ntohs(ip->tot_len) < sizeof(*ip))
+			return false;
+		p->family = HYP_AF_INET;
+		p->proto = ip->protocol;
+		*(__u32 *)p->saddr = ip->saddr;
+		*(__u32 *)p->daddr = ip->daddr;
+		l4_off = off + sizeof(*ip);
+		p->l3_off = off;
+		p->l4_off = l4_off;
+		parse_set_l3_end(p, off + bpf_ntohs(ip->tot_len));
+		/* in each branch, so that the L4 offset is a constant there */
+		parse_l4_fast(data, data_end, l4_off, p);
+		return true;
+	}
+	if (eth->h_proto == bpf_htons(HYP_ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end || ip6->version != 6 || parse_is_ipv6_ext(ip6->nexthdr) ||
+		    !ip6->payload_len)
+			return false;
+		p->family = HYP_AF_INET6;
+		p->proto = ip6->nexthdr;
+		__builtin_memcpy(p->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(p->daddr, &ip6->daddr, 16);
+		l4_off = off + sizeof(*ip6);
+		p->l3_off = off;
+		p->l4_off = l4_off;
+		parse_set_l3_end(p, l4_off + bpf_ntohs(ip6->payload_len));
+		parse_l4_fast(data, data_end, l4_off, p);
+		return true;
+	}
+	return false;
+}
+
 /* Ports only, for the event of a packet judged before its L4 header was parsed (a banned source):
  * the ban fast path does not pay for them, the event still names them. */
 static __always_inline void parse_ports(void *data, void *data_end, struct hyp_pkt *p)
