@@ -72,7 +72,7 @@ static int load_sigs(const char *path, struct hyp_sigset *set)
 	return rc;
 }
 
-/* Bans: batches through ban_add_batch (BPF_MAP_UPDATE_BATCH), permanent. */
+/* Bans: chunks through ban_add_batch, permanent. */
 static long load_bans(struct hyp_dp *dp, const char *path)
 {
 	static struct hyp_cidr c[HR_BAN_CHUNK];

@@ -9,6 +9,7 @@
 #include <bpf/libbpf.h>
 #include "hyperion_abi.h"
 #include "loader.h"
+#include "blkfilter.h"
 #include "maps.h"
 #include "sigcompile.h"
 #include "frame.h"
@@ -410,6 +411,18 @@ int main(int argc, char **argv)
 
 	cidr_parse(MC_BAN_NET, &c, false);
 	ban_add(&m.dp, &c, 0, 0);
+
+	/* The same SYN once a ban list exists (none covers MC_SRC): the pre-filter (runtime/blkfilter.c)
+	 * skips the trie; then with its bits cleared, as without it, the LPM lookup every SYN paid. */
+	if (apply_opts(&m, NULL, 1, MC_SYNCOOKIES) == 0) {
+		len = mk_syn(f, 40202, false);
+		rung_harnessed(&m, "SYN answered with a cookie, bans elsewhere: pre-filter, no lookup (tx_syncookie)",
+			       f, len, HYP_R_TX_SYNCOOKIE, MC_XDP_TX);
+		blkf_clear(&m.dp);
+		rung_harnessed(&m, "SYN answered with a cookie, bans elsewhere: pre-filter off, LPM lookup (tx_syncookie)",
+			       f, len, HYP_R_TX_SYNCOOKIE, MC_XDP_TX);
+		blkf_rebuild(&m.dp);
+	}
 	len = mk_frame(f, IPPROTO_UDP, 0, MC_BANNED, 40000, 53, NULL, 18);
 	apply_opts(&m, NULL, 1, MC_VCACHE_OFF);
 	rung(&m, "ban hit, verdict cache off: LPM lookup (drop_banned, block events sampled away)", f, len, m.repeat,

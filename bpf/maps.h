@@ -185,6 +185,16 @@ struct {
 	__type(value, struct hyp_ev_cache);
 } ev_cache SEC(".maps");
 
+/* Ban/allow pre-filter (lib/hyperion_abi.h HYP_BLKF_*, bpf/blocklist.h): written by user space only,
+ * through mmap (runtime/blkfilter.c), so that a ban written clears its block's bit with one store. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, HYP_BLKF_TRIES * HYP_BLKF_WORDS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u64);
+} blk_filter SEC(".maps");
+
 /* Verdict cache (datapath-internal, bpf/vcache.h): per-CPU, so a hit is a few loads with no helper
  * call and no shared cache line; HYP_VCACHE_SLOTS entries of 64 bytes (64 KiB per CPU), direct-mapped
  * by a hash of the key (a collision replaces the older entry; the ban or the flow still holds the verdict).

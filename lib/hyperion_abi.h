@@ -449,6 +449,39 @@ static inline __attribute__((always_inline)) __u32 hyp_vcache_hash(const __u8 *s
 	return (h * 2654435761u) >> 16;
 }
 
+/*
+ * Ban/allow pre-filter (map "blk_filter", bpf/blocklist.h blk_none, runtime/blkfilter.c): per trie
+ * (enum hyp_blkf_trie), one bit per block of the address space, set when no entry of that trie covers
+ * any address of the block; word trie * HYP_BLKF_WORDS + block / 64, bit block % 64. A block is an
+ * IPv4 /16, or a bucket of IPv6 /48s (a hash of the /48; an IPv6 entry shorter than /48 covers every
+ * bucket). Written by user space only; all zero (no bit set: look everything up) until it does.
+ * Datapath-internal, outside the Lua ABI.
+ */
+#define HYP_BLKF_BITS 16
+#define HYP_BLKF_BLOCKS (1u << HYP_BLKF_BITS)
+#define HYP_BLKF_WORDS (HYP_BLKF_BLOCKS / 64)
+#define HYP_BLKF_V6_PLEN 48
+enum hyp_blkf_trie {
+	HYP_BLKF_ALLOW4 = 0,
+	HYP_BLKF_ALLOW6 = 1,
+	HYP_BLKF_BANS4 = 2,
+	HYP_BLKF_BANS6 = 3,
+	HYP_BLKF_TRIES = 4,
+};
+
+/* The block of an address: its IPv4 /16, or its IPv6 /48 hashed (multiplicative, top bits). Read a
+ * byte at a time: the same block on either byte order and alignment. */
+static inline __attribute__((always_inline)) __u32 hyp_blkf_block(__u8 family, const __u8 *addr)
+{
+	__u32 hi, lo;
+
+	if (family == HYP_AF_INET)
+		return (__u32)addr[0] << 8 | addr[1];
+	hi = (__u32)addr[0] << 24 | (__u32)addr[1] << 16 | (__u32)addr[2] << 8 | addr[3];
+	lo = (__u32)addr[4] << 8 | addr[5];
+	return ((hi ^ lo * 0x9e3779b1u) * 2654435761u) >> (32 - HYP_BLKF_BITS);
+}
+
 #if !defined(__bpf__)
 _Static_assert(sizeof(struct hyp_flow_key) == 40, "flow key layout");
 _Static_assert(sizeof(struct hyp_flow) == 80, "flow layout");

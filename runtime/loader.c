@@ -15,6 +15,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <bpf/btf.h>
+#include "blkfilter.h"
 #include "hyperion.skel.h"
 #include "loader.h"
 #include "log.h"
@@ -381,6 +382,7 @@ int dp_open(struct hyp_dp *dp, const struct hyp_loader_opts *opts)
 	err = dp_config_init(dp, map_adopted(dp->skel, dp->skel->maps.policy, adopted));
 	if (err)
 		goto fail;
+	blkf_open(dp);      /* optional: without it every source is looked up (logged) */
 	if (*dir)
 		hyp_log(LOG_INFO, "datapath loaded: %d maps re-adopted from %s, %d newly pinned", nadopted, dir,
 			npinned);
@@ -748,6 +750,7 @@ void dp_close(struct hyp_dp *dp)
 		if (dp->ifaces[i].tci_link_fd >= 0)
 			close(dp->ifaces[i].tci_link_fd);
 	}
+	blkf_close(dp);
 	hyperion_bpf__destroy(dp->skel);
 	dp_reset(dp);
 }

@@ -46,6 +46,7 @@ struct hyp_dp {
 	 * bit HYP_IFACES_MAX + i the same for ingress */
 	__u32 tc_legacy_mask;
 	int prog_tci_fd;            /* tc ingress program; -1 if this kernel cannot run it (< 6.9) */
+	struct hyp_blkf *blkf;      /* ban/allow pre-filter (runtime/blkfilter.c); NULL: none kept */
 };
 
 /* Open + load (or re-adopt maps pinned under pin_dir). Returns 0 or -errno; logs once on failure. */

@@ -8,6 +8,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "log.h"
+#include "blkfilter.h"
 #include "maps.h"
 #include "sigcompile.h"
 
@@ -511,6 +512,35 @@ static int allow_fd(struct hyp_dp *dp, __u8 family)
 	return family == HYP_AF_INET ? dp->fd_allow4 : dp->fd_allow6;
 }
 
+/* Write entry k (CIDR c) into the ban (ban) or allow trie of c's family, keeping the pre-filter's counts
+ * (runtime/blkfilter.c) exact: a new entry is counted, and its blocks' bits cleared, before it is
+ * written; one that replaces an entry was counted already. LPM tries have no batch operations: one
+ * syscall per entry either way. */
+static int lpm_put(struct hyp_dp *dp, bool ban, const struct hyp_cidr *c, const void *k, const void *v)
+{
+	int fd = ban ? ban_fd(dp, c->family) : allow_fd(dp, c->family);
+	int err;
+
+	blkf_cover(dp, ban, c, 1);
+	err = bpf_map_update_elem(fd, k, v, BPF_NOEXIST);
+	if (err) {
+		blkf_cover(dp, ban, c, -1);
+		if (err == -EEXIST)
+			err = bpf_map_update_elem(fd, k, v, BPF_EXIST);
+	}
+	return err;
+}
+
+/* Delete entry k (CIDR c); the pre-filter counts it out once it is gone. */
+static int lpm_remove(struct hyp_dp *dp, bool ban, const struct hyp_cidr *c, const void *k)
+{
+	int err = bpf_map_delete_elem(ban ? ban_fd(dp, c->family) : allow_fd(dp, c->family), k);
+
+	if (!err)
+		blkf_cover(dp, ban, c, -1);
+	return err;
+}
+
 /* Bytes of struct hyp_ban that identify it (everything before "hits"). */
 #define BAN_IDENTITY_LEN offsetof(struct hyp_ban, hits)
 
@@ -545,7 +575,7 @@ int ban_add(struct hyp_dp *dp, const struct hyp_cidr *c, __u64 ttl_s, __u32 reas
 	b.created_ns = now;
 	b.expires_ns = ttl_s ? now + ttl_s * 1000000000ull : 0;
 	b.reason = reason;
-	err = bpf_map_update_elem(ban_fd(dp, c->family), &k, &b, BPF_ANY);
+	err = lpm_put(dp, true, c, &k, &b);
 	if (err)
 		log_cidr_err("ban add", c, err);
 	else
@@ -560,7 +590,7 @@ int ban_del(struct hyp_dp *dp, const struct hyp_cidr *c)
 
 	if (lpm_key_make(c->family, c->addr, c->prefixlen, &k) < 0)
 		return -EINVAL;
-	err = bpf_map_delete_elem(ban_fd(dp, c->family), &k);
+	err = lpm_remove(dp, true, c, &k);
 	if (err && err != -ENOENT)
 		log_cidr_err("ban del", c, err);
 	if (!err)
@@ -640,69 +670,33 @@ int ban_match(struct hyp_dp *dp, __u8 family, const __u8 *addr, struct hyp_cidr 
 	return 0;
 }
 
-static int ban_batch_family(int fd, const void *keys, const struct hyp_ban *vals, __u32 n, size_t ksz)
-{
-	LIBBPF_OPTS(bpf_map_batch_opts, bo, .elem_flags = BPF_ANY);
-	__u32 count = n;
-	int err;
-
-	if (!n)
-		return 0;
-	err = bpf_map_update_batch(fd, keys, vals, &count, &bo);
-	if (!err)
-		return (int)n;
-	if (err != -EINVAL && err != -EOPNOTSUPP && err != -MAPS_ENOTSUPP)
-		return err;
-	/* LPM tries have no batch op in the kernel: one syscall per element (~1 us each). */
-	for (__u32 i = 0; i < n; i++) {
-		err = bpf_map_update_elem(fd, (const char *)keys + i * ksz, &vals[i], BPF_ANY);
-		if (err)
-			return err;
-	}
-	return (int)n;
-}
-
+/* Many bans in one call (a start-up list, a restored state): all checked first (a bad CIDR writes
+ * nothing), then written one by one (lpm_put), the state epoch bumped once. Stops at the first failed
+ * write; returns the count written or -errno. */
 int ban_add_batch(struct hyp_dp *dp, const struct hyp_cidr *c, const struct hyp_ban *v, size_t n)
 {
-	struct hyp_lpm4_key *k4 = malloc((n ? n : 1) * sizeof(*k4));
-	struct hyp_lpm6_key *k6 = malloc((n ? n : 1) * sizeof(*k6));
-	struct hyp_ban *v4 = malloc((n ? n : 1) * sizeof(*v4));
-	struct hyp_ban *v6 = malloc((n ? n : 1) * sizeof(*v6));
-	__u32 n4 = 0, n6 = 0;
-	int err = -ENOMEM, r4 = 0, r6 = 0;
+	union lpm_key k;
+	size_t done = 0;
+	int err = 0;
 
-	if (!k4 || !k6 || !v4 || !v6)
-		goto out;
-	err = 0;
 	for (size_t i = 0; i < n; i++) {
-		union lpm_key k;
 		if (lpm_key_make(c[i].family, c[i].addr, c[i].prefixlen, &k) < 0) {
 			hyp_log(LOG_ERR, "ban add batch: entry %zu: bad cidr (family %u, /%u)", i, c[i].family,
 				c[i].prefixlen);
-			err = -EINVAL;
-			goto out;
-		}
-		if (c[i].family == HYP_AF_INET) {
-			k4[n4] = k.k4;
-			v4[n4++] = v[i];
-		} else {
-			k6[n6] = k.k6;
-			v6[n6++] = v[i];
+			return -EINVAL;
 		}
 	}
-	r4 = ban_batch_family(dp->fd_bans4, k4, v4, n4, sizeof(*k4));
-	r6 = r4 < 0 ? 0 : ban_batch_family(dp->fd_bans6, k6, v6, n6, sizeof(*k6));
-	err = r4 < 0 ? r4 : r6 < 0 ? r6 : r4 + r6;
-	if (err < 0)
-		hyp_log(LOG_ERR, "ban add batch: %zu entries (%u v4, %u v6): %s", n, n4, n6, strerror(-err));
-	if (n4 || n6)   /* even after a failure: the per-element fallback may have written some */
+	for (; done < n; done++) {
+		lpm_key_make(c[done].family, c[done].addr, c[done].prefixlen, &k);
+		err = lpm_put(dp, true, &c[done], &k, &v[done]);
+		if (err) {
+			hyp_log(LOG_ERR, "ban add batch: entry %zu of %zu: %s", done, n, strerror(-err));
+			break;
+		}
+	}
+	if (done)       /* even after a failure: the entries before it are written */
 		epoch_bump_logged(dp, "ban add batch");
-out:
-	free(k4);
-	free(k6);
-	free(v4);
-	free(v6);
-	return err;
+	return err ? err : (int)done;
 }
 
 struct ban_iter {
@@ -756,24 +750,18 @@ static int ban_expire_cb(__u8 family, const void *key, const void *val, void *ar
 	return 0;
 }
 
-/* Deletes the collected keys: one BPF_MAP_DELETE_BATCH, per element where the kernel lacks it or a
- * key vanished meanwhile (the batch stops at the first missing key). Returns the count deleted. */
-static int ban_delete_keys(int fd, const struct ban_expiry *e)
+/* Deletes the collected keys (lpm_remove: LPM tries have no batch delete); a key that vanished
+ * meanwhile is skipped. Returns the count deleted. */
+static int ban_delete_keys(struct hyp_dp *dp, __u8 family, const struct ban_expiry *e)
 {
-	LIBBPF_OPTS(bpf_map_batch_opts, bo);
-	__u32 count = (__u32)e->n;
-	int err, done = 0;
+	int done = 0;
 
-	if (!e->n)
-		return 0;
-	err = bpf_map_delete_batch(fd, e->keys, &count, &bo);
-	if (!err)
-		return (int)e->n;
-	if (err != -ENOENT && err != -EINVAL && err != -EOPNOTSUPP && err != -MAPS_ENOTSUPP)
-		return err;
-	done = err == -ENOENT ? (int)count : 0;
-	for (size_t i = (size_t)done; i < e->n; i++) {
-		err = bpf_map_delete_elem(fd, e->keys + i * e->ksz);
+	for (size_t i = 0; i < e->n; i++) {
+		struct hyp_cidr c;
+		int err;
+
+		lpm_key_cidr(family, e->keys + i * e->ksz, &c);
+		err = lpm_remove(dp, true, &c, e->keys + i * e->ksz);
 		if (!err)
 			done++;
 		else if (err != -ENOENT)
@@ -790,7 +778,7 @@ static int ban_expire_family(struct hyp_dp *dp, __u8 family, __u64 now)
 	e.ksz = family == HYP_AF_INET ? sizeof(struct hyp_lpm4_key) : sizeof(struct hyp_lpm6_key);
 	rc = lpm_foreach(fd, family, sizeof(struct hyp_ban), ban_expire_cb, &e);
 	if (!rc)
-		rc = ban_delete_keys(fd, &e);
+		rc = ban_delete_keys(dp, family, &e);
 	free(e.keys);
 	return rc;
 }
@@ -817,7 +805,7 @@ int allow_add(struct hyp_dp *dp, const struct hyp_cidr *c)
 		hyp_log(LOG_ERR, "allow add: bad cidr (family %u, /%u)", c->family, c->prefixlen);
 		return -EINVAL;
 	}
-	err = bpf_map_update_elem(allow_fd(dp, c->family), &k, &a, BPF_ANY);
+	err = lpm_put(dp, false, c, &k, &a);
 	if (err)
 		log_cidr_err("allow add", c, err);
 	else
@@ -832,7 +820,7 @@ int allow_del(struct hyp_dp *dp, const struct hyp_cidr *c)
 
 	if (lpm_key_make(c->family, c->addr, c->prefixlen, &k) < 0)
 		return -EINVAL;
-	err = bpf_map_delete_elem(allow_fd(dp, c->family), &k);
+	err = lpm_remove(dp, false, c, &k);
 	if (err && err != -ENOENT)
 		log_cidr_err("allow del", c, err);
 	return err;

@@ -40,7 +40,7 @@ int ban_del(struct hyp_dp *dp, const struct hyp_cidr *c);         /* -ENOENT if 
 int ban_get(struct hyp_dp *dp, const struct hyp_cidr *c, struct hyp_ban *out);  /* exact prefix */
 /* Does any (unexpired) ban cover addr? Returns 1 and fills out/which, 0 if not, -errno on error. */
 int ban_match(struct hyp_dp *dp, __u8 family, const __u8 *addr, struct hyp_cidr *which, struct hyp_ban *out);
-/* Bulk insert through BPF_MAP_UPDATE_BATCH (falls back to per-element). Returns count added or -errno. */
+/* Bulk insert, all checked first, one write per entry (LPM tries have no batch ops). Returns count added or -errno. */
 int ban_add_batch(struct hyp_dp *dp, const struct hyp_cidr *c, const struct hyp_ban *v, size_t n);
 typedef int (*ban_iter_fn)(const struct hyp_cidr *c, const struct hyp_ban *b, void *arg);
 int ban_foreach(struct hyp_dp *dp, ban_iter_fn fn, void *arg);   /* fn returning non-zero stops */
