@@ -54,6 +54,13 @@ static void blkf_trie_sync(struct hyp_blkf *f, int t)
 		blkf_word_sync(f, t, w);
 }
 
+/* A count plus delta (+1 or -1), never below zero: deleting an entry the counts never saw (written
+ * behind the runtime's back, which the filter does not support) must not wrap a count around. */
+static __u32 blkf_add(__u32 n, int delta)
+{
+	return delta < 0 && !n ? 0 : n + delta;
+}
+
 /* Add delta to the counts of every block c covers and rewrite the bits that changed. */
 static void blkf_count(struct hyp_blkf *f, int t, const struct hyp_cidr *c, int delta)
 {
@@ -62,7 +69,7 @@ static void blkf_count(struct hyp_blkf *f, int t, const struct hyp_cidr *c, int 
 	if (c->family == HYP_AF_INET6 && c->prefixlen < HYP_BLKF_V6_PLEN) {
 		__u32 was = f->wide[t];
 
-		f->wide[t] += delta;
+		f->wide[t] = blkf_add(was, delta);
 		if (!was != !f->wide[t])
 			blkf_trie_sync(f, t);
 		return;
@@ -76,7 +83,7 @@ static void blkf_count(struct hyp_blkf *f, int t, const struct hyp_cidr *c, int 
 	for (__u32 b = first; b < first + n; b++) {
 		__u32 was = f->count[t][b];
 
-		f->count[t][b] += delta;
+		f->count[t][b] = blkf_add(was, delta);
 		/* a word once per run of 64 blocks, or where a single block crossed zero */
 		if ((!was != !f->count[t][b] && n < 64) || (n >= 64 && (b & 63) == 63))
 			blkf_word_sync(f, t, b / 64);
