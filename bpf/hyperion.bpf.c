@@ -240,7 +240,7 @@ int hyp_xdp(struct xdp_md *ctx)
 		return xdp_finish_bare(&p, r);
 	r = xdp_front(data, data_end, &p, &l4);
 	if (r != HYP_CONTINUE)
-		return xdp_finish(ctx, &p, r);      /* no flow: clang knows the flow's fields are zero */
+		return xdp_finish(ctx, &p, r);      /* judged before conntrack: no flow */
 	return xdp_finish(ctx, &p, xdp_process(ctx, data, data_end, &p, l4));
 }
 

@@ -26,6 +26,7 @@ struct hyp_blkf {
 	size_t map_len;
 	__u32 count[HYP_BLKF_TRIES][HYP_BLKF_BLOCKS];
 	__u32 wide[HYP_BLKF_TRIES];             /* IPv6 entries shorter than /HYP_BLKF_V6_PLEN */
+	bool counting;                          /* a rebuild's walk: counts only, the bits stay clear */
 };
 
 static int blkf_trie(bool ban, __u8 family)
@@ -61,7 +62,9 @@ static __u32 blkf_add(__u32 n, int delta)
 	return delta < 0 && !n ? 0 : n + delta;
 }
 
-/* Add delta to the counts of every block c covers and rewrite the bits that changed. */
+/* Add delta to the counts of every block c covers and rewrite the bits that changed (not during a
+ * rebuild's walk: a word written from counts still missing the entries not walked yet could set a
+ * bit an entry covers). */
 static void blkf_count(struct hyp_blkf *f, int t, const struct hyp_cidr *c, int delta)
 {
 	__u32 first, n;
@@ -70,7 +73,7 @@ static void blkf_count(struct hyp_blkf *f, int t, const struct hyp_cidr *c, int 
 		__u32 was = f->wide[t];
 
 		f->wide[t] = blkf_add(was, delta);
-		if (!was != !f->wide[t])
+		if (!was != !f->wide[t] && !f->counting)
 			blkf_trie_sync(f, t);
 		return;
 	}
@@ -85,6 +88,8 @@ static void blkf_count(struct hyp_blkf *f, int t, const struct hyp_cidr *c, int 
 
 		f->count[t][b] = blkf_add(was, delta);
 		/* a word once per run of 64 blocks, or where a single block crossed zero */
+		if (f->counting)
+			continue;
 		if ((!was != !f->count[t][b] && n < 64) || (n >= 64 && (b & 63) == 63))
 			blkf_word_sync(f, t, b / 64);
 	}
@@ -121,9 +126,9 @@ static int blkf_allow_cb(const struct hyp_cidr *c, const struct hyp_allow *a, vo
 }
 
 /*
- * Recount from the tries. The bits go to "may cover" (all clear) first and stay so during the walk,
- * then each word is written from the finished counts: a write made meanwhile (none from this
- * single-threaded daemon, but an entry an earlier run wrote is only found here) is never skipped.
+ * Recount from the tries. The bits go to "may cover" (all clear) first and stay so during the walk
+ * (blkf_count only counts meanwhile); each word is written once the counts are complete. A datapath
+ * already attached (re-adopted pins) looks every source up for the walk's duration, never skips one.
  */
 int blkf_rebuild(struct hyp_dp *dp)
 {
@@ -135,9 +140,11 @@ int blkf_rebuild(struct hyp_dp *dp)
 	blkf_clear(dp);
 	memset(f->count, 0, sizeof(f->count));
 	memset(f->wide, 0, sizeof(f->wide));
+	f->counting = true;
 	rc = ban_foreach(dp, blkf_ban_cb, f);
 	if (rc >= 0)
 		rc = allow_foreach(dp, blkf_allow_cb, f);
+	f->counting = false;
 	if (rc < 0) {
 		/* the bits stay clear (every source is looked up) and no longer follow the writes */
 		hyp_log(LOG_WARNING, "ban/allow pre-filter: cannot read the lists (%s); every source is looked up",
@@ -157,27 +164,45 @@ void blkf_clear(struct hyp_dp *dp)
 			__atomic_store_n(&dp->blkf->bits[i], 0, __ATOMIC_RELEASE);
 }
 
+/* Clear every bit through the map's fd: what a filter that cannot be kept must leave behind. A map
+ * re-adopted from an earlier run's pins still holds that run's bits, and with no counts to follow the
+ * writes from now on, a block marked empty then would hide a ban written in it later. */
+static int blkf_map_zero(int fd)
+{
+	__u64 zero = 0;
+
+	for (__u32 i = 0; i < HYP_BLKF_TRIES * HYP_BLKF_WORDS; i++) {
+		int err = bpf_map_update_elem(fd, &i, &zero, BPF_ANY);
+
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 int blkf_open(struct hyp_dp *dp)
 {
 	struct hyp_blkf *f = calloc(1, sizeof(*f));
 	int fd = bpf_map__fd(dp->skel->maps.blk_filter);
 	long page = sysconf(_SC_PAGESIZE);
-	int err;
+	int err = -ENOMEM;
 
-	if (!f) {
-		hyp_log(LOG_WARNING, "ban/allow pre-filter: out of memory; every source is looked up");
-		return -ENOMEM;
-	}
-	f->map_len = (HYP_BLKF_TRIES * HYP_BLKF_WORDS * sizeof(__u64) + page - 1) / page * page;
-	f->bits = mmap(NULL, f->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (f->bits == MAP_FAILED) {
+	if (f) {
+		f->map_len = (HYP_BLKF_TRIES * HYP_BLKF_WORDS * sizeof(__u64) + page - 1) / page * page;
+		f->bits = mmap(NULL, f->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (f->bits != MAP_FAILED) {
+			dp->blkf = f;
+			blkf_rebuild(dp);       /* on failure it clears the bits and drops the filter */
+			return 0;
+		}
 		err = -errno;
-		hyp_log(LOG_WARNING, "ban/allow pre-filter: mmap: %s; every source is looked up", strerror(-err));
 		free(f);
-		return err;
 	}
-	dp->blkf = f;
-	return blkf_rebuild(dp);
+	hyp_log(LOG_WARNING, "ban/allow pre-filter: %s; every source is looked up", strerror(-err));
+	err = blkf_map_zero(fd);
+	if (err)
+		hyp_log(LOG_ERR, "ban/allow pre-filter: cannot clear the map: %s", strerror(-err));
+	return err;
 }
 
 void blkf_close(struct hyp_dp *dp)

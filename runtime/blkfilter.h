@@ -5,8 +5,9 @@
 #include "maps.h"
 
 /* Map the filter and build it from what the four tries hold (a walk of each). Without it (the map
- * cannot be mapped, no memory) the datapath looks every source up, as before the filter: logged, not
- * fatal. Returns 0 or -errno. */
+ * cannot be mapped, no memory, the tries cannot be read) every bit is cleared and the datapath looks
+ * every source up, as before the filter: logged, 0. -errno only if the bits could not be cleared
+ * (a re-adopted map's stale bits could hide a ban): the datapath must not run then. */
 int blkf_open(struct hyp_dp *dp);
 void blkf_close(struct hyp_dp *dp);
 /* Recount every block from the tries' contents and rewrite every bit. */

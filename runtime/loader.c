@@ -382,7 +382,9 @@ int dp_open(struct hyp_dp *dp, const struct hyp_loader_opts *opts)
 	err = dp_config_init(dp, map_adopted(dp->skel, dp->skel->maps.policy, adopted));
 	if (err)
 		goto fail;
-	blkf_open(dp);      /* optional: without it every source is looked up (logged) */
+	err = blkf_open(dp);    /* without a filter every source is looked up (logged) */
+	if (err)
+		goto fail;
 	if (*dir)
 		hyp_log(LOG_INFO, "datapath loaded: %d maps re-adopted from %s, %d newly pinned", nadopted, dir,
 			npinned);

@@ -8,11 +8,13 @@
 
 extern int tap_passed, tap_failed, tap_skipped;
 
+/* cond is evaluated once: a check may call the code under test (a second call would be a second act). */
 #define TAP_CHECK(cond, ...) do {                                                        \
-		if (cond) { tap_passed++; printf("ok %d - ", tap_passed + tap_failed); }     \
+		int tap_ok_ = !!(cond);                                                      \
+		if (tap_ok_) { tap_passed++; printf("ok %d - ", tap_passed + tap_failed); }  \
 		else { tap_failed++; printf("not ok %d - ", tap_passed + tap_failed); }      \
 		printf(__VA_ARGS__);                                                         \
-		if (!(cond)) printf("  [%s:%d: %s]", __FILE__, __LINE__, #cond);             \
+		if (!tap_ok_) printf("  [%s:%d: %s]", __FILE__, __LINE__, #cond);            \
 		printf("\n"); fflush(stdout);                                                \
 	} while (0)
 
