@@ -23,7 +23,7 @@ HYP_TRIE_FLAVOUR(bans6);
 
 /*
  * Does the pre-filter say that no entry of this trie covers the packet's source? Then the trie is not
- * looked up: a lookup is a helper call through the SRSO return thunk and a trie walk, ~20 ns paid by
+ * looked up: a lookup is a helper call through the SRSO return thunk and a trie walk, ~15 ns paid by
  * every packet of every flow and every SYN of a flood once the list has a single entry; this is one
  * inlined array load. User space keeps the bit exact (runtime/blkfilter.c): it clears a block's bit
  * before it writes an entry covering the block, and sets it after the last such entry is deleted.

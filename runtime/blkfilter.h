@@ -12,13 +12,13 @@ int blkf_open(struct hyp_dp *dp);
 void blkf_close(struct hyp_dp *dp);
 /* Recount every block from the tries' contents and rewrite every bit. */
 int blkf_rebuild(struct hyp_dp *dp);
-/* Clear every bit (the datapath looks every source up, as without a filter) until blkf_rebuild();
- * for benchmarks and tests. */
+/* Clear every bit (the datapath looks every source up, as without a filter) until blkf_rebuild(),
+ * which starts with it; benchmarks use it to measure the lookups the filter saves. */
 void blkf_clear(struct hyp_dp *dp);
 /* An entry c of the ban (ban) or allow trie is about to be written (delta +1, before the write) or
  * was deleted, or its write failed or replaced an entry (delta -1, after). A no-op without a filter. */
 void blkf_cover(struct hyp_dp *dp, bool ban, const struct hyp_cidr *c, int delta);
-/* Is block bit set (no entry of that trie covers addr's block)? For tests and `hyperionctl`-side checks. */
+/* Is the bit of addr's block set (no entry of that trie covers it)? For tests. */
 bool blkf_none(const struct hyp_dp *dp, bool ban, __u8 family, const __u8 *addr);
 
 #endif
