@@ -352,7 +352,8 @@ static __always_inline bool parse_fast(void *data, void *data_end, struct hyp_pk
 		p->l3_off = off;
 		p->l4_off = l4_off;
 		parse_set_l3_end(p, off + bpf_ntohs(ip->tot_len));
-		/* in each branch, so that the L4 offset is a constant there */
+		/* in each branch, so that the L4 offset is a constant there: with one tail for both
+		 * families the verifier walked 490k instructions instead of 320k, for the same speed */
 		parse_l4_fast(data, data_end, l4_off, p);
 		return true;
 	}

@@ -181,14 +181,6 @@ static __always_inline __u32 vc_key(const struct hyp_pkt *p, bool flow, struct h
 	return vc_key_of(p->saddr, p->daddr, p->sport, p->dport, p->proto, p->family, flow, v);
 }
 
-static __always_inline bool vc_key_eq(const struct hyp_vcache *a, const struct hyp_vcache *b)
-{
-	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
-
-	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && a->sport == b->sport &&
-	       a->dport == b->dport && a->proto == b->proto && a->family == b->family;
-}
-
 /* Is e the flow entry of the sending side (saddr, sport) -> (daddr, dport)? */
 static __always_inline bool vc_is_flow(const struct hyp_vcache *e, const __u8 *saddr, const __u8 *daddr,
 				       __u16 sport, __u16 dport, __u8 proto, __u8 family)
@@ -198,6 +190,12 @@ static __always_inline bool vc_is_flow(const struct hyp_vcache *e, const __u8 *s
 
 	return a[0] == s[0] && a[1] == s[1] && b[0] == d[0] && b[1] == d[1] && e->sport == sport &&
 	       e->dport == dport && e->proto == proto && e->family == family;
+}
+
+/* Does e hold key k (either kind: a source key's daddr, ports and proto are zero on both sides)? */
+static __always_inline bool vc_key_eq(const struct hyp_vcache *e, const struct hyp_vcache *k)
+{
+	return vc_is_flow(e, k->saddr, k->daddr, k->sport, k->dport, k->proto, k->family);
 }
 
 /* Is e this packet's entry of one kind? Compared with the packet's own fields, not a key built on the

@@ -29,13 +29,17 @@ static bool vcache_holds(const struct hyp_vcache *e)
 	return e->action >= HYP_VC_PASS && e->hits;
 }
 
+/* Is e a pass entry with counts for side dir of flow k? Its key, made canonical, is k and its sender
+ * is that side. */
 static bool vcache_entry_is(const struct hyp_vcache *e, const struct hyp_flow_key *k, int dir)
 {
-	const __u8 *s = dir ? k->addr_b : k->addr_a, *d = dir ? k->addr_a : k->addr_b;
+	struct hyp_flow_key ek;
+	int edir;
 
-	return vcache_holds(e) && e->proto == k->proto && e->family == k->family &&
-	       e->sport == (dir ? k->port_b : k->port_a) && e->dport == (dir ? k->port_a : k->port_b) &&
-	       !memcmp(e->saddr, s, 16) && !memcmp(e->daddr, d, 16);
+	if (!vcache_holds(e))
+		return false;
+	flow_key_make(&ek, e->family, e->proto, e->saddr, e->sport, e->daddr, e->dport, &edir);
+	return edir == dir && !memcmp(&ek, k, sizeof(ek));
 }
 
 int vcache_flow_add(int fd_vcache, __u32 slots, const struct hyp_flow_key *k, struct hyp_flow *f)

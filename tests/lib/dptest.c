@@ -415,3 +415,16 @@ bool dpt_open_or_report(struct dpt *t, const struct dpt_opts *o)
 	TAP_CHECK(!err, "the datapath loads (%s)", err ? strerror(-err) : "ok");
 	return !err;
 }
+
+bool dpt_dp_open_or_report(struct hyp_dp *dp, const struct hyp_loader_opts *o)
+{
+	/* -EACCES is the verifier refusing the program: a failure, not a missing capability. */
+	int err = dp_open(dp, o);
+
+	if (err == -EPERM) {
+		TAP_SKIP("loading BPF needs CAP_BPF/CAP_NET_ADMIN (dp_open: %s)", strerror(-err));
+		return false;
+	}
+	TAP_EQ(err, 0, "dp_open without pins");
+	return !err;
+}

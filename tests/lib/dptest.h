@@ -76,5 +76,10 @@ const struct hyp_event *dpt_event_find(struct dpt *t, uint8_t kind, int *n);
 /* dpt_open_opts for tests: no permission to load BPF (EPERM) is a TAP skip; any other failure
  * (verifier rejection, missing map) is a TAP failure, never a skip. Returns true when loaded. */
 bool dpt_open_or_report(struct dpt *t, const struct dpt_opts *o);
+/* The runtime's dp_open (runtime/loader.h) for tests, the same rule: EPERM is a TAP skip, any other
+ * failure a TAP failure ("dp_open without pins"). Returns true when loaded. */
+struct hyp_dp;
+struct hyp_loader_opts;
+bool dpt_dp_open_or_report(struct hyp_dp *dp, const struct hyp_loader_opts *o);
 
 #endif

@@ -13,6 +13,7 @@
 #include "hyperion.skel.h"
 #include "loader.h"
 #include "maps.h"
+#include "dptest.h"
 #include "pkt.h"
 #include "tap.h"
 
@@ -240,14 +241,8 @@ static void cleanup(void)
 int main(void)
 {
 	struct hyp_loader_opts o = { .pin_dir = "" };
-	int err = dp_open(&dp, &o);
 
-	if (err == -EPERM) {
-		TAP_SKIP("loading BPF needs CAP_BPF/CAP_NET_ADMIN (dp_open: %s)", strerror(-err));
-		return tap_done();
-	}
-	TAP_EQ(err, 0, "dp_open without pins");
-	if (err)
+	if (!dpt_dp_open_or_report(&dp, &o))
 		return tap_done();
 	snprintf(pin_dir, sizeof(pin_dir), "/sys/fs/bpf/hyp-test-blkf-%d", (int)getpid());
 	atexit(cleanup);

@@ -12,6 +12,7 @@
 #include "maps.h"
 #include "hyperion.skel.h"
 #include "sigcompile.h"
+#include "dptest.h"
 #include "tap.h"
 
 /* Bans loaded by the batch test: half IPv4 (198.18.0.0/15, the RFC 2544 benchmarking range, since the
@@ -681,19 +682,11 @@ int main(void)
 {
 	struct hyp_loader_opts o = { .pin_dir = "" };
 	struct hyp_dp dp;
-	int err;
 
 	test_cidr_parse();
 	test_names();
 
-	/* -EACCES is the verifier refusing the program: a failure, not a missing capability. */
-	err = dp_open(&dp, &o);
-	if (err == -EPERM) {
-		TAP_SKIP("loading BPF needs CAP_BPF/CAP_NET_ADMIN (dp_open: %s)", strerror(-err));
-		return tap_done();
-	}
-	TAP_EQ(err, 0, "dp_open without pins");
-	if (err)
+	if (!dpt_dp_open_or_report(&dp, &o))
 		return tap_done();
 	TAP_CHECK(!dp.adopted && dp.fd_bans4 >= 0 && dp.fd_events >= 0 && dp.prog_xdp_fd >= 0 &&
 		  dp.prog_tc_fd >= 0, "all fds filled, nothing adopted");
