@@ -100,6 +100,14 @@ static __u64 reason_packets(struct mc *m, unsigned r)
 	return stats_read(&m->dp, &t) ? 0 : t.reason[r].packets;
 }
 
+/* Hits the verdict cache's express lane answered (bpf/express.h), for the check column. */
+static __u64 express_hits(struct mc *m)
+{
+	static struct hyp_totals t;
+
+	return stats_read(&m->dp, &t) ? 0 : t.counter[HYP_C_VCACHE_EXPRESS];
+}
+
 static int ev_count_cb(void *ctx, void *data, size_t len)
 {
 	(void)data;
@@ -119,7 +127,7 @@ static const char *verdict_name(int v)
 static void rung(struct mc *m, const char *name, const void *frame, int len, unsigned repeat, unsigned reason,
 		 bool drain_events)
 {
-	__u64 before = reason_packets(m, reason);
+	__u64 before = reason_packets(m, reason), xp_before = express_hits(m);
 	int rv = 0;
 	double ns;
 
@@ -143,13 +151,13 @@ static void rung(struct mc *m, const char *name, const void *frame, int len, uns
 	} else {
 		ns = run_prog(m->dp.prog_xdp_fd, frame, len, repeat, &rv);
 	}
-	__u64 got = reason_packets(m, reason) - before;
+	__u64 got = reason_packets(m, reason) - before, xp = express_hits(m) - xp_before;
 	__u64 want = (__u64)repeat * MC_SAMPLES;
-	char check[96];
+	char check[128];
 	if (got >= want - 1)   /* the first packet of a flow rung may take the "new" path */
-		snprintf(check, sizeof(check), "%s, %s%s x%llu", verdict_name(rv),
+		snprintf(check, sizeof(check), "%s, %s%s x%llu%s%.0llu", verdict_name(rv),
 			 reason >= HYP_STATS_MONITOR ? "monitor " : "", reason_name(reason % HYP_STATS_MONITOR),
-			 (unsigned long long)got);
+			 (unsigned long long)got, xp ? ", express lane x" : "", (unsigned long long)xp);
 	else
 		snprintf(check, sizeof(check), "**unverified**: %s counted %llu of %llu (%s)", reason_name(reason),
 			 (unsigned long long)got, (unsigned long long)want, verdict_name(rv));
@@ -192,7 +200,7 @@ static int apply_opts(struct mc *m, const struct hyp_sigset *set, __u32 ev_rate,
 
 	config_defaults(&cfg);
 	cfg.mode = opts & MC_MONITOR ? HYP_MODE_MONITOR : HYP_MODE_ENFORCE;
-	cfg.vcache = !(opts & MC_VCACHE_OFF);
+	cfg.vcache = opts & MC_VCACHE_OFF ? HYP_VCACHE_OFF : HYP_VCACHE_ON;
 	cfg.tcp_all_open = cfg.udp_all_open = 1;
 	cfg.scan_depth = HYP_SCAN_DEPTH_MAX;
 	cfg.stream_depth = opts & MC_DEPTH ? MC_STREAM_DEPTH : 0;
@@ -388,6 +396,7 @@ int main(int argc, char **argv)
 		rung(&m, "flow hit: TCP, established, past its stream depth, 100 B payload (pass_flow)", f, len,
 		     m.repeat, HYP_R_PASS_FLOW, false);
 	}
+
 	apply(&m, NULL, 1);
 
 	/* Flow insert needs a new flow per packet, which a repeated frame is not (and conntrack ages flows

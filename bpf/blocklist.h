@@ -143,10 +143,12 @@ static __always_inline int ban_check(struct hyp_pkt *p)
 }
 
 /* The verdict cache's answer for a banned source, before the allowlist and the tries (a cached ban
- * implies no allowlist entry as of its epoch); only while the family has bans at all. */
+ * implies no allowlist entry as of its epoch); only while the family has bans at all, and not again
+ * where the express lane found no entry (bpf/express.h). */
 static __always_inline int ban_check_cached(struct hyp_pkt *p)
 {
-	if (!p->cfg->vcache || (p->family == HYP_AF_INET ? blk_trie_empty(bans4) : blk_trie_empty(bans6)))
+	if (!p->cfg->vcache || p->xp_src_miss ||
+	    (p->family == HYP_AF_INET ? blk_trie_empty(bans4) : blk_trie_empty(bans6)))
 		return HYP_CONTINUE;
 	return vc_check_src(p);
 }

@@ -51,7 +51,7 @@ struct hyp_pkt {
 	__u8 ev_flow;               /* pending flow event (FLOW_NEW / FLOW_END), 0 = none */
 	__u8 l4_parsed;             /* parse_l4 ran: ports and flags are filled */
 	__u8 ev_done;               /* the verdict cache settled this packet's event (bpf/vcache.h vc_ev) */
-	__u8 pad;
+	__u8 xp_src_miss;           /* the express lane found no source entry (bpf/express.h) */
 	__u32 l4_off;               /* offset of the L4 header from the start of the frame */
 	__u32 l3_end;               /* end of the IP datagram (IP length, clamped to the frame) */
 	__u32 pay_off;              /* L4 payload offset and length (TCP/UDP) */

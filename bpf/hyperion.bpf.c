@@ -12,6 +12,7 @@
 #include "events.h"
 #include "vcache.h"
 #include "blocklist.h"
+#include "express.h"
 #include "syncookie.h"
 #include "conntrack.h"
 #include "inspect.h"
@@ -221,8 +222,8 @@ static __always_inline int xdp_finish(struct xdp_md *ctx, struct hyp_pkt *p, int
 	return act;
 }
 
-SEC("xdp")
-int hyp_xdp(struct xdp_md *ctx)
+/* The pipeline, for every packet the express lane did not answer. */
+static __always_inline int xdp_pipeline(struct xdp_md *ctx, bool src_miss)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -234,6 +235,7 @@ int hyp_xdp(struct xdp_md *ctx)
 	 * over the program, and the cache's hit paths (bench/micro) ran 10 ns slower. Zeroed once, it
 	 * also cuts the frame from 416 bytes to 328 (docs/design.md). */
 	asm volatile("" : : "r"(&p) : "memory");
+	p.xp_src_miss = src_miss;
 	hyp_count(HYP_C_SEEN);
 	r = xdp_parse(ctx, data, data_end, &p);
 	if (r != HYP_CONTINUE)
@@ -242,6 +244,18 @@ int hyp_xdp(struct xdp_md *ctx)
 	if (r != HYP_CONTINUE)
 		return xdp_finish(ctx, &p, r);      /* judged before conntrack: no flow */
 	return xdp_finish(ctx, &p, xdp_process(ctx, data, data_end, &p, l4));
+}
+
+SEC("xdp")
+int hyp_xdp(struct xdp_md *ctx)
+{
+	bool src_miss = false;
+	/* before p exists: a hit must not pay for zeroing it (bpf/express.h) */
+	int r = xp_run((void *)(long)ctx->data, (void *)(long)ctx->data_end, &src_miss);
+
+	if (r != HYP_CONTINUE)
+		return r;
+	return xdp_pipeline(ctx, src_miss);
 }
 
 /*

@@ -109,7 +109,7 @@ enum hyp_counter {
 	HYP_C_SCAN_BYTES = 11,      /* payload bytes stepped through the automaton */
 	HYP_C_SCAN_SKIPPED = 12,    /* packets not scanned: stream depth reached */
 	HYP_C_GEN_MISMATCH = 13,    /* flow automaton state reset after a signature reload */
-	HYP_C_VCACHE_HIT = 14,      /* drops decided by the per-CPU verdict cache (bpf/vcache.h) */
+	HYP_C_VCACHE_HIT = 14,      /* packets answered by the per-CPU verdict cache (bpf/vcache.h) */
 	HYP_C_COOKIE_SENT = 15,     /* SYN-ACKs with a SYN cookie sent from XDP (bpf/syncookie.h) */
 	HYP_C_COOKIE_VALID = 16,    /* ACKs with a valid cookie: flow opened, handed to tc ingress */
 	HYP_C_COOKIE_INVALID = 17,  /* ACKs without a flow whose cookie did not verify */
@@ -118,6 +118,7 @@ enum hyp_counter {
 	HYP_C_COOKIE_NO_LISTENER = 20, /* tc ingress: no listening socket for a cookie ACK (stack resets) */
 	HYP_C_COOKIE_ASSIGN_FAIL = 21, /* tc ingress: the kernel refused the request socket */
 	HYP_C_COOKIE_TIME_WAIT = 22, /* SYNs left to the stack: the local side closed their tuple < 69 s ago */
+	HYP_C_VCACHE_EXPRESS = 23,  /* of vcache_hit: answered by the express lane (bpf/express.h) */
 	HYP_C_MAX = 24
 };
 
@@ -316,6 +317,13 @@ struct hyp_dfa_out {
 	__u16 sig[8];               /* HYP_STATE_OUT_MAX */
 };
 
+/* hyp_config.vcache: the per-CPU verdict cache (bpf/vcache.h) and its express lane (bpf/express.h). */
+enum hyp_vcache_mode {
+	HYP_VCACHE_OFF = 0,
+	HYP_VCACHE_ON = 1,          /* hits answered by the express lane where it can */
+	HYP_VCACHE_NO_EXPRESS = 2,  /* every hit through the pipeline: tests and bench/micro compare the two */
+};
+
 /* Policy, array "policy" indexed by generation; array "gen" entry 0 holds the active generation. */
 struct hyp_config {
 	__u32 mode;                 /* enum hyp_mode */
@@ -335,7 +343,7 @@ struct hyp_config {
 	__u32 capture_len;          /* payload bytes copied into events, <= HYP_EV_PAYLOAD */
 	__u32 tcp_all_open;         /* 1: every TCP port accepts new inbound flows */
 	__u32 udp_all_open;         /* 1: every UDP port accepts new inbound flows */
-	__u8 vcache;                /* 1: repeated drops answered from the per-CPU verdict cache */
+	__u8 vcache;                /* enum hyp_vcache_mode: repeated verdicts answered from the per-CPU cache */
 	__u8 syn_cookies;           /* 1: inbound SYNs to open TCP ports answered with SYN cookies in XDP */
 	__u16 serial;               /* set by user space: one more than the previous config's, every apply */
 	__u64 timeout_ns[11];       /* per enum hyp_ct_state (HYP_CT_STATE_MAX) */
@@ -436,17 +444,28 @@ struct hyp_vcache {
 /* The hash that places a verdict cache entry (bpf/vcache.h vc_slot_of), shared with user space, which
  * reads a flow's two entries (runtime/vcache.c): a multiplicative hash of the key's folded words, top bits
  * (the best mixed); the caller masks it by the slot count, a power of two. A source entry's key has
- * daddr, ports and proto zero (flow 0 leaves them out). */
+ * daddr, ports and proto zero (flow 0 leaves them out). hyp_vcache_hash_folded takes each address
+ * already folded (the XOR of its four 32-bit words): the express lane (bpf/express.h) folds them from
+ * the frame. */
+static inline __attribute__((always_inline)) __u32 hyp_vcache_hash_folded(__u32 sfold, __u32 dfold, __u16 sport,
+									  __u16 dport, __u8 proto, __u8 family,
+									  int flow)
+{
+	__u32 h = sfold ^ family;
+
+	if (flow)
+		h ^= dfold ^ ((__u32)sport << 16 | dport) ^ ((__u32)proto << 8);
+	return (h * 2654435761u) >> 16;
+}
+
 static inline __attribute__((always_inline)) __u32 hyp_vcache_hash(const __u8 *saddr, const __u8 *daddr,
 								   __u16 sport, __u16 dport, __u8 proto,
 								   __u8 family, int flow)
 {
 	const __u32 *w = (const __u32 *)saddr, *d = (const __u32 *)daddr;
-	__u32 h = w[0] ^ w[1] ^ w[2] ^ w[3] ^ family;
 
-	if (flow)
-		h ^= d[0] ^ d[1] ^ d[2] ^ d[3] ^ ((__u32)sport << 16 | dport) ^ ((__u32)proto << 8);
-	return (h * 2654435761u) >> 16;
+	return hyp_vcache_hash_folded(w[0] ^ w[1] ^ w[2] ^ w[3], flow ? d[0] ^ d[1] ^ d[2] ^ d[3] : 0, sport, dport,
+				      proto, family, flow);
 }
 
 /*

@@ -82,6 +82,7 @@ static const char *const counter_names[HYP_C_MAX] = {
 	[HYP_C_COOKIE_NO_LISTENER] = "syncookies_no_listener",
 	[HYP_C_COOKIE_ASSIGN_FAIL] = "syncookies_assign_failed",
 	[HYP_C_COOKIE_TIME_WAIT] = "syncookies_time_wait",
+	[HYP_C_VCACHE_EXPRESS] = "vcache_express",
 };
 
 /* Out-of-range values get "unknown" rather than NULL so callers can print any value a newer

@@ -1,0 +1,245 @@
+/* The express lane: verdict cache hits answered before the pipeline is entered. */
+#ifndef HYP_EXPRESS_H
+#define HYP_EXPRESS_H
+
+/*
+ * On a verdict cache hit (bpf/vcache.h: a banned source's flood, a dropped flow's, an established
+ * flow's fast path) what is left to do is small, and the pipeline's own shape was most of its cost:
+ * struct hyp_pkt zeroed and filled in memory (it has to stay there, hyp_xdp), the three policy
+ * lookups before anything is known, the general exit. This lane reads the frame into registers,
+ * probes the cache, reads the config only once an entry's key matched, and books a hit itself: in
+ * bench/micro (interleaved A/B against the build without it) the established fast path went from
+ * ~60 to ~48 ns, a cached ban from ~57 to ~45, a dropped flow's cached drop from ~61 to ~48, and a
+ * cookie SYN did not move (docs/design.md "Express lane"). Counter vcache_express counts its hits
+ * (also in vcache_hits). Config vcache = HYP_VCACHE_NO_EXPRESS makes it decline every hit, for the
+ * tests that check that both ways give the same answers and books (tests/bpf/test_express.c).
+ *
+ * It answers only what the pipeline answers for the same packet, with the same effects (the stats
+ * entry, the counters, the entry's counts and suppressed events):
+ *  - frames parse_fast() takes, by the same conditions (restated here on registers); any other frame
+ *    goes to the pipeline, which parses it from the start;
+ *  - in the pipeline's order: the source entry (ban_check_cached(), only while the family has bans),
+ *    then the sending side's flow entry (vc_check(), TCP segments with ACK alone, and UDP);
+ *  - a live entry (serial, epoch, clock: vc_live()) that its hit path would answer with nothing
+ *    else to do: a source entry below its carry, a flow drop entry, a pass entry that needs neither
+ *    the scanner nor its carry, and drops only while the entry's quiet time suppresses the event (the
+ *    first branch of vc_ev()).
+ * Everything else returns HYP_CONTINUE before anything was written, and the pipeline decides the
+ * packet as if this lane did not exist. One exception, for the SYN flood where every SYN comes from a
+ * new source: a source probe that found no entry with this key (vc_live() would return NULL without
+ * touching the slot) sets *src_miss, and ban_check_cached() does not probe again.
+ */
+
+/* The L4 fields a flow entry is keyed by, and what a hit books. */
+struct xp_l4 {
+	__u16 sport, dport;
+	__u32 pay_len;          /* as parse_l4_fast() computes it */
+};
+
+/* parse_l4_fast()'s conditions: a TCP or UDP header at the constant offset off, whole in the frame
+ * and in the datagram (l3_end); and vc_check()'s: a TCP segment with ACK alone, or UDP. */
+static __always_inline bool xp_l4(void *data, void *data_end, __u32 off, __u32 l3_end, __u8 proto,
+				  struct xp_l4 *h)
+{
+	__u8 *l4 = data + off;
+	__u32 hlen;
+
+	if (proto == IPPROTO_TCP) {
+		if ((void *)(l4 + sizeof(struct tcphdr)) > data_end)
+			return false;
+		hlen = (l4[12] >> 4) * 4;
+		if (hlen < sizeof(struct tcphdr) || off + hlen > l3_end ||
+		    (l4[13] & (HYP_TCP_SYN | HYP_TCP_FIN | HYP_TCP_RST | HYP_TCP_ACK)) != HYP_TCP_ACK)
+			return false;
+	} else if (proto == IPPROTO_UDP) {
+		hlen = sizeof(struct udphdr);
+		if ((void *)(l4 + hlen) > data_end || off + hlen > l3_end)
+			return false;
+	} else {
+		return false;
+	}
+	h->sport = ((__u16 *)l4)[0];
+	h->dport = ((__u16 *)l4)[1];
+	h->pay_len = l3_end - (off + hlen);
+	return true;
+}
+
+static __always_inline __u32 xp_fold(__u64 a, __u64 b)
+{
+	__u64 x = a ^ b;
+
+	return (__u32)x ^ (__u32)(x >> 32);
+}
+
+/* The live-entry test of vc_live() once the key matched; the config is read here, on a match only,
+ * as policy_load() reads it (generation, epoch, policy). NULL: the pipeline decides. */
+static __always_inline const struct hyp_config *xp_config(const struct hyp_vcache *e, __u64 *now)
+{
+	__u32 ak = HYP_GEN_ACTIVE, ek = HYP_GEN_EPOCH, g, *gp, *ep;
+	const struct hyp_config *cfg;
+
+	gp = bpf_map_lookup_elem(&gen, &ak);
+	if (!gp)
+		return NULL;
+	g = *gp;
+	ep = bpf_map_lookup_elem(&gen, &ek);
+	if (!ep || e->epoch != *ep)
+		return NULL;
+	cfg = bpf_map_lookup_elem(&policy, &g);
+	if (!cfg || cfg->vcache != HYP_VCACHE_ON || cfg->mode == HYP_MODE_MONITOR || e->serial != cfg->serial)
+		return NULL;
+	*now = hyp_now(cfg);
+	if (*now >= e->until_ns)
+		return NULL;
+	return cfg;
+}
+
+/* vc_ev()'s first branch: is the entry's quiet time on (the event is suppressed and counted)? */
+static __always_inline bool xp_quiet(const struct hyp_config *cfg, const struct hyp_vcache *e, __u64 now)
+{
+	return cfg->ev_rate && e->ev_pending < HYP_VCACHE_EV_MAX &&
+	       now + ((__u64)e->ev_early << HYP_VCACHE_EV_SHIFT) < e->until_ns;
+}
+
+/* The packet's exit, as xdp_finish() books a packet without an event. */
+static __always_inline int xp_book(int reason, __u32 len, int act)
+{
+	hyp_count(HYP_C_SEEN);
+	hyp_count(HYP_C_VCACHE_HIT);
+	hyp_count(HYP_C_VCACHE_EXPRESS);
+	return stats_count(reason, len) ? act : XDP_ABORTED;
+}
+
+/* A banned source's entry: DROP_BANNED answered here (vc_check_src()), or HYP_CONTINUE. s0, s1: the
+ * source as the cache stores it (IPv4: s0 is the address, s1 zero). */
+static __always_inline int xp_source(__u64 s0, __u64 s1, __u8 family, __u32 len, bool *src_miss)
+{
+	__u32 slot = hyp_vcache_hash_folded(xp_fold(s0, s1), 0, 0, 0, 0, family, 0) & (HYP_VCACHE_SLOTS - 1);
+	struct hyp_vcache *e = bpf_map_lookup_elem(&vcache, &slot);
+	const struct hyp_config *cfg;
+	const __u64 *a;
+	__u64 now;
+
+	if (!e)
+		return HYP_CONTINUE;
+	a = (const __u64 *)e->saddr;
+	if (!e->until_ns || a[0] != s0 || a[1] != s1 || e->family != family || e->proto) {
+		*src_miss = true;
+		return HYP_CONTINUE;
+	}
+	cfg = xp_config(e, &now);
+	if (!cfg || e->hits >= HYP_VCACHE_BAN_MIN - 1 || !xp_quiet(cfg, e, now))
+		return HYP_CONTINUE;
+	e->hits += 1;
+	e->ev_pending += 1;
+	hyp_count(HYP_C_EV_SAMPLED);
+	return xp_book(HYP_R_DROP_BANNED, len, XDP_DROP);
+}
+
+/* The sending side's flow entry: DROP_SIG or PASS_FLOW answered here (vc_check()), or HYP_CONTINUE. */
+static __always_inline int xp_flow(__u64 s0, __u64 s1, __u64 d0, __u64 d1, const struct xp_l4 *h, __u8 proto,
+				   __u8 family, __u32 len)
+{
+	__u32 slot = hyp_vcache_hash_folded(xp_fold(s0, s1), xp_fold(d0, d1), h->sport, h->dport, proto, family,
+					    1) & (HYP_VCACHE_SLOTS - 1);
+	struct hyp_vcache *e = bpf_map_lookup_elem(&vcache, &slot);
+	const struct hyp_config *cfg;
+	const __u64 *a, *b;
+	__u64 now;
+
+	if (!e || !e->until_ns)
+		return HYP_CONTINUE;
+	a = (const __u64 *)e->saddr;
+	b = (const __u64 *)e->daddr;
+	if (a[0] != s0 || a[1] != s1 || b[0] != d0 || b[1] != d1 || e->sport != h->sport ||
+	    e->dport != h->dport || e->proto != proto || e->family != family)
+		return HYP_CONTINUE;
+	cfg = xp_config(e, &now);
+	if (!cfg)
+		return HYP_CONTINUE;
+	if (vc_is_pass(e)) {
+		/* vc_pass(): the scanner's packets and the carry are the pipeline's */
+		if ((h->pay_len && e->action == HYP_VC_PASS) || e->hits >= HYP_VCACHE_PASS_CARRY)
+			return HYP_CONTINUE;
+		e->hits += 1;
+		e->bytes += len;
+		if (h->pay_len && e->action == HYP_VC_PASS_DEPTH)
+			hyp_count(HYP_C_SCAN_SKIPPED);
+		return xp_book(HYP_R_PASS_FLOW, len, XDP_PASS);
+	}
+	if (!xp_quiet(cfg, e, now))
+		return HYP_CONTINUE;
+	e->ev_pending += 1;
+	hyp_count(HYP_C_EV_SAMPLED);
+	return xp_book(HYP_R_DROP_SIG, len, XDP_DROP);
+}
+
+/* parse_fast()'s IPv4 conditions, then the source entry and the flow entry. Each family is its own
+ * straight path with constant offsets: with one path for both, clang merged the two families'
+ * fields and spilled and re-zeroed them at every branch, and the lane lost a third of its gain. */
+static __always_inline int xp_ipv4(void *data, void *data_end, __u32 len, bool *src_miss)
+{
+	struct iphdr *ip = data + sizeof(struct ethhdr);
+	__u32 end, off = sizeof(struct ethhdr) + sizeof(*ip);
+	struct xp_l4 h;
+	__u64 s, d;
+	int r;
+
+	if ((void *)(ip + 1) > data_end || *(__u8 *)ip != 0x45 ||
+	    (ip->frag_off & bpf_htons(HYP_IPV4_FRAG_OFF)) || bpf_ntohs(ip->tot_len) < sizeof(*ip))
+		return HYP_CONTINUE;
+	s = ip->saddr;
+	if (!blk_trie_empty(bans4)) {
+		r = xp_source(s, 0, HYP_AF_INET, len, src_miss);
+		if (r != HYP_CONTINUE || !*src_miss)
+			return r;
+	}
+	end = sizeof(struct ethhdr) + bpf_ntohs(ip->tot_len);
+	if (!xp_l4(data, data_end, off, end < len ? end : len, ip->protocol, &h))
+		return HYP_CONTINUE;
+	d = ip->daddr;
+	return xp_flow(s, 0, d, 0, &h, ip->protocol, HYP_AF_INET, len);
+}
+
+/* parse_fast()'s IPv6 conditions, then the source entry and the flow entry. */
+static __always_inline int xp_ipv6(void *data, void *data_end, __u32 len, bool *src_miss)
+{
+	struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
+	__u32 end, off = sizeof(struct ethhdr) + sizeof(*ip6);
+	const __u64 *s, *d;
+	struct xp_l4 h;
+	int r;
+
+	if ((void *)(ip6 + 1) > data_end || ip6->version != 6 || parse_is_ipv6_ext(ip6->nexthdr) ||
+	    !ip6->payload_len)
+		return HYP_CONTINUE;
+	s = (const __u64 *)&ip6->saddr;
+	d = (const __u64 *)&ip6->daddr;
+	if (!blk_trie_empty(bans6)) {
+		r = xp_source(s[0], s[1], HYP_AF_INET6, len, src_miss);
+		if (r != HYP_CONTINUE || !*src_miss)
+			return r;
+	}
+	end = off + bpf_ntohs(ip6->payload_len);
+	if (!xp_l4(data, data_end, off, end < len ? end : len, ip6->nexthdr, &h))
+		return HYP_CONTINUE;
+	return xp_flow(s[0], s[1], d[0], d[1], &h, ip6->nexthdr, HYP_AF_INET6, len);
+}
+
+/* The lane: an XDP action, or HYP_CONTINUE for the pipeline (*src_miss: see above). Untagged
+ * Ethernet only, as parse_fast(). */
+static __always_inline int xp_run(void *data, void *data_end, bool *src_miss)
+{
+	struct ethhdr *eth = data;
+	__u32 len = data_end - data;
+
+	if ((void *)(eth + 1) > data_end)
+		return HYP_CONTINUE;
+	if (eth->h_proto == bpf_htons(HYP_ETH_P_IP))
+		return xp_ipv4(data, data_end, len, src_miss);
+	if (eth->h_proto == bpf_htons(HYP_ETH_P_IPV6))
+		return xp_ipv6(data, data_end, len, src_miss);
+	return HYP_CONTINUE;
+}
+
+#endif /* HYP_EXPRESS_H */
