@@ -9,8 +9,8 @@
  * lookups before anything is known, the general exit. This lane reads the frame into registers,
  * probes the cache, reads the config only once an entry's key matched, and books a hit itself: in
  * bench/micro (interleaved A/B against the build without it) the established fast path went from
- * ~60 to ~48 ns, a cached ban from ~57 to ~45, a dropped flow's cached drop from ~61 to ~48, and a
- * cookie SYN did not move (docs/design.md "Express lane"). Counter vcache_express counts its hits
+ * ~60 to ~48 ns, a cached ban from ~53 to ~44, a dropped flow's cached drop from ~60 to ~47; a packet
+ * it declines pays 3-12 ns more (docs/design.md "Express lane"). Counter vcache_express counts its hits
  * (also in vcache_hits). Config vcache = HYP_VCACHE_NO_EXPRESS makes it decline every hit, for the
  * tests that check that both ways give the same answers and books (tests/bpf/test_express.c).
  *

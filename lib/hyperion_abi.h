@@ -321,7 +321,7 @@ struct hyp_dfa_out {
 enum hyp_vcache_mode {
 	HYP_VCACHE_OFF = 0,
 	HYP_VCACHE_ON = 1,          /* hits answered by the express lane where it can */
-	HYP_VCACHE_NO_EXPRESS = 2,  /* every hit through the pipeline: tests and bench/micro compare the two */
+	HYP_VCACHE_NO_EXPRESS = 2,  /* every hit through the pipeline: tests/bpf/test_express.c compares the two */
 };
 
 /* Policy, array "policy" indexed by generation; array "gen" entry 0 holds the active generation. */
