@@ -25,7 +25,6 @@
 enum {
 	FLOWS_TEST_MAX = 4096,
 	FLOOD = 300,                /* frames per flood: several cache carries (64, 255) and a remainder */
-	SIG_DROP = 0,
 };
 
 static const char *const SIG = "EXPRESS-EVIL";
