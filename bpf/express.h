@@ -16,8 +16,8 @@
  *
  * It answers only what the pipeline answers for the same packet, with the same effects (the stats
  * entry, the counters, the entry's counts and suppressed events):
- *  - frames parse_fast() takes, by the same conditions (restated here on registers); any other frame
- *    goes to the pipeline, which parses it from the start;
+ *  - frames parse_fast() takes, by its own checks (parse.h: parse_fast_ipv4/6, parse_fast_l4_len);
+ *    any other frame goes to the pipeline, which parses it from the start;
  *  - in the pipeline's order: the source entry (ban_check_cached(), only while the family has bans),
  *    then the sending side's flow entry (vc_check(), TCP segments with ACK alone, and UDP);
  *  - a live entry (serial, epoch, clock: vc_live()) that its hit path would answer with nothing
@@ -36,28 +36,17 @@ struct xp_l4 {
 	__u32 pay_len;          /* as parse_l4_fast() computes it */
 };
 
-/* parse_l4_fast()'s conditions: a TCP or UDP header at the constant offset off, whole in the frame
- * and in the datagram (l3_end); and vc_check()'s: a TCP segment with ACK alone, or UDP. */
+/* A TCP or UDP header parse_l4_fast() takes at the constant offset off, and that vc_check() probes
+ * the cache for: a TCP segment with ACK alone, or UDP. */
 static __always_inline bool xp_l4(void *data, void *data_end, __u32 off, __u32 l3_end, __u8 proto,
 				  struct xp_l4 *h)
 {
 	__u8 *l4 = data + off;
-	__u32 hlen;
+	__u32 hlen = parse_fast_l4_len(data, data_end, off, l3_end, proto,
+				       HYP_TCP_SYN | HYP_TCP_FIN | HYP_TCP_RST | HYP_TCP_ACK, HYP_TCP_ACK);
 
-	if (proto == IPPROTO_TCP) {
-		if ((void *)(l4 + sizeof(struct tcphdr)) > data_end)
-			return false;
-		hlen = (l4[12] >> 4) * 4;
-		if (hlen < sizeof(struct tcphdr) || off + hlen > l3_end ||
-		    (l4[13] & (HYP_TCP_SYN | HYP_TCP_FIN | HYP_TCP_RST | HYP_TCP_ACK)) != HYP_TCP_ACK)
-			return false;
-	} else if (proto == IPPROTO_UDP) {
-		hlen = sizeof(struct udphdr);
-		if ((void *)(l4 + hlen) > data_end || off + hlen > l3_end)
-			return false;
-	} else {
+	if (!hlen)
 		return false;
-	}
 	h->sport = ((__u16 *)l4)[0];
 	h->dport = ((__u16 *)l4)[1];
 	h->pay_len = l3_end - (off + hlen);
@@ -83,10 +72,10 @@ static __always_inline const struct hyp_config *xp_config(const struct hyp_vcach
 		return NULL;
 	g = *gp;
 	ep = bpf_map_lookup_elem(&gen, &ek);
-	if (!ep || e->epoch != *ep)
+	if (!ep)
 		return NULL;
 	cfg = bpf_map_lookup_elem(&policy, &g);
-	if (!cfg || cfg->vcache != HYP_VCACHE_ON || cfg->mode == HYP_MODE_MONITOR || e->serial != cfg->serial)
+	if (!cfg || cfg->vcache != HYP_VCACHE_ON || cfg->mode == HYP_MODE_MONITOR || !vc_made_under(e, cfg, *ep))
 		return NULL;
 	*now = hyp_now(cfg);
 	if (*now >= e->until_ns)
@@ -94,11 +83,10 @@ static __always_inline const struct hyp_config *xp_config(const struct hyp_vcach
 	return cfg;
 }
 
-/* vc_ev()'s first branch: is the entry's quiet time on (the event is suppressed and counted)? */
+/* vc_ev()'s first branch: events sampled, and the entry's quiet time on. */
 static __always_inline bool xp_quiet(const struct hyp_config *cfg, const struct hyp_vcache *e, __u64 now)
 {
-	return cfg->ev_rate && e->ev_pending < HYP_VCACHE_EV_MAX &&
-	       now + ((__u64)e->ev_early << HYP_VCACHE_EV_SHIFT) < e->until_ns;
+	return cfg->ev_rate && vc_quiet(e, now);
 }
 
 /* The packet's exit, as xdp_finish() books a packet without an event. */
@@ -114,16 +102,14 @@ static __always_inline int xp_book(int reason, __u32 len, int act)
  * source as the cache stores it (IPv4: s0 is the address, s1 zero). */
 static __always_inline int xp_source(__u64 s0, __u64 s1, __u8 family, __u32 len, bool *src_miss)
 {
-	__u32 slot = hyp_vcache_hash_folded(xp_fold(s0, s1), 0, 0, 0, 0, family, 0) & (HYP_VCACHE_SLOTS - 1);
+	__u32 slot = vc_slot_folded(xp_fold(s0, s1), 0, 0, 0, 0, family, false);
 	struct hyp_vcache *e = bpf_map_lookup_elem(&vcache, &slot);
 	const struct hyp_config *cfg;
-	const __u64 *a;
 	__u64 now;
 
 	if (!e)
 		return HYP_CONTINUE;
-	a = (const __u64 *)e->saddr;
-	if (!e->until_ns || a[0] != s0 || a[1] != s1 || e->family != family || e->proto) {
+	if (!e->until_ns || !vc_is_src_words(e, s0, s1, family)) {
 		*src_miss = true;
 		return HYP_CONTINUE;
 	}
@@ -140,19 +126,12 @@ static __always_inline int xp_source(__u64 s0, __u64 s1, __u8 family, __u32 len,
 static __always_inline int xp_flow(__u64 s0, __u64 s1, __u64 d0, __u64 d1, const struct xp_l4 *h, __u8 proto,
 				   __u8 family, __u32 len)
 {
-	__u32 slot = hyp_vcache_hash_folded(xp_fold(s0, s1), xp_fold(d0, d1), h->sport, h->dport, proto, family,
-					    1) & (HYP_VCACHE_SLOTS - 1);
+	__u32 slot = vc_slot_folded(xp_fold(s0, s1), xp_fold(d0, d1), h->sport, h->dport, proto, family, true);
 	struct hyp_vcache *e = bpf_map_lookup_elem(&vcache, &slot);
 	const struct hyp_config *cfg;
-	const __u64 *a, *b;
 	__u64 now;
 
-	if (!e || !e->until_ns)
-		return HYP_CONTINUE;
-	a = (const __u64 *)e->saddr;
-	b = (const __u64 *)e->daddr;
-	if (a[0] != s0 || a[1] != s1 || b[0] != d0 || b[1] != d1 || e->sport != h->sport ||
-	    e->dport != h->dport || e->proto != proto || e->family != family)
+	if (!e || !e->until_ns || !vc_is_flow_words(e, s0, s1, d0, d1, h->sport, h->dport, proto, family))
 		return HYP_CONTINUE;
 	cfg = xp_config(e, &now);
 	if (!cfg)
@@ -179,14 +158,13 @@ static __always_inline int xp_flow(__u64 s0, __u64 s1, __u64 d0, __u64 d1, const
  * fields and spilled and re-zeroed them at every branch, and the lane lost a third of its gain. */
 static __always_inline int xp_ipv4(void *data, void *data_end, __u32 len, bool *src_miss)
 {
-	struct iphdr *ip = data + sizeof(struct ethhdr);
+	struct iphdr *ip = parse_fast_ipv4(data, data_end);
 	__u32 end, off = sizeof(struct ethhdr) + sizeof(*ip);
 	struct xp_l4 h;
-	__u64 s, d;
+	__u64 s;
 	int r;
 
-	if ((void *)(ip + 1) > data_end || *(__u8 *)ip != 0x45 ||
-	    (ip->frag_off & bpf_htons(HYP_IPV4_FRAG_OFF)) || bpf_ntohs(ip->tot_len) < sizeof(*ip))
+	if (!ip)
 		return HYP_CONTINUE;
 	s = ip->saddr;
 	if (!blk_trie_empty(bans4)) {
@@ -195,23 +173,21 @@ static __always_inline int xp_ipv4(void *data, void *data_end, __u32 len, bool *
 			return r;
 	}
 	end = sizeof(struct ethhdr) + bpf_ntohs(ip->tot_len);
-	if (!xp_l4(data, data_end, off, end < len ? end : len, ip->protocol, &h))
+	if (!xp_l4(data, data_end, off, parse_l3_end_of(end, len), ip->protocol, &h))
 		return HYP_CONTINUE;
-	d = ip->daddr;
-	return xp_flow(s, 0, d, 0, &h, ip->protocol, HYP_AF_INET, len);
+	return xp_flow(s, 0, ip->daddr, 0, &h, ip->protocol, HYP_AF_INET, len);
 }
 
 /* parse_fast()'s IPv6 conditions, then the source entry and the flow entry. */
 static __always_inline int xp_ipv6(void *data, void *data_end, __u32 len, bool *src_miss)
 {
-	struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
+	struct ipv6hdr *ip6 = parse_fast_ipv6(data, data_end);
 	__u32 end, off = sizeof(struct ethhdr) + sizeof(*ip6);
 	const __u64 *s, *d;
 	struct xp_l4 h;
 	int r;
 
-	if ((void *)(ip6 + 1) > data_end || ip6->version != 6 || parse_is_ipv6_ext(ip6->nexthdr) ||
-	    !ip6->payload_len)
+	if (!ip6)
 		return HYP_CONTINUE;
 	s = (const __u64 *)&ip6->saddr;
 	d = (const __u64 *)&ip6->daddr;
@@ -221,7 +197,7 @@ static __always_inline int xp_ipv6(void *data, void *data_end, __u32 len, bool *
 			return r;
 	}
 	end = off + bpf_ntohs(ip6->payload_len);
-	if (!xp_l4(data, data_end, off, end < len ? end : len, ip6->nexthdr, &h))
+	if (!xp_l4(data, data_end, off, parse_l3_end_of(end, len), ip6->nexthdr, &h))
 		return HYP_CONTINUE;
 	return xp_flow(s[0], s[1], d[0], d[1], &h, ip6->nexthdr, HYP_AF_INET6, len);
 }

@@ -107,14 +107,19 @@ __noinline int hyp_vc_ev(struct hyp_vcache *e, __u64 now, int learn)
 	return 1;
 }
 
+/* Is entry e's quiet time on at now (its hit's event is suppressed and counted by the entry)? */
+static __always_inline bool vc_quiet(const struct hyp_vcache *e, __u64 now)
+{
+	return e->ev_pending < HYP_VCACHE_EV_MAX && now + ((__u64)e->ev_early << HYP_VCACHE_EV_SHIFT) < e->until_ns;
+}
+
 /* This hit's event: suppressed by the entry while the pair's quiet time lasts (p->ev_done), else
  * learnt or left to xdp_finish(). */
 static __always_inline void vc_ev(struct hyp_pkt *p, struct hyp_vcache *e)
 {
 	if (!p->cfg->ev_rate)
 		return;
-	if (e->ev_pending < HYP_VCACHE_EV_MAX &&
-	    pkt_now(p) + ((__u64)e->ev_early << HYP_VCACHE_EV_SHIFT) < e->until_ns) {
+	if (vc_quiet(e, pkt_now(p))) {
 		e->ev_pending += 1;
 		hyp_count(HYP_C_EV_SAMPLED);
 		p->ev_done = 1;
@@ -148,11 +153,17 @@ static __always_inline void vc_empty(struct hyp_vcache *e)
 }
 
 /* The slot of a key (hyperion_abi.h hyp_vcache_hash), masked by the power-of-two slot count, which
- * also bounds it for the verifier. */
+ * also bounds it for the verifier; vc_slot_folded() takes the addresses already folded. */
 static __always_inline __u32 vc_slot_of(const __u8 *saddr, const __u8 *daddr, __u16 sport, __u16 dport, __u8 proto,
 				       __u8 family, bool flow)
 {
 	return hyp_vcache_hash(saddr, daddr, sport, dport, proto, family, flow) & (HYP_VCACHE_SLOTS - 1);
+}
+
+static __always_inline __u32 vc_slot_folded(__u32 sfold, __u32 dfold, __u16 sport, __u16 dport, __u8 proto,
+					    __u8 family, bool flow)
+{
+	return hyp_vcache_hash_folded(sfold, dfold, sport, dport, proto, family, flow) & (HYP_VCACHE_SLOTS - 1);
 }
 
 /* Build the key of a flow entry (flow) or a source entry into v; returns its slot. */
@@ -181,15 +192,42 @@ static __always_inline __u32 vc_key(const struct hyp_pkt *p, bool flow, struct h
 	return vc_key_of(p->saddr, p->daddr, p->sport, p->dport, p->proto, p->family, flow, v);
 }
 
+/* The key compares on 64-bit address words (s0, s1: the source's 16 bytes as the cache stores them;
+ * IPv4 is the low 32 bits of s0, the rest zero), for callers that hold the addresses in registers
+ * (bpf/express.h) as well as in memory. Is e the flow entry of the sending side (s, sport) ->
+ * (d, dport)? */
+static __always_inline bool vc_is_flow_words(const struct hyp_vcache *e, __u64 s0, __u64 s1, __u64 d0, __u64 d1,
+					     __u16 sport, __u16 dport, __u8 proto, __u8 family)
+{
+	const __u64 *a = (const __u64 *)e->saddr, *b = (const __u64 *)e->daddr;
+
+	return a[0] == s0 && a[1] == s1 && b[0] == d0 && b[1] == d1 && e->sport == sport && e->dport == dport &&
+	       e->proto == proto && e->family == family;
+}
+
+/* Is e the source entry of (s, family)? A source entry is the only kind with proto 0, and its daddr
+ * and ports are zero. */
+static __always_inline bool vc_is_src_words(const struct hyp_vcache *e, __u64 s0, __u64 s1, __u8 family)
+{
+	const __u64 *a = (const __u64 *)e->saddr;
+
+	return a[0] == s0 && a[1] == s1 && e->family == family && !e->proto;
+}
+
+/* Was e made under this config and state epoch? (Its clock bound, until_ns, is the caller's: the clock
+ * is read only when needed.) */
+static __always_inline bool vc_made_under(const struct hyp_vcache *e, const struct hyp_config *cfg, __u32 epoch)
+{
+	return e->serial == cfg->serial && e->epoch == epoch;
+}
+
 /* Is e the flow entry of the sending side (saddr, sport) -> (daddr, dport)? */
 static __always_inline bool vc_is_flow(const struct hyp_vcache *e, const __u8 *saddr, const __u8 *daddr,
 				       __u16 sport, __u16 dport, __u8 proto, __u8 family)
 {
-	const __u64 *a = (const __u64 *)e->saddr, *s = (const __u64 *)saddr;
-	const __u64 *b = (const __u64 *)e->daddr, *d = (const __u64 *)daddr;
+	const __u64 *s = (const __u64 *)saddr, *d = (const __u64 *)daddr;
 
-	return a[0] == s[0] && a[1] == s[1] && b[0] == d[0] && b[1] == d[1] && e->sport == sport &&
-	       e->dport == dport && e->proto == proto && e->family == family;
+	return vc_is_flow_words(e, s[0], s[1], d[0], d[1], sport, dport, proto, family);
 }
 
 /* Does e hold key k (either kind: a source key's daddr, ports and proto are zero on both sides)? */
@@ -199,14 +237,13 @@ static __always_inline bool vc_key_eq(const struct hyp_vcache *e, const struct h
 }
 
 /* Is e this packet's entry of one kind? Compared with the packet's own fields, not a key built on the
- * stack: the probe runs for every packet. A source entry is the only kind with proto 0, and its daddr
- * and ports are zero. */
+ * stack: the probe runs for every packet. */
 static __always_inline bool vc_is_pkt(const struct hyp_vcache *e, const struct hyp_pkt *p, bool flow)
 {
-	const __u64 *a = (const __u64 *)e->saddr, *s = (const __u64 *)p->saddr;
+	const __u64 *s = (const __u64 *)p->saddr;
 
 	if (!flow)
-		return a[0] == s[0] && a[1] == s[1] && e->family == p->family && !e->proto;
+		return vc_is_src_words(e, s[0], s[1], p->family);
 	return vc_is_flow(e, p->saddr, p->daddr, p->sport, p->dport, p->proto, p->family);
 }
 
@@ -220,7 +257,7 @@ static __always_inline struct hyp_vcache *vc_live(struct hyp_pkt *p, bool flow)
 
 	if (!e || !e->until_ns || !vc_is_pkt(e, p, flow))
 		return NULL;
-	if (e->serial != p->cfg->serial || e->epoch != p->epoch || pkt_now(p) >= e->until_ns) {
+	if (!vc_made_under(e, p->cfg, p->epoch) || pkt_now(p) >= e->until_ns) {
 		vc_empty(e);
 		return NULL;
 	}
