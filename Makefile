@@ -160,20 +160,21 @@ BENCH_BPF_OBJ := $(BUILD)/bench/benchxdp.bpf.o
 BENCH_SKEL    := $(BUILD)/bench/benchxdp.skel.h
 BENCH_LIBBPF  := $(shell pkg-config --libs libbpf libelf zlib 2>/dev/null)
 
-$(BENCH_BPF_OBJ): bench/bpf/benchxdp.bpf.c $(BUILD)/vmlinux.h
+$(BENCH_BPF_OBJ): bench/bpf/benchxdp.bpf.c bench/rx_ban.h $(BUILD)/vmlinux.h
 	$(call msg,BPF,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+	$(Q)$(CLANG) $(BPF_CFLAGS) -Ibench -c $< -o $@
 
 $(BENCH_SKEL): $(BENCH_BPF_OBJ)
 	$(call msg,SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name benchxdp > $@
 
-$(BUILD)/bench/trafficgen $(BUILD)/bench/xdprx $(BUILD)/bench/reactlat: $(BUILD)/bench/%: bench/%.c bench/frame.h bench/rx.h lib/hyperion_abi.h $(BENCH_SKEL)
+$(BUILD)/bench/trafficgen $(BUILD)/bench/xdprx $(BUILD)/bench/reactlat: $(BUILD)/bench/%: bench/%.c bench/frame.h bench/rx.h bench/rx_ban.h lib/hyperion_abi.h $(BENCH_SKEL)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(BENCH_LIBBPF)
 
 $(BUILD)/bench/micro $(BUILD)/bench/hyprx: $(BENCH_SKEL)
+$(BUILD)/bench/micro: bench/rx_ban.h
 $(BUILD)/bench/hyprx: bench/rx.h
 
 .PHONY: bench-deps bench-tools

@@ -14,6 +14,7 @@
 #include "sigcompile.h"
 #include "frame.h"
 #include "bench/benchxdp.skel.h"
+#include "rx_ban.h"
 
 #define MC_REPEAT_FULL 200000
 #define MC_REPEAT_QUICK 20000
@@ -330,6 +331,30 @@ static void rung_harnessed(struct mc *m, const char *name, const uint8_t *frame,
 	benchxdp__destroy(h);
 }
 
+/* The floor of any ban filter (bench's xdp_ban system, rx_ban): the ceiling's counting, the source found
+ * with one inlined array probe, the drop counted. Next to Hyperion's ban hit it shows what is the ban's
+ * own cost and what is Hyperion's bookkeeping. */
+static void rung_ban_floor(struct mc *m, const uint8_t *frame, int len)
+{
+	const char *name = "ban floor: bench xdp_ban (source found with one array probe, drop counted)";
+	struct rx_ban_slot b;
+	__u32 k;
+	int rv;
+
+	if (m->only && !strstr(name, m->only))
+		return;
+	if (rx_ban_parse(MC_BANNED, &b))
+		return;
+	k = rx_ban_slot_of(b.a0, b.a1);
+	if (bpf_map_update_elem(bpf_map__fd(m->bx->maps.rx_bans), &k, &b, BPF_ANY)) {
+		printf("| %s | - | - | - | **not run**: %s |\n", name, strerror(errno));
+		return;
+	}
+	double ns = run_prog(bpf_program__fd(m->bx->progs.rx_ban), frame, len, m->repeat, &rv);
+	printf("| %s | %d | %.1f | %.2fx | %s; reference for the next rungs |\n", name, len, ns,
+	       m->bare_ns > 0 ? ns / m->bare_ns : 0, verdict_name(rv));
+}
+
 int main(int argc, char **argv)
 {
 	static struct mc m;
@@ -433,6 +458,7 @@ int main(int argc, char **argv)
 		blkf_rebuild(&m.dp);
 	}
 	len = mk_frame(f, IPPROTO_UDP, 0, MC_BANNED, 40000, 53, NULL, 18);
+	rung_ban_floor(&m, f, len);
 	apply_opts(&m, NULL, 1, MC_VCACHE_OFF);
 	rung(&m, "ban hit, verdict cache off: LPM lookup (drop_banned, block events sampled away)", f, len, m.repeat,
 	     HYP_R_DROP_BANNED, false);

@@ -1,6 +1,6 @@
 # Mpps processed per system per scenario, clustered bars. Called by bench/report.sh:
 #   gnuplot -e "datafile='chart.dat'; outfile='results.png'; charttitle='...'" bench/plot.gp
-# datafile: header line, then "scenario<TAB>xdp_drop<TAB>xdp_pass<TAB>xdp_tx<TAB>ipt_raw<TAB>iptables<TAB>nft<TAB>hyperion",
+# datafile: header line, then "scenario<TAB>xdp_drop<TAB>xdp_ban<TAB>xdp_pass<TAB>xdp_tx<TAB>ipt_raw<TAB>iptables<TAB>nft<TAB>hyperion",
 # "-" where a system did not run that scenario.
 set terminal pngcairo size 1200,600 noenhanced font ",10"
 set output outfile
@@ -17,4 +17,4 @@ set grid ytics
 # log scale: the slowest systems are two orders of magnitude below the ceiling in scenario (e)
 set logscale y
 set yrange [0.005:*]
-plot for [c=2:8] datafile using c:xtic(1) title columnheader(c)
+plot for [c=2:9] datafile using c:xtic(1) title columnheader(c)

@@ -8,8 +8,8 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 raw=$1 desc=$2 mode=$3 reps=$4 dur=$5 out_md=$6 out_png=$7
 shift 7
-SYSTEMS="xdp_drop xdp_pass xdp_tx ipt_raw iptables nft hyperion"
-NSYS=7   # the summary line: NSYS medians, NSYS offered medians, then the ratio pairs
+SYSTEMS="xdp_drop xdp_ban xdp_pass xdp_tx ipt_raw iptables nft hyperion"
+NSYS=8   # the summary line: NSYS medians, NSYS offered medians, then the ratio pairs
 dat=$(dirname "$raw")/chart.dat
 
 # Medians per (scenario, system) and per-repetition ratios of each pair, then the median of those.
@@ -36,7 +36,7 @@ summary=$(awk -v systems="$SYSTEMS" '
 			for (i = 1; i <= nsys; i++)
 				line = line "\t" (has[s, S[i]] ? sprintf("%.3f", median(off[s, S[i]])) : "-")
 			# pairs: hyperion against each other system, iptables against nft
-			np = split("hyperion:iptables hyperion:nft hyperion:xdp_drop hyperion:xdp_pass hyperion:xdp_tx iptables:nft", P, " ")
+			np = split("hyperion:iptables hyperion:nft hyperion:xdp_drop hyperion:xdp_ban hyperion:xdp_pass hyperion:xdp_tx xdp_ban:xdp_drop iptables:nft", P, " ")
 			for (p = 1; p <= np; p++) {
 				split(P[p], ab, ":"); l = ""
 				for (r in rep) if ((s, ab[1], r) in val && (s, ab[2], r) in val && val[s, ab[2], r] > 0)
@@ -67,7 +67,9 @@ summary=$(awk -v systems="$SYSTEMS" '
 	echo "stats map, or the counting XDP_PASS in front of iptables/nftables), million frames per second,"
 	echo "medians. Every run is on a machine shared with other work: compare within a repetition (ratios)."
 	echo
-	echo "Systems: \`xdp_drop\` bare XDP_DROP (ceiling); \`xdp_pass\` bare XDP_PASS into the stack (ceiling for"
+	echo "Systems: \`xdp_drop\` bare XDP_DROP (ceiling); \`xdp_ban\` (b only) the floor of any ban filter: the"
+	echo "ceiling plus the source looked up with one inlined array probe and the drop counted, nothing else;"
+	echo "\`xdp_pass\` bare XDP_PASS into the stack (ceiling for"
 	echo "passed traffic); \`xdp_tx\` every frame bounced back with XDP_TX, addresses swapped (ceiling for traffic"
 	echo "answered from XDP); \`ipt_raw\` one iptables raw-table DROP rule; \`iptables\` / \`nft\` the ruleset"
 	echo "equivalent to the Hyperion policy (bans in raw/prerouting via ipset hash:net / nft interval set,"
@@ -96,12 +98,12 @@ summary=$(awk -v systems="$SYSTEMS" '
 	done <<<"$summary"
 	echo
 	printf '## Ratios (median of per-repetition ratios)\n\n'
-	echo "| scenario | hyperion/iptables | hyperion/nft | hyperion/xdp_drop | hyperion/xdp_pass | hyperion/xdp_tx | iptables/nft |"
-	echo "|---|---:|---:|---:|---:|---:|---:|"
+	echo "| scenario | hyperion/iptables | hyperion/nft | hyperion/xdp_drop | hyperion/xdp_ban | hyperion/xdp_pass | hyperion/xdp_tx | xdp_ban/xdp_drop | iptables/nft |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 	while IFS=$'\t' read -r id d rest; do
 		IFS=$'\t' read -r -a f <<<"$rest"
 		printf '| %s |' "$id"
-		for ((i = 2 * NSYS; i < 2 * NSYS + 6; i++)); do printf ' %s |' "${f[$i]}"; done
+		for ((i = 2 * NSYS; i < 2 * NSYS + 8; i++)); do printf ' %s |' "${f[$i]}"; done
 		echo
 	done <<<"$summary"
 	echo
@@ -111,7 +113,7 @@ summary=$(awk -v systems="$SYSTEMS" '
 	while IFS=$'\t' read -r id d rest; do
 		IFS=$'\t' read -r -a f <<<"$rest"
 		ceil=${f[0]}
-		[ "$ceil" = - ] && ceil=${f[1]}
+		[ "$ceil" = - ] && ceil=${f[2]}   # xdp_pass
 		printf '| %s |' "$id"
 		for ((i = 0; i < NSYS; i++)); do
 			if [ "$ceil" = - ] || [ "${f[$i]}" = - ]; then printf ' - |'

@@ -283,6 +283,7 @@ sys_up() {   # name family
 	xdp_drop) start_rx_prog "$B/xdprx" "$IF_RX" drop "$WORK/ready" ;;
 	xdp_pass) start_rx_prog "$B/xdprx" "$IF_RX" pass "$WORK/ready" ;;
 	xdp_tx) start_rx_prog "$B/xdprx" "$IF_RX" tx "$WORK/ready" ;;
+	xdp_ban) start_rx_prog "$B/xdprx" "$IF_RX" ban "$WORK/ready" "ban=$SCEN_SRC" ;;
 	ipt_raw)
 		if [ "$fam" = 4 ]; then rx iptables -t raw -A PREROUTING -s "$SCEN_SRC" -j DROP
 		else rx ip6tables -t raw -A PREROUTING -s "$SCEN_SRC" -j DROP; fi
@@ -346,7 +347,7 @@ sys_books() {
 	xdp_drop) dropped=$frames ;;
 	xdp_pass) dropped=0 ;;
 	xdp_tx) dropped=0 answered=$frames ;;
-	hyperion) dropped=$(field dropped "$line") answered=$(field answered "$line") ;;
+	xdp_ban|hyperion) dropped=$(field dropped "$line") answered=$(field answered "$line") ;;
 	*) dropped=$(nf_drops) ;;
 	esac
 	echo "frames=${frames:-0} dropped=${dropped:-0} answered=${answered:-0}"
@@ -469,7 +470,7 @@ scenario() {   # id -> sets SCEN_*
 	a) SCEN_DESC="64 B UDP flood, dropped by payload signature"
 	   SCEN_GEN="--proto udp --src $TX4 --dst $RX4 --dport $PORT_UDP --payload $SIG_HIT --size 60" ;;
 	b) SCEN_DESC="64 B UDP flood from a banned source"
-	   SCEN_SRC=$BANNED4
+	   SCEN_SRC=$BANNED4 SCEN_SYSTEMS="xdp_drop xdp_ban ipt_raw iptables nft hyperion"
 	   SCEN_GEN="--proto udp --src $BANNED4 --dst $RX4 --dport $PORT_UDP --payload hello --size 60" ;;
 	c) SCEN_DESC="established TCP flow, 590 B frames scanned and passed"
 	   SCEN_EXPECT=pass SCEN_SYSTEMS="xdp_pass iptables nft hyperion"

@@ -13,10 +13,30 @@
 #include <bpf/libbpf.h>
 #include "bench/benchxdp.skel.h"
 #include "rx.h"
+#include "rx_ban.h"
 
-#define RX_COUNTERS 2
+#define RX_COUNTERS 3   /* frames, bytes, banned (bench/bpf/benchxdp.bpf.c) */
 #define TX_COUNTERS 5   /* tx_sink: frames, synack, synack_bad, local, other (bench/bpf/benchxdp.bpf.c) */
 #define XR_COUNTERS_MAX 5
+#define XR_BANS_MAX 64  /* ban=ADDR arguments (xdp_ban); each must land in a slot of its own */
+
+/* Writes the bans into rx_bans; two in one slot would leave one of them unbanned. */
+static int ban_load(int map_fd, const struct rx_ban_slot *bans, const char *const *names, int n)
+{
+	for (int i = 0; i < n; i++) {
+		__u32 k = rx_ban_slot_of(bans[i].a0, bans[i].a1);
+		for (int j = 0; j < i; j++)
+			if (rx_ban_slot_of(bans[j].a0, bans[j].a1) == k) {
+				fprintf(stderr, "xdprx: ban=%s and ban=%s share slot %u\n", names[j], names[i], k);
+				return -EEXIST;
+			}
+		if (bpf_map_update_elem(map_fd, &k, &bans[i], BPF_ANY)) {
+			fprintf(stderr, "xdprx: ban=%s: %s\n", names[i], strerror(errno));
+			return -errno;
+		}
+	}
+	return 0;
+}
 
 /* Per-CPU counters summed. */
 static void read_counts(int map_fd, unsigned n, unsigned long long *out)
@@ -35,7 +55,7 @@ static void read_counts(int map_fd, unsigned n, unsigned long long *out)
 
 struct rx_books {
 	int map_fd;
-	bool sink;
+	bool sink, ban;
 	unsigned long long c[XR_COUNTERS_MAX];
 };
 
@@ -49,7 +69,10 @@ static void print_counts(void *ctx)
 		       b->c[3], b->c[4]);
 	} else {
 		read_counts(b->map_fd, RX_COUNTERS, b->c);
-		printf("frames=%llu bytes=%llu\n", b->c[0], b->c[1]);
+		if (b->ban)
+			printf("frames=%llu bytes=%llu dropped=%llu\n", b->c[0], b->c[1], b->c[2]);
+		else
+			printf("frames=%llu bytes=%llu\n", b->c[0], b->c[1]);
 	}
 	fflush(stdout);
 }
@@ -58,11 +81,14 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: xdprx IFNAME drop|pass|tx [READY_FILE]\n"
+		"       xdprx IFNAME ban [READY_FILE] ban=ADDR...\n"
 		"       xdprx IFNAME sink [READY_FILE] [local=ADDR]... [sport=N] [ack=N] [verify]\n"
 		"  drop/pass/tx: count frames, then drop / pass / bounce them (addresses and ports swapped)\n"
+		"  ban: count frames, drop those from a ban=ADDR source (one table probe), pass the rest\n"
 		"  sink (generator's end): count SYN-ACKs and drop them; frames to a local=ADDR go to the stack;\n"
 		"       verify: check every SYN-ACK (checksums, flags, sport=N, ack=N) and count bad ones\n"
-		"  runs until SIGTERM/SIGINT, then prints: frames=N bytes=N | frames=N synack=N synack_bad=N local=N\n"
+		"  runs until SIGTERM/SIGINT, then prints: frames=N bytes=N [dropped=N (ban)] |\n"
+		"  frames=N synack=N synack_bad=N local=N\n"
 		"  other=N (SIGUSR1: print now)\n");
 	exit(2);
 }
@@ -72,9 +98,12 @@ int main(int argc, char **argv)
 	if (argc < 3)
 		usage();
 	const char *mode = argv[2];
-	bool sink = !strcmp(mode, "sink");
-	if (!sink && strcmp(mode, "drop") && strcmp(mode, "pass") && strcmp(mode, "tx"))
+	bool sink = !strcmp(mode, "sink"), ban = !strcmp(mode, "ban");
+	if (!sink && !ban && strcmp(mode, "drop") && strcmp(mode, "pass") && strcmp(mode, "tx"))
 		usage();
+	struct rx_ban_slot bans[XR_BANS_MAX];
+	const char *ban_names[XR_BANS_MAX];
+	int nbans = 0;
 	int ifindex = (int)if_nametoindex(argv[1]);
 	if (!ifindex) {
 		fprintf(stderr, "xdprx: no interface %s\n", argv[1]);
@@ -99,6 +128,10 @@ int main(int argc, char **argv)
 			skel->rodata->tx_expect_sport = (__u16)atoi(a + 6);
 		} else if (!strncmp(a, "ack=", 4)) {
 			skel->rodata->tx_expect_ack = (__u32)strtoul(a + 4, NULL, 0);
+		} else if (ban && !strncmp(a, "ban=", 4)) {
+			if (nbans == XR_BANS_MAX || rx_ban_parse(a + 4, &bans[nbans]))
+				usage();
+			ban_names[nbans++] = a + 4;
 		} else if (!strcmp(a, "verify")) {
 			skel->rodata->tx_verify = 1;
 		} else if (!ready && i == 3) {
@@ -112,7 +145,14 @@ int main(int argc, char **argv)
 		benchxdp__destroy(skel);
 		return 1;
 	}
-	struct bpf_program *prog = sink ? skel->progs.tx_sink : !strcmp(mode, "drop") ? skel->progs.rx_drop :
+	if (ban && (!nbans || ban_load(bpf_map__fd(skel->maps.rx_bans), bans, ban_names, nbans))) {
+		if (!nbans)
+			fprintf(stderr, "xdprx: ban needs at least one ban=ADDR\n");
+		benchxdp__destroy(skel);
+		return 1;
+	}
+	struct bpf_program *prog = sink ? skel->progs.tx_sink : ban ? skel->progs.rx_ban :
+				   !strcmp(mode, "drop") ? skel->progs.rx_drop :
 				   !strcmp(mode, "tx") ? skel->progs.rx_tx : skel->progs.rx_pass;
 	LIBBPF_OPTS(bpf_link_create_opts, lo, .flags = XDP_FLAGS_DRV_MODE);
 	int link = bpf_link_create(bpf_program__fd(prog), ifindex, BPF_XDP, &lo);
@@ -122,7 +162,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct rx_books books = { .map_fd = bpf_map__fd(sink ? skel->maps.tx_stats : skel->maps.rx_stats),
-				  .sink = sink };
+				  .sink = sink, .ban = ban };
 
 	rx_run(ready, print_counts, &books);
 	close(link);

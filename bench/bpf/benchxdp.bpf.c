@@ -2,6 +2,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "rx_ban.h"
 
 /* Generator settings, written into .rodata by bench/trafficgen.c before load. */
 const volatile __u32 tg_l3_off = 14;     /* Ethernet header, no VLAN: frames are our own */
@@ -27,8 +28,8 @@ const volatile __u32 tx_verify = 0;      /* 1: check every SYN-ACK (smoke runs; 
 const volatile __u16 tx_expect_sport = 0;/* host order: the port the SYNs went to */
 const volatile __u32 tx_expect_ack = 0;  /* the SYNs' sequence number + 1 */
 
-/* Receiver counters: [RX_FRAMES], [RX_BYTES], summed over CPUs by user space. */
-enum { RX_FRAMES = 0, RX_BYTES = 1, RX_COUNTERS = 2 };
+/* Receiver counters: [RX_FRAMES], [RX_BYTES], [RX_BANNED] (rx_ban's drops), summed over CPUs by user space. */
+enum { RX_FRAMES = 0, RX_BYTES = 1, RX_BANNED = 2, RX_COUNTERS = 3 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -269,6 +270,55 @@ int rx_drop(struct xdp_md *ctx)
 {
 	rx_count(ctx);
 	return XDP_DROP;
+}
+
+/*
+ * Floor for a ban filter (scenario b): the least any filter that drops a banned source must do on top of
+ * the ceiling's work. It reads the source address and finds it in a table with one inlined array probe
+ * at a hashed slot, and counts its drops: no expiry, no generation, no event, no statistics beyond
+ * that count. Its distance to xdp_drop is what the ban itself costs on this machine, before any of
+ * Hyperion's bookkeeping. Slots are written by xdprx (ban=ADDR) and bench/micro (bench/rx_ban.h).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RX_BAN_SLOTS);
+	__type(key, __u32);
+	__type(value, struct rx_ban_slot);
+} rx_bans SEC(".maps");
+
+static __always_inline int rx_ban_verdict(__u64 a0, __u64 a1)
+{
+	__u32 k = rx_ban_slot_of(a0, a1);
+	struct rx_ban_slot *e = bpf_map_lookup_elem(&rx_bans, &k);
+	__u64 *n;
+
+	if (!e || e->a0 != a0 || e->a1 != a1)
+		return XDP_PASS;
+	k = RX_BANNED;
+	n = bpf_map_lookup_elem(&rx_stats, &k);
+	if (n)
+		*n += 1;
+	return XDP_DROP;
+}
+
+SEC("xdp")
+int rx_ban(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u8 *p = data, *ip = p + ETH_HLEN_BENCH;
+
+	rx_count(ctx);
+	if ((void *)(ip + 20) > data_end)
+		return XDP_PASS;
+	if (p[12] == 0x08 && p[13] == 0x00)
+		return rx_ban_verdict(*(__u32 *)(ip + IP4_SADDR_OFF), RX_BAN_V4);
+	if (p[12] == 0x86 && p[13] == 0xdd) {
+		if ((void *)(ip + 40) > data_end)
+			return XDP_PASS;
+		return rx_ban_verdict(*(__u64 *)(ip + 8), *(__u64 *)(ip + 16));
+	}
+	return XDP_PASS;
 }
 
 /* In front of iptables/nftables: counts what reaches the stack, and (being an XDP program) enables the
