@@ -62,7 +62,8 @@ static __always_inline __u32 xp_fold(__u64 a, __u64 b)
 
 /* The live-entry test of vc_live() once the key matched; the config is read here, on a match only,
  * as policy_load() reads it (generation, epoch, policy). NULL: the pipeline decides. */
-static __always_inline const struct hyp_config *xp_config(const struct hyp_vcache *e, __u64 *now)
+static __always_inline const struct hyp_config *xp_config(struct hyp_books *b, const struct hyp_vcache *e,
+							   __u64 *now)
 {
 	__u32 ak = HYP_GEN_ACTIVE, ek = HYP_GEN_EPOCH, g, *gp, *ep;
 	const struct hyp_config *cfg;
@@ -77,7 +78,7 @@ static __always_inline const struct hyp_config *xp_config(const struct hyp_vcach
 	cfg = bpf_map_lookup_elem(&policy, &g);
 	if (!cfg || cfg->vcache != HYP_VCACHE_ON || cfg->mode == HYP_MODE_MONITOR || !vc_made_under(e, cfg, *ep))
 		return NULL;
-	*now = hyp_now(cfg);
+	*now = hyp_now_in(b, cfg);
 	if (*now >= e->until_ns)
 		return NULL;
 	return cfg;
@@ -90,17 +91,18 @@ static __always_inline bool xp_quiet(const struct hyp_config *cfg, const struct 
 }
 
 /* The packet's exit, as xdp_finish() books a packet without an event. */
-static __always_inline int xp_book(int reason, __u32 len, int act)
+static __always_inline int xp_book(struct hyp_books *b, int reason, __u32 len, int act)
 {
-	hyp_count(HYP_C_SEEN);
-	hyp_count(HYP_C_VCACHE_HIT);
-	hyp_count(HYP_C_VCACHE_EXPRESS);
-	return stats_count(reason, len) ? act : XDP_ABORTED;
+	hyp_count_in(b, HYP_C_SEEN);
+	hyp_count_in(b, HYP_C_VCACHE_HIT);
+	hyp_count_in(b, HYP_C_VCACHE_EXPRESS);
+	return stats_count_in(b, reason, len) ? act : XDP_ABORTED;
 }
 
 /* A banned source's entry: DROP_BANNED answered here (vc_check_src()), or HYP_CONTINUE. s0, s1: the
  * source as the cache stores it (IPv4: s0 is the address, s1 zero). */
-static __always_inline int xp_source(__u64 s0, __u64 s1, __u8 family, __u32 len, bool *src_miss)
+static __always_inline int xp_source(struct hyp_books *b, __u64 s0, __u64 s1, __u8 family, __u32 len,
+				     bool *src_miss)
 {
 	__u32 slot = vc_slot_folded(xp_fold(s0, s1), 0, 0, 0, 0, family, false);
 	struct hyp_vcache *e = bpf_map_lookup_elem(&vcache, &slot);
@@ -113,18 +115,18 @@ static __always_inline int xp_source(__u64 s0, __u64 s1, __u8 family, __u32 len,
 		*src_miss = true;
 		return HYP_CONTINUE;
 	}
-	cfg = xp_config(e, &now);
+	cfg = xp_config(b, e, &now);
 	if (!cfg || e->hits >= HYP_VCACHE_BAN_MIN - 1 || !xp_quiet(cfg, e, now))
 		return HYP_CONTINUE;
 	e->hits += 1;
 	e->ev_pending += 1;
-	hyp_count(HYP_C_EV_SAMPLED);
-	return xp_book(HYP_R_DROP_BANNED, len, XDP_DROP);
+	hyp_count_in(b, HYP_C_EV_SAMPLED);
+	return xp_book(b, HYP_R_DROP_BANNED, len, XDP_DROP);
 }
 
 /* The sending side's flow entry: DROP_SIG or PASS_FLOW answered here (vc_check()), or HYP_CONTINUE. */
-static __always_inline int xp_flow(__u64 s0, __u64 s1, __u64 d0, __u64 d1, const struct xp_l4 *h, __u8 proto,
-				   __u8 family, __u32 len)
+static __always_inline int xp_flow(struct hyp_books *b, __u64 s0, __u64 s1, __u64 d0, __u64 d1,
+				   const struct xp_l4 *h, __u8 proto, __u8 family, __u32 len)
 {
 	__u32 slot = vc_slot_folded(xp_fold(s0, s1), xp_fold(d0, d1), h->sport, h->dport, proto, family, true);
 	struct hyp_vcache *e = bpf_map_lookup_elem(&vcache, &slot);
@@ -133,7 +135,7 @@ static __always_inline int xp_flow(__u64 s0, __u64 s1, __u64 d0, __u64 d1, const
 
 	if (!e || !e->until_ns || !vc_is_flow_words(e, s0, s1, d0, d1, h->sport, h->dport, proto, family))
 		return HYP_CONTINUE;
-	cfg = xp_config(e, &now);
+	cfg = xp_config(b, e, &now);
 	if (!cfg)
 		return HYP_CONTINUE;
 	if (vc_is_pass(e)) {
@@ -143,20 +145,20 @@ static __always_inline int xp_flow(__u64 s0, __u64 s1, __u64 d0, __u64 d1, const
 		e->hits += 1;
 		e->bytes += len;
 		if (h->pay_len && e->action == HYP_VC_PASS_DEPTH)
-			hyp_count(HYP_C_SCAN_SKIPPED);
-		return xp_book(HYP_R_PASS_FLOW, len, XDP_PASS);
+			hyp_count_in(b, HYP_C_SCAN_SKIPPED);
+		return xp_book(b, HYP_R_PASS_FLOW, len, XDP_PASS);
 	}
 	if (!xp_quiet(cfg, e, now))
 		return HYP_CONTINUE;
 	e->ev_pending += 1;
-	hyp_count(HYP_C_EV_SAMPLED);
-	return xp_book(HYP_R_DROP_SIG, len, XDP_DROP);
+	hyp_count_in(b, HYP_C_EV_SAMPLED);
+	return xp_book(b, HYP_R_DROP_SIG, len, XDP_DROP);
 }
 
 /* parse_fast()'s IPv4 conditions, then the source entry and the flow entry. Each family is its own
  * straight path with constant offsets: with one path for both, clang merged the two families'
  * fields and spilled and re-zeroed them at every branch, and the lane lost a third of its gain. */
-static __always_inline int xp_ipv4(void *data, void *data_end, __u32 len, bool *src_miss)
+static __always_inline int xp_ipv4(struct hyp_books *b, void *data, void *data_end, __u32 len, bool *src_miss)
 {
 	struct iphdr *ip = parse_fast_ipv4(data, data_end);
 	__u32 end, off = sizeof(struct ethhdr) + sizeof(*ip);
@@ -168,18 +170,18 @@ static __always_inline int xp_ipv4(void *data, void *data_end, __u32 len, bool *
 		return HYP_CONTINUE;
 	s = ip->saddr;
 	if (!blk_trie_empty(bans4)) {
-		r = xp_source(s, 0, HYP_AF_INET, len, src_miss);
+		r = xp_source(b, s, 0, HYP_AF_INET, len, src_miss);
 		if (r != HYP_CONTINUE || !*src_miss)
 			return r;
 	}
 	end = sizeof(struct ethhdr) + bpf_ntohs(ip->tot_len);
 	if (!xp_l4(data, data_end, off, parse_l3_end_of(end, len), ip->protocol, &h))
 		return HYP_CONTINUE;
-	return xp_flow(s, 0, ip->daddr, 0, &h, ip->protocol, HYP_AF_INET, len);
+	return xp_flow(b, s, 0, ip->daddr, 0, &h, ip->protocol, HYP_AF_INET, len);
 }
 
 /* parse_fast()'s IPv6 conditions, then the source entry and the flow entry. */
-static __always_inline int xp_ipv6(void *data, void *data_end, __u32 len, bool *src_miss)
+static __always_inline int xp_ipv6(struct hyp_books *b, void *data, void *data_end, __u32 len, bool *src_miss)
 {
 	struct ipv6hdr *ip6 = parse_fast_ipv6(data, data_end);
 	__u32 end, off = sizeof(struct ethhdr) + sizeof(*ip6);
@@ -192,29 +194,32 @@ static __always_inline int xp_ipv6(void *data, void *data_end, __u32 len, bool *
 	s = (const __u64 *)&ip6->saddr;
 	d = (const __u64 *)&ip6->daddr;
 	if (!blk_trie_empty(bans6)) {
-		r = xp_source(s[0], s[1], HYP_AF_INET6, len, src_miss);
+		r = xp_source(b, s[0], s[1], HYP_AF_INET6, len, src_miss);
 		if (r != HYP_CONTINUE || !*src_miss)
 			return r;
 	}
 	end = off + bpf_ntohs(ip6->payload_len);
 	if (!xp_l4(data, data_end, off, parse_l3_end_of(end, len), ip6->nexthdr, &h))
 		return HYP_CONTINUE;
-	return xp_flow(s[0], s[1], d[0], d[1], &h, ip6->nexthdr, HYP_AF_INET6, len);
+	return xp_flow(b, s[0], s[1], d[0], d[1], &h, ip6->nexthdr, HYP_AF_INET6, len);
 }
 
 /* The lane: an XDP action, or HYP_CONTINUE for the pipeline (*src_miss: see above). Untagged
- * Ethernet only, as parse_fast(). */
+ * Ethernet only, as parse_fast(). The books are looked up once, first: a hit books six things in
+ * them (counters, a stats entry, the clock). Looked up after a key matched instead, the verifier
+ * walked past its 1M instructions. */
 static __always_inline int xp_run(void *data, void *data_end, bool *src_miss)
 {
+	struct hyp_books *b = hyp_books_get();
 	struct ethhdr *eth = data;
 	__u32 len = data_end - data;
 
-	if ((void *)(eth + 1) > data_end)
+	if (!b || (void *)(eth + 1) > data_end)
 		return HYP_CONTINUE;
 	if (eth->h_proto == bpf_htons(HYP_ETH_P_IP))
-		return xp_ipv4(data, data_end, len, src_miss);
+		return xp_ipv4(b, data, data_end, len, src_miss);
 	if (eth->h_proto == bpf_htons(HYP_ETH_P_IPV6))
-		return xp_ipv6(data, data_end, len, src_miss);
+		return xp_ipv6(b, data, data_end, len, src_miss);
 	return HYP_CONTINUE;
 }
 

@@ -79,9 +79,10 @@ struct hyp_pkt {
  *  - hyp_now(): the coarse clock (as of the last timer tick, up to one jiffy behind: 4 ms at HZ=250).
  *    For what is judged in seconds: conntrack created/last_seen and timeouts, ban expiry, pickup
  *    grace, event sampling buckets. It changes once per tick, so each CPU keeps the value it read
- *    with the jiffies count it read it at (clock_cache) and asks the kernel again only when jiffies
- *    moved: bpf_jiffies64() is inlined by the verifier into one load, so most packets pay one load
- *    and one inlined per-CPU array lookup instead of a helper call. A call costs more than its body
+ *    with the jiffies count it read it at and asks the kernel again only when jiffies
+ *    moved (struct hyp_books clock_*): bpf_jiffies64() is inlined by the verifier into one load, so
+ *    most packets pay one load and one inlined per-CPU array lookup (none where the caller has its
+ *    books already: hyp_now_in()) instead of a helper call. A call costs more than its body
  *    here: every return goes through the SRSO "safe RET" thunk, and bpf_ktime_get_ns() reads the
  *    TSC, ~25 ns a call in this VM (read_tsc was 15% of the banned-source path). jiffies and the
  *    coarse clock advance in the same tick but not atomically together, so the cached value can lag
@@ -92,19 +93,34 @@ struct hyp_pkt {
  * Each stored field is always written and compared on the same reading (a bucket's last_ns is fine,
  * a flow's last_seen_ns coarse), and every comparison tolerates a clock behind a stored time.
  */
-static __always_inline __u64 hyp_now(const struct hyp_config *cfg)
+/* This CPU's books (maps.h: books); NULL cannot happen for index 0 of a one-entry array. A path that
+ * books several things looks them up once and passes the pointer on (bpf/express.h). */
+static __always_inline struct hyp_books *hyp_books_get(void)
 {
 	__u32 zero = 0;
-	struct hyp_clock *c = bpf_map_lookup_elem(&clock_cache, &zero);
+
+	return bpf_map_lookup_elem(&books, &zero);
+}
+
+/* hyp_now() on this CPU's books b. */
+static __always_inline __u64 hyp_now_in(struct hyp_books *b, const struct hyp_config *cfg)
+{
 	__u64 j = bpf_jiffies64();
 
-	if (!c)     /* cannot happen for index 0 of a one-entry array */
-		return bpf_ktime_get_coarse_ns() + cfg->clock_offset_ns;
-	if (c->jiffies != j || !c->ns) {
-		c->ns = bpf_ktime_get_coarse_ns();
-		c->jiffies = j;
+	if (b->clock_jiffies != j || !b->clock_ns) {
+		b->clock_ns = bpf_ktime_get_coarse_ns();
+		b->clock_jiffies = j;
 	}
-	return c->ns + cfg->clock_offset_ns;
+	return b->clock_ns + cfg->clock_offset_ns;
+}
+
+static __always_inline __u64 hyp_now(const struct hyp_config *cfg)
+{
+	struct hyp_books *b = hyp_books_get();
+
+	if (!b)     /* cannot happen, see hyp_books_get() */
+		return bpf_ktime_get_coarse_ns() + cfg->clock_offset_ns;
+	return hyp_now_in(b, cfg);
 }
 
 static __always_inline __u64 hyp_now_fine(const struct hyp_config *cfg)
@@ -112,14 +128,20 @@ static __always_inline __u64 hyp_now_fine(const struct hyp_config *cfg)
 	return bpf_ktime_get_ns() + cfg->clock_offset_ns;
 }
 
-/* Bump a per-CPU counter. Per-CPU, so a plain increment is exact. A failed lookup of an index below
- * HYP_C_MAX cannot happen; it is ignored rather than turned into an abort. */
+/* Bump a per-CPU counter. Per-CPU, so a plain increment is exact. A missing books entry cannot happen
+ * (hyp_books_get()); it is ignored rather than turned into an abort. */
+static __always_inline void hyp_count_in(struct hyp_books *b, __u32 idx)
+{
+	if (idx < HYP_C_MAX)
+		b->counter[idx] += 1;
+}
+
 static __always_inline void hyp_count(__u32 idx)
 {
-	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	struct hyp_books *b = hyp_books_get();
 
-	if (v)
-		*v += 1;
+	if (b)
+		hyp_count_in(b, idx);
 }
 
 /* The per-CPU scratch slot (maps.h: scratch_dp), zeroed over its first len bytes (a multiple of 8).

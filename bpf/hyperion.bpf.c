@@ -150,7 +150,7 @@ static __always_inline void xdp_ev_payload(struct xdp_md *ctx, const struct hyp_
 		e->payload_len = n;
 }
 
-/* reason -> XDP action and *verdict, and exactly one stats[] entry; -1 if the entry is missing. */
+/* reason -> XDP action and *verdict, and exactly one stat[] entry of the books; -1 if the entry is missing. */
 static __always_inline int xdp_verdict(struct hyp_pkt *p, int reason, __u8 *verdict)
 {
 	bool drop = stats_is_drop(reason);
@@ -191,7 +191,7 @@ static __always_inline int xdp_finish_bare(struct hyp_pkt *p, int reason)
 	return act < 0 ? XDP_ABORTED : act;
 }
 
-/* The exit: reason -> XDP verdict, exactly one stats[] entry, the (sampled) events. */
+/* The exit: reason -> XDP verdict, exactly one stat[] entry of the books, the (sampled) events. */
 static __always_inline int xdp_finish(struct xdp_md *ctx, struct hyp_pkt *p, int reason)
 {
 	__u8 verdict, kind;
@@ -280,8 +280,8 @@ int hyp_xdp_syn(struct xdp_md *ctx)
 	return stats_count(r, t->pkt_len) && r == HYP_R_TX_SYNCOOKIE ? XDP_TX : XDP_ABORTED;
 }
 
-/* Egress: the same parse, conntrack only. Never drops, never counts in stats[] (which books ingress
- * packets: HYP_C_SEEN == sum of stats), only HYP_C_EGRESS_SEEN. */
+/* Egress: the same parse, conntrack only. Never drops, never counts in stat[] (which counts ingress
+ * packets: HYP_C_SEEN == sum of stat[]), only HYP_C_EGRESS_SEEN. */
 static __always_inline void tc_process(struct __sk_buff *skb, struct hyp_pkt *p)
 {
 	void *data, *data_end;

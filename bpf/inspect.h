@@ -202,7 +202,7 @@ __attribute__((noinline)) long inspect_scan(struct xdp_md *ctx, __u32 pay_off, _
 	__u32 key = 0;
 	struct hyp_scratch *sc;
 	struct hyp_scan *s;
-	__u64 *v;
+	struct hyp_books *v;
 
 	/* bpf_xdp_load_bytes wants a length the verifier can bound by the buffer: [1, SCAN_DEPTH_MAX] */
 	if (n > HYP_SCAN_DEPTH_MAX)
@@ -228,10 +228,9 @@ __attribute__((noinline)) long inspect_scan(struct xdp_md *ctx, __u32 pay_off, _
 	s->err = 0;
 	/* every callback consumes at least one byte, so n iterations always suffice */
 	bpf_loop(n, inspect_block_cb, NULL, 0);
-	key = HYP_C_SCAN_BYTES;     /* the same stack slot again */
-	v = bpf_map_lookup_elem(&counters, &key);
+	v = bpf_map_lookup_elem(&books, &key);      /* key is still 0: the same stack slot */
 	if (v)
-		*v += s->pos;
+		v->counter[HYP_C_SCAN_BYTES] += s->pos;
 	r = (__u64)(s->pos & 0xffff);
 	if (!s->err)
 		r |= (__u64)(s->state & HYP_DFA_STATE_MASK) << 16;

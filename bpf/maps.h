@@ -118,19 +118,13 @@ struct {
 	__type(value, struct hyp_dfa_out);
 } dfa_out SEC(".maps");
 
+/* This CPU's counters, verdict statistics and coarse-clock cache (lib/hyperion_abi.h: struct hyp_books). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, HYP_STATS_ENTRIES);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct hyp_stat);
-} stats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, HYP_C_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} counters SEC(".maps");
+	__type(value, struct hyp_books);
+} books SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -147,20 +141,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct hyp_flow);
 } scratch_dp SEC(".maps");
-
-/* Per-CPU coarse-clock cache (datapath-internal, see hyp_now() in helpers.h): the coarse clock as
- * last read on this CPU and the jiffies value it was read at. */
-struct hyp_clock {
-	__u64 jiffies;
-	__u64 ns;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct hyp_clock);
-} clock_cache SEC(".maps");
 
 /* Suppression cache in front of ev_sample (datapath-internal): a source whose event bucket is empty
  * is remembered here with the time its next token is due, so a flood of its events costs one array

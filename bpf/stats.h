@@ -1,4 +1,4 @@
-/* Verdict accounting: one stats[] entry per packet, at its exit (xdp_verdict), so seen == sum(stats). */
+/* Verdict accounting: one stat[] entry of the books per packet, at its exit (xdp_verdict), so seen == sum(stat). */
 #ifndef HYP_STATS_H
 #define HYP_STATS_H
 
@@ -7,17 +7,23 @@ static __always_inline bool stats_is_drop(int reason)
 	return reason >= HYP_R_DROP_BANNED && reason <= HYP_R_DROP_SIG;
 }
 
-/* Count the packet under stats[idx]. Returns false if the entry is missing, which cannot happen for
- * idx < HYP_STATS_ENTRIES; the caller turns that into XDP_ABORTED. */
+/* Count the packet under stat[idx] of this CPU's books b. Returns false for an idx past the entries,
+ * which no reason makes; the caller turns that into XDP_ABORTED. */
+static __always_inline bool stats_count_in(struct hyp_books *b, __u32 idx, __u32 len)
+{
+	if (idx >= HYP_STATS_ENTRIES)
+		return false;
+	b->stat[idx].packets += 1;      /* per-CPU entry: no atomics needed */
+	b->stat[idx].bytes += len;
+	return true;
+}
+
+/* stats_count_in() on this CPU's books; false also if they are missing (cannot happen). */
 static __always_inline bool stats_count(__u32 idx, __u32 len)
 {
-	struct hyp_stat *s = bpf_map_lookup_elem(&stats, &idx);
+	struct hyp_books *b = hyp_books_get();
 
-	if (!s)
-		return false;
-	s->packets += 1;        /* per-CPU entry: no atomics needed */
-	s->bytes += len;
-	return true;
+	return b && stats_count_in(b, idx, len);
 }
 
 #endif /* HYP_STATS_H */

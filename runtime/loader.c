@@ -235,8 +235,7 @@ static void dp_fds_fill(struct hyp_dp *dp)
 	dp->fd_sigs = bpf_map__fd(s->maps.sigs);
 	dp->fd_dfa = bpf_map__fd(s->maps.dfa);
 	dp->fd_dfa_out = bpf_map__fd(s->maps.dfa_out);
-	dp->fd_stats = bpf_map__fd(s->maps.stats);
-	dp->fd_counters = bpf_map__fd(s->maps.counters);
+	dp->fd_books = bpf_map__fd(s->maps.books);
 	dp->fd_events = bpf_map__fd(s->maps.events);
 	dp->fd_vcache = bpf_map__fd(s->maps.vcache);
 	dp->vcache_slots = bpf_map__max_entries(s->maps.vcache);
@@ -252,7 +251,7 @@ static void dp_reset(struct hyp_dp *dp)
 	dp->fd_gen = dp->fd_policy = dp->fd_flows = dp->fd_flows_new = -1;
 	dp->fd_bans4 = dp->fd_bans6 = dp->fd_allow4 = dp->fd_allow6 = -1;
 	dp->fd_rl = dp->fd_ev_sample = dp->fd_sigs = dp->fd_dfa = dp->fd_dfa_out = -1;
-	dp->fd_stats = dp->fd_counters = dp->fd_events = dp->fd_vcache = -1;
+	dp->fd_books = dp->fd_events = dp->fd_vcache = -1;
 	dp->prog_xdp_fd = dp->prog_tc_fd = dp->prog_tci_fd = -1;
 }
 

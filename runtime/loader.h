@@ -29,7 +29,7 @@ struct hyp_dp {
 	struct hyperion_bpf *skel;
 	bool adopted;               /* maps came from pins of an earlier run */
 	int fd_gen, fd_policy, fd_flows, fd_flows_new, fd_bans4, fd_bans6, fd_allow4, fd_allow6;
-	int fd_rl, fd_ev_sample, fd_sigs, fd_dfa, fd_dfa_out, fd_stats, fd_counters, fd_events, fd_vcache;
+	int fd_rl, fd_ev_sample, fd_sigs, fd_dfa, fd_dfa_out, fd_books, fd_events, fd_vcache;
 	__u32 vcache_slots;         /* the verdict cache's max_entries (runtime/vcache.c) */
 	int prog_xdp_fd, prog_tc_fd;
 	char pin_dir[256];

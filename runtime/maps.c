@@ -1061,38 +1061,33 @@ __u64 flow_evicted(__u64 inserts, __u64 deletes, __u64 live)
 int stats_read(struct hyp_dp *dp, struct hyp_totals *t)
 {
 	int ncpu = libbpf_num_possible_cpus();
-	struct hyp_stat *sv;
-	__u64 *cv;
-	int err = 0;
+	struct hyp_books *bv;
+	__u32 zero = 0;
+	int err;
 
 	if (ncpu <= 0) {
 		hyp_log(LOG_ERR, "stats read: cannot count CPUs: %s", strerror(-ncpu));
 		return ncpu ? ncpu : -EINVAL;
 	}
 	memset(t, 0, sizeof(*t));
-	/* Per-CPU values come back as one slot per possible CPU, each rounded up to 8 bytes. */
-	sv = calloc((size_t)ncpu, sizeof(*sv));
-	cv = calloc((size_t)ncpu, sizeof(*cv));
-	if (!sv || !cv) {
-		err = -ENOMEM;
-		goto out;
+	/* Per-CPU values come back as one slot per possible CPU, each rounded up to 8 bytes (the struct's
+	 * size already is a multiple of 8). */
+	bv = calloc((size_t)ncpu, sizeof(*bv));
+	if (!bv) {
+		hyp_log(LOG_ERR, "stats read: %s", strerror(ENOMEM));
+		return -ENOMEM;
 	}
-	for (__u32 i = 0; i < HYP_STATS_ENTRIES && !err; i++) {
-		err = bpf_map_lookup_elem(dp->fd_stats, &i, sv);
-		for (int c = 0; c < ncpu && !err; c++) {
-			t->reason[i].packets += sv[c].packets;
-			t->reason[i].bytes += sv[c].bytes;
+	err = bpf_map_lookup_elem(dp->fd_books, &zero, bv);
+	for (int c = 0; c < ncpu && !err; c++) {
+		for (unsigned i = 0; i < HYP_STATS_ENTRIES; i++) {
+			t->reason[i].packets += bv[c].stat[i].packets;
+			t->reason[i].bytes += bv[c].stat[i].bytes;
 		}
+		for (unsigned i = 0; i < HYP_C_MAX; i++)
+			t->counter[i] += bv[c].counter[i];
 	}
-	for (__u32 i = 0; i < HYP_C_MAX && !err; i++) {
-		err = bpf_map_lookup_elem(dp->fd_counters, &i, cv);
-		for (int c = 0; c < ncpu && !err; c++)
-			t->counter[i] += cv[c];
-	}
-out:
 	if (err)
 		hyp_log(LOG_ERR, "stats read: %s", strerror(-err));
-	free(sv);
-	free(cv);
+	free(bv);
 	return err;
 }

@@ -106,6 +106,6 @@ const char *event_kind_name(unsigned k);      /* "match", "block", ... (Lua hx.o
 int event_kind_parse(const char *name);       /* -EINVAL if unknown */
 const char *ct_state_name(unsigned s);        /* "established", ... */
 const char *counter_name(unsigned c);         /* "seen", "events_lost", ...; NULL for unused slots */
-const char *stats_verdict_name(unsigned i);   /* stats map slot -> "pass" | "drop" | "monitor" */
+const char *stats_verdict_name(unsigned i);   /* stat[] slot -> "pass" | "drop" | "monitor" */
 
 #endif

@@ -744,32 +744,30 @@ static int mutate(uint8_t *b, uint32_t *len, uint32_t cap, const struct pkt_layo
 /* ---- the checks ---- */
 static void stats_read_all(struct fuzz *fz, uint64_t *pk, uint64_t *by)
 {
-	int fd = bpf_map__fd(fz->t.skel->maps.stats);
-	struct hyp_stat v[fz->ncpu];
+	int ncpu = 0;
+	struct hyp_books *v = dpt_books_read(&fz->t, &ncpu);
 
 	for (uint32_t i = 0; i < HYP_STATS_ENTRIES; i++) {
 		pk[i] = by[i] = 0;
-		if (bpf_map_lookup_elem(fd, &i, v))
-			continue;
-		for (int c = 0; c < fz->ncpu; c++) {
-			pk[i] += v[c].packets;
-			by[i] += v[c].bytes;
+		for (int c = 0; c < ncpu; c++) {
+			pk[i] += v[c].stat[i].packets;
+			by[i] += v[c].stat[i].bytes;
 		}
 	}
+	free(v);
 }
 
 static void counters_read_all(struct fuzz *fz, uint64_t *ctr)
 {
-	int fd = bpf_map__fd(fz->t.skel->maps.counters);
-	uint64_t v[fz->ncpu];
+	int ncpu = 0;
+	struct hyp_books *v = dpt_books_read(&fz->t, &ncpu);
 
 	for (uint32_t i = 0; i < HYP_C_MAX; i++) {
 		ctr[i] = 0;
-		if (bpf_map_lookup_elem(fd, &i, v))
-			continue;
-		for (int c = 0; c < fz->ncpu; c++)
-			ctr[i] += v[c];
+		for (int c = 0; c < ncpu; c++)
+			ctr[i] += v[c].counter[i];
 	}
+	free(v);
 }
 
 /* Events drained after one frame: counts, kinds, and the fields the verdict determines. */

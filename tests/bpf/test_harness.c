@@ -239,18 +239,17 @@ static void test_harness_plumbing(void)
 	/* per-CPU readers: write a known value on every CPU, the reader must sum them */
 	ncpu = libbpf_num_possible_cpus();
 	{
-		struct hyp_stat sv[ncpu];
-		uint64_t cv[ncpu];
+		struct hyp_books *bv = calloc(ncpu, sizeof(*bv));
 
-		for (i = 0; i < ncpu; i++) {
-			sv[i].packets = 2;
-			sv[i].bytes = 100;
-			cv[i] = 5;
+		for (i = 0; bv && i < ncpu; i++) {
+			bv[i].stat[HYP_R_DROP_PORT].packets = 2;
+			bv[i].stat[HYP_R_DROP_PORT].bytes = 100;
+			bv[i].counter[HYP_C_EV_LOST] = 5;
 		}
-		idx = HYP_R_DROP_PORT;
-		bpf_map_update_elem(bpf_map__fd(t.skel->maps.stats), &idx, sv, BPF_ANY);
-		idx = HYP_C_EV_LOST;
-		bpf_map_update_elem(bpf_map__fd(t.skel->maps.counters), &idx, cv, BPF_ANY);
+		idx = 0;
+		TAP_CHECK(bv && !bpf_map_update_elem(bpf_map__fd(t.skel->maps.books), &idx, bv, BPF_ANY),
+			  "books written for every CPU");
+		free(bv);
 	}
 	TAP_EQ(dpt_stat(&t, HYP_R_DROP_PORT), 2 * ncpu, "dpt_stat sums packets over %d CPUs", ncpu);
 	TAP_EQ(dpt_counter(&t, HYP_C_EV_LOST), 5 * ncpu, "dpt_counter sums over CPUs");

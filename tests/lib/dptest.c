@@ -165,31 +165,44 @@ int dpt_tc(struct dpt *t, const void *frame, uint32_t len)
 	return dpt_run(t->tc_fd, frame, len, NULL, 0);
 }
 
-uint64_t dpt_stat(struct dpt *t, unsigned idx)
+/* Every CPU's books (struct hyp_books, map "books"): a calloc'ed array of ncpu, NULL if unreadable. */
+struct hyp_books *dpt_books_read(struct dpt *t, int *ncpu_out)
 {
 	int ncpu = libbpf_num_possible_cpus();
-	struct hyp_stat v[ncpu > 0 ? ncpu : 1];
-	uint64_t sum = 0;
-	int i;
+	struct hyp_books *v;
+	uint32_t zero = 0;
 
-	if (ncpu <= 0 || bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.stats), &idx, v))
-		return 0;
-	for (i = 0; i < ncpu; i++)
-		sum += v[i].packets;
+	if (ncpu <= 0 || !(v = calloc((size_t)ncpu, sizeof(*v))))
+		return NULL;
+	if (bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.books), &zero, v)) {
+		free(v);
+		return NULL;
+	}
+	*ncpu_out = ncpu;
+	return v;
+}
+
+uint64_t dpt_stat(struct dpt *t, unsigned idx)
+{
+	int ncpu = 0;
+	struct hyp_books *v = idx < HYP_STATS_ENTRIES ? dpt_books_read(t, &ncpu) : NULL;
+	uint64_t sum = 0;
+
+	for (int i = 0; i < ncpu; i++)
+		sum += v[i].stat[idx].packets;
+	free(v);
 	return sum;
 }
 
 uint64_t dpt_counter(struct dpt *t, unsigned idx)
 {
-	int ncpu = libbpf_num_possible_cpus();
-	uint64_t v[ncpu > 0 ? ncpu : 1];
+	int ncpu = 0;
+	struct hyp_books *v = idx < HYP_C_MAX ? dpt_books_read(t, &ncpu) : NULL;
 	uint64_t sum = 0;
-	int i;
 
-	if (ncpu <= 0 || bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.counters), &idx, v))
-		return 0;
-	for (i = 0; i < ncpu; i++)
-		sum += v[i];
+	for (int i = 0; i < ncpu; i++)
+		sum += v[i].counter[idx];
+	free(v);
 	return sum;
 }
 

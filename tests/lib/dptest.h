@@ -35,7 +35,8 @@ int dpt_xdp(struct dpt *t, const void *frame, uint32_t len);
 int dpt_tc(struct dpt *t, const void *frame, uint32_t len);
 
 /* Map readers, summed over CPUs. */
-uint64_t dpt_stat(struct dpt *t, unsigned idx);     /* stats[idx].packets */
+struct hyp_books *dpt_books_read(struct dpt *t, int *ncpu);   /* every CPU's books; free() them */
+uint64_t dpt_stat(struct dpt *t, unsigned idx);     /* stat[idx].packets, summed over CPUs */
 uint64_t dpt_counter(struct dpt *t, unsigned idx);
 uint64_t dpt_stats_total(struct dpt *t);            /* sum of all stats entries' packets */
 /* Flow lookup by one packet's view, counters as the runtime reads them (flow_lookup: with what the verdict
