@@ -16,7 +16,8 @@
 # softirq right behind the generator on the same CPU (see pin_napi; BENCH_NAPI=threaded splits them).
 # Scenarios whose receiver may answer from XDP (the SYN floods, Hyperion with SYN cookies) put a counting
 # sink on hbtx0 for every system (see sink_up): it is what lets XDP_TX frames cross the pair at all.
-# Environment: BENCH_REPS, BENCH_DURATION (s), BENCH_SCENARIOS ("a b c d e f6a f6d"), BENCH_NAPI.
+# Environment: BENCH_REPS, BENCH_DURATION (s), BENCH_SCENARIOS ("a b c d e f6a f6d"), BENCH_NAPI,
+# BENCH_SYSTEMS (only these of each scenario's systems, e.g. "xdp_drop hyperion" for an A/B of two builds).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
@@ -611,6 +612,7 @@ run_matrix() {
 			scenario "$scen"
 			[ "$SCEN_SINK" = 1 ] && sink_up
 			for sys in $SCEN_SYSTEMS; do
+				[ -n "${BENCH_SYSTEMS:-}" ] && [[ " $BENCH_SYSTEMS " != *" $sys "* ]] && continue
 				if [ "$sys" = hyperion ] && [ -n "$hyp_reason" ]; then
 					[ "$MODE" = smoke ] && echo "# SKIP smoke $scen hyperion: $hyp_reason"
 					continue
