@@ -1,5 +1,5 @@
 /* Microbenchmarks: the datapath's cost ladder in ns/packet as BPF_PROG_TEST_RUN measures it (repeat N),
- * every rung next to a bare XDP_DROP, every rung's verdict checked in the stats map. Prints Markdown. */
+ * every rung next to a bare XDP_DROP, every rung's verdict checked in the datapath's books (verdict statistics). Prints Markdown. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -331,6 +331,20 @@ static void rung_harnessed(struct mc *m, const char *name, const uint8_t *frame,
 	benchxdp__destroy(h);
 }
 
+/* rx_ban's drops so far, summed over CPUs (benchxdp's rx_stats[RX_BANNED]). */
+static __u64 rx_ban_drops(struct mc *m)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	__u64 v[ncpu > 0 ? ncpu : 1], sum = 0;
+	__u32 k = RX_BAN_STAT;
+
+	if (ncpu <= 0 || bpf_map_lookup_elem(bpf_map__fd(m->bx->maps.rx_stats), &k, v))
+		return 0;
+	for (int c = 0; c < ncpu; c++)
+		sum += v[c];
+	return sum;
+}
+
 /* The floor of any ban filter (bench's xdp_ban system, rx_ban): the ceiling's counting, the source found
  * with one inlined array probe, the drop counted. Next to Hyperion's ban hit it shows what is the ban's
  * own cost and what is Hyperion's bookkeeping. */
@@ -350,9 +364,18 @@ static void rung_ban_floor(struct mc *m, const uint8_t *frame, int len)
 		printf("| %s | - | - | - | **not run**: %s |\n", name, strerror(errno));
 		return;
 	}
+	__u64 before = rx_ban_drops(m), after;
 	double ns = run_prog(bpf_program__fd(m->bx->progs.rx_ban), frame, len, m->repeat, &rv);
-	printf("| %s | %d | %.1f | %.2fx | %s; reference for the next rungs |\n", name, len, ns,
-	       m->bare_ns > 0 ? ns / m->bare_ns : 0, verdict_name(rv));
+
+	after = rx_ban_drops(m);
+	if (ns < 0 || rv != XDP_DROP || after - before != (__u64)m->repeat * MC_SAMPLES) {
+		printf("| %s | %d | - | - | **unverified**: verdict %s, %llu of %llu frames counted as banned |\n",
+		       name, len, ns < 0 ? "(test_run failed)" : verdict_name(rv),
+		       (unsigned long long)(after - before), (unsigned long long)m->repeat * MC_SAMPLES);
+		return;
+	}
+	printf("| %s | %d | %.1f | %.2fx | DROP, banned x%llu; reference for the next rungs |\n", name, len, ns,
+	       m->bare_ns > 0 ? ns / m->bare_ns : 0, (unsigned long long)(after - before));
 }
 
 int main(int argc, char **argv)

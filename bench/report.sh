@@ -35,7 +35,7 @@ summary=$(awk -v systems="$SYSTEMS" '
 				line = line "\t" (has[s, S[i]] ? sprintf("%.3f", median(rx[s, S[i]])) : "-")
 			for (i = 1; i <= nsys; i++)
 				line = line "\t" (has[s, S[i]] ? sprintf("%.3f", median(off[s, S[i]])) : "-")
-			# pairs: hyperion against each other system, iptables against nft
+			# pairs: hyperion against each other system, the ban floor against the ceiling, iptables against nft
 			np = split("hyperion:iptables hyperion:nft hyperion:xdp_drop hyperion:xdp_ban hyperion:xdp_pass hyperion:xdp_tx xdp_ban:xdp_drop iptables:nft", P, " ")
 			for (p = 1; p <= np; p++) {
 				split(P[p], ab, ":"); l = ""
@@ -64,7 +64,7 @@ summary=$(awk -v systems="$SYSTEMS" '
 		echo "the same for every system, hence the *ns/frame over xdp_drop* table (the system's own cost)."
 	fi
 	echo "**Figures are what the receiver processed** (its own counters: the XDP program's, Hyperion's"
-	echo "stats map, or the counting XDP_PASS in front of iptables/nftables), million frames per second,"
+	echo "books map, or the counting XDP_PASS in front of iptables/nftables), million frames per second,"
 	echo "medians. Every run is on a machine shared with other work: compare within a repetition (ratios)."
 	echo
 	echo "Systems: \`xdp_drop\` bare XDP_DROP (ceiling); \`xdp_ban\` (b only) the floor of any ban filter: the"

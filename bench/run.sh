@@ -327,7 +327,7 @@ books_line() {   # pid file
 	before=$(wc -l <"$2")
 	kill -USR1 "$1" 2>/dev/null
 	# the receiver answers at once (the signal ends its poll sleep): short steps, read twice per run
-	for i in $(seq 1 400); do   # bounded: 2 s
+	for i in $(seq 1 400); do   # bounded: 400 steps (2 s of sleeps, plus a wc each)
 		after=$(wc -l <"$2")
 		[ "$after" -gt "$before" ] && break
 		sleep 0.005

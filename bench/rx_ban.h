@@ -7,6 +7,7 @@
 #define RX_BAN_SLOT_BITS 10                  /* 1024 slots: the slot is the hash's top bits */
 #define RX_BAN_SLOTS (1u << RX_BAN_SLOT_BITS)
 #define RX_BAN_V4 0xffffffffffffffffULL      /* a1 of an IPv4 address (a0 holds it, wire order) */
+#define RX_BAN_STAT 2                        /* rx_stats index of rx_ban's drops (RX_BANNED) */
 
 struct rx_ban_slot {
 	__u64 a0, a1;                        /* IPv6: the address's two halves as loaded from the frame */

@@ -30,6 +30,10 @@ static int ban_load(int map_fd, const struct rx_ban_slot *bans, const char *cons
 				fprintf(stderr, "xdprx: ban=%s and ban=%s share slot %u\n", names[j], names[i], k);
 				return -EEXIST;
 			}
+		if (!(bans[i].a0 | bans[i].a1)) {
+			fprintf(stderr, "xdprx: ban=%s: the unspecified address cannot be banned\n", names[i]);
+			return -EINVAL;
+		}
 		if (bpf_map_update_elem(map_fd, &k, &bans[i], BPF_ANY)) {
 			fprintf(stderr, "xdprx: ban=%s: %s\n", names[i], strerror(errno));
 			return -errno;

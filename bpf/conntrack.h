@@ -493,8 +493,7 @@ static __always_inline int ct_track(void *ctx, struct hyp_pkt *p, const bool xdp
 		return p->egress ? HYP_R_PASS_EGRESS : HYP_R_DROP_INVALID;
 
 	pkt_now(p);
-	p->dir = ct_key_make(p, &k);
-	/* A SYN answered with a cookie needs no state: no lookup, no insert, which is what lets a
+	/* A SYN answered with a cookie needs no state: no key, no lookup, no insert, which is what lets a
 	 * SYN flood run at XDP speed without touching the flow tables (a lookup in `flows` halved the flood
 	 * rate in the bench: a random key misses the cache). A tuple that closed into TIME_WAIT lately is
 	 * left to the stack, which knows how to reuse it (sc_closed_*); a stale socket the stack still
@@ -521,6 +520,7 @@ static __always_inline int ct_track(void *ctx, struct hyp_pkt *p, const bool xdp
 			hyp_count(HYP_C_COOKIE_FALLBACK);
 		}
 	}
+	p->dir = ct_key_make(p, &k);
 	/* Look first in the map the flow most likely lives in: a UDP datagram's flow is unreplied (in
 	 * flows_new) for the whole of a flood, a TCP segment's is established. A miss in the first map
 	 * costs a full hash of the 40-byte key (~15 ns), so a UDP flood pays one lookup instead of two,

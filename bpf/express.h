@@ -205,16 +205,15 @@ static __always_inline int xp_ipv6(struct hyp_books *b, void *data, void *data_e
 }
 
 /* The lane: an XDP action, or HYP_CONTINUE for the pipeline (*src_miss: see above). Untagged
- * Ethernet only, as parse_fast(). The books are looked up once, first: a hit books six things in
- * them (counters, a stats entry, the clock). Looked up after a key matched instead, the verifier
- * walked past its 1M instructions. */
-static __always_inline int xp_run(void *data, void *data_end, bool *src_miss)
+ * Ethernet only, as parse_fast(). b: this CPU's books, which hyp_xdp() looks up first, once for the
+ * lane and the pipeline: a hit books six things in them (counters, a stats entry, the clock). Looked
+ * up only after a key matched, the verifier walked past its 1M instructions. */
+static __always_inline int xp_run(struct hyp_books *b, void *data, void *data_end, bool *src_miss)
 {
-	struct hyp_books *b = hyp_books_get();
 	struct ethhdr *eth = data;
 	__u32 len = data_end - data;
 
-	if (!b || (void *)(eth + 1) > data_end)
+	if ((void *)(eth + 1) > data_end)
 		return HYP_CONTINUE;
 	if (eth->h_proto == bpf_htons(HYP_ETH_P_IP))
 		return xp_ipv4(b, data, data_end, len, src_miss);

@@ -67,6 +67,7 @@ struct hyp_pkt {
 	const struct hyp_config *cfg;
 	struct hyp_flow *flow;      /* flow entry of this packet (NULL if none) */
 	struct hyp_rl *rl;          /* per-source rate-limit entry, cached between the pps and syn steps */
+	struct hyp_books *books;    /* this CPU's books, looked up once per packet (XDP; NULL on tc egress) */
 	__u32 sig;                  /* matched signature (HYP_EV_MATCH) */
 	__u8 action;
 	__u8 new_flags2;            /* flags2 of a flow this packet creates (HYP_FF2_COOKIE) */
@@ -82,9 +83,9 @@ struct hyp_pkt {
  *    with the jiffies count it read it at and asks the kernel again only when jiffies
  *    moved (struct hyp_books clock_*): bpf_jiffies64() is inlined by the verifier into one load, so
  *    most packets pay one load and one inlined per-CPU array lookup (none where the caller has its
- *    books already: hyp_now_in()) instead of a helper call. A call costs more than its body
- *    here: every return goes through the SRSO "safe RET" thunk, and bpf_ktime_get_ns() reads the
- *    TSC, ~25 ns a call in this VM (read_tsc was 15% of the banned-source path). jiffies and the
+ *    books already: hyp_now_in()) instead of a helper call. A call costs more than its body where
+ *    every return goes through the SRSO "safe RET" thunk, and bpf_ktime_get_ns() reads the TSC:
+ *    ~25 ns a call in the VM this was measured on (read_tsc was 15% of the banned-source path). jiffies and the
  *    coarse clock advance in the same tick but not atomically together, so the cached value can lag
  *    the coarse clock by one more tick at most.
  *  - hyp_now_fine(): the exact clock, for the per-source packet/SYN buckets (a fraction of a second

@@ -174,7 +174,7 @@ static __always_inline int xdp_verdict(struct hyp_pkt *p, int reason, __u8 *verd
 		act = XDP_PASS;
 		*verdict = monitor ? HYP_V_MONITOR : HYP_V_PASS;
 	}
-	if (!stats_count(monitor ? HYP_STATS_MONITOR + reason : reason, p->pkt_len))
+	if (!stats_count_pkt(p->books, monitor ? HYP_STATS_MONITOR + reason : reason, p->pkt_len))
 		return -1;
 	return act;
 }
@@ -222,8 +222,8 @@ static __always_inline int xdp_finish(struct xdp_md *ctx, struct hyp_pkt *p, int
 	return act;
 }
 
-/* The pipeline, for every packet the express lane did not answer. */
-static __always_inline int xdp_pipeline(struct xdp_md *ctx, bool src_miss)
+/* The pipeline, for every packet the express lane did not answer; b: this CPU's books. */
+static __always_inline int xdp_pipeline(struct xdp_md *ctx, bool src_miss, struct hyp_books *b)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -236,7 +236,8 @@ static __always_inline int xdp_pipeline(struct xdp_md *ctx, bool src_miss)
 	 * also cuts the frame from 416 bytes to 328 (docs/design.md). */
 	asm volatile("" : : "r"(&p) : "memory");
 	p.xp_src_miss = src_miss;
-	hyp_count(HYP_C_SEEN);
+	p.books = b;
+	hyp_count_in(b, HYP_C_SEEN);
 	r = xdp_parse(ctx, data, data_end, &p);
 	if (r != HYP_CONTINUE)
 		return xdp_finish_bare(&p, r);
@@ -249,13 +250,18 @@ static __always_inline int xdp_pipeline(struct xdp_md *ctx, bool src_miss)
 SEC("xdp")
 int hyp_xdp(struct xdp_md *ctx)
 {
+	/* looked up once for the packet, lane and pipeline alike (lib/hyperion_abi.h struct hyp_books) */
+	struct hyp_books *b = hyp_books_get();
 	bool src_miss = false;
-	/* before p exists: a hit must not pay for zeroing it (bpf/express.h) */
-	int r = xp_run((void *)(long)ctx->data, (void *)(long)ctx->data_end, &src_miss);
+	int r;
 
+	if (!b)     /* cannot happen: index 0 of a one-entry array */
+		return XDP_ABORTED;
+	/* before p exists: a hit must not pay for zeroing it (bpf/express.h) */
+	r = xp_run(b, (void *)(long)ctx->data, (void *)(long)ctx->data_end, &src_miss);
 	if (r != HYP_CONTINUE)
 		return r;
-	return xdp_pipeline(ctx, src_miss);
+	return xdp_pipeline(ctx, src_miss, b);
 }
 
 /*
@@ -270,14 +276,18 @@ SEC("xdp")
 int hyp_xdp_syn(struct xdp_md *ctx)
 {
 	struct hyp_sc_work *t = sc_work_get();
+	struct hyp_books *b;
 	int r;
 
 	if (!t)
 		return XDP_ABORTED;
 	r = sc_syn(ctx, t) == HYP_R_TX_SYNCOOKIE ? HYP_R_TX_SYNCOOKIE : HYP_R_ABORTED;
+	b = hyp_books_get();
+	if (!b)
+		return XDP_ABORTED;
 	if (r == HYP_R_TX_SYNCOOKIE)
-		hyp_count(HYP_C_COOKIE_SENT);
-	return stats_count(r, t->pkt_len) && r == HYP_R_TX_SYNCOOKIE ? XDP_TX : XDP_ABORTED;
+		hyp_count_in(b, HYP_C_COOKIE_SENT);
+	return stats_count_in(b, r, t->pkt_len) && r == HYP_R_TX_SYNCOOKIE ? XDP_TX : XDP_ABORTED;
 }
 
 /* Egress: the same parse, conntrack only. Never drops, never counts in stat[] (which counts ingress

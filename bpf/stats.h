@@ -26,4 +26,10 @@ static __always_inline bool stats_count(__u32 idx, __u32 len)
 	return b && stats_count_in(b, idx, len);
 }
 
+/* stats_count() for a packet of the pipeline, through the books it looked up already (XDP). */
+static __always_inline bool stats_count_pkt(struct hyp_books *b, __u32 idx, __u32 len)
+{
+	return b ? stats_count_in(b, idx, len) : stats_count(idx, len);
+}
+
 #endif /* HYP_STATS_H */

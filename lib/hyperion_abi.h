@@ -130,6 +130,8 @@ enum hyp_counter {
  * per-CPU pointer and the CPU's offset; the verdict cache's hit paths paid six (four counters, one
  * stats entry, the clock), ~20 % of their cost (bench/micro). Per-CPU, so every update is a plain add;
  * user space sums the CPUs' copies (stats_read()). seen == the sum of stat[] over all entries.
+ * A counter or a reason appended to its enum moves the fields after it: the value size changes, and
+ * the loader refuses to re-adopt a pinned books map of another size (README "Notes and known limits").
  */
 struct hyp_books {
 	__u64 counter[HYP_C_MAX];

@@ -29,7 +29,7 @@ const volatile __u16 tx_expect_sport = 0;/* host order: the port the SYNs went t
 const volatile __u32 tx_expect_ack = 0;  /* the SYNs' sequence number + 1 */
 
 /* Receiver counters: [RX_FRAMES], [RX_BYTES], [RX_BANNED] (rx_ban's drops), summed over CPUs by user space. */
-enum { RX_FRAMES = 0, RX_BYTES = 1, RX_BANNED = 2, RX_COUNTERS = 3 };
+enum { RX_FRAMES = 0, RX_BYTES = 1, RX_BANNED = RX_BAN_STAT, RX_COUNTERS = 3 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -314,9 +314,16 @@ int rx_ban(struct xdp_md *ctx)
 	if (p[12] == 0x08 && p[13] == 0x00)
 		return rx_ban_verdict(*(__u32 *)(ip + IP4_SADDR_OFF), RX_BAN_V4);
 	if (p[12] == 0x86 && p[13] == 0xdd) {
+		__u64 a0, a1;
+
 		if ((void *)(ip + 40) > data_end)
 			return XDP_PASS;
-		return rx_ban_verdict(*(__u64 *)(ip + 8), *(__u64 *)(ip + 16));
+		a0 = *(__u64 *)(ip + 8);
+		a1 = *(__u64 *)(ip + 16);
+		/* the unspecified address (DAD, MLD) would match an empty slot, all zeros */
+		if (!(a0 | a1))
+			return XDP_PASS;
+		return rx_ban_verdict(a0, a1);
 	}
 	return XDP_PASS;
 }

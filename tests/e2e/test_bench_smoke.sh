@@ -30,7 +30,7 @@ rc=$?
 [ "$rc" -eq 0 ] && ok "bench/run.sh --smoke exits 0" || notok "bench/run.sh --smoke exits 0 (rc $rc)"
 grep -E '^# SKIP' <<<"$out" && skip=$((skip + $(grep -c '^# SKIP' <<<"$out")))
 grep -E '^# hyperion books' <<<"$out"
-grep -E '^bench: .*(failed|skipped)' <<<"$out" | sed 's/^/# /'
+grep -E '^\[ *[0-9]+s\] bench: .*(failed|skipped)' <<<"$out" | sed 's/^/# /'
 n=0
 while read -r _ scen sys expect sent seen dropped; do
 	n=$((n + 1))
@@ -56,6 +56,13 @@ while read -r _ scen sys expect sent seen dropped; do
 	esac
 done < <(grep '^smoke ' <<<"$out")
 [ "$n" -gt 0 ] && ok "smoke produced $n books lines" || { notok "smoke produced no books lines"; echo "$out" | tail -n 20 | sed 's/^/# /'; }
+# A system that fails to start leaves no books line, which the loop above cannot miss: every start counts.
+nfail=$(grep -cE '^\[ *[0-9]+s\] bench: .*: setup failed' <<<"$out")
+[ "$nfail" -eq 0 ] && ok "every system started" || notok "$nfail system(s) failed to start"
+# The references the ratios are taken against ran (the ban floor: scenario b only).
+for want in "a xdp_drop" "b xdp_drop" "b xdp_ban" "d xdp_tx"; do
+	grep -q "^smoke $want " <<<"$out" && ok "$want ran" || notok "$want did not run"
+done
 if [ "$skip" -gt 0 ]; then
 	echo "$pass passed, $fail failed, $skip skipped"
 else
