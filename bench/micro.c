@@ -1,5 +1,6 @@
 /* Microbenchmarks: the datapath's cost ladder in ns/packet as BPF_PROG_TEST_RUN measures it (repeat N),
- * every rung next to a bare XDP_DROP, every rung's verdict checked in the datapath's books (verdict statistics). Prints Markdown. */
+ * every rung next to a bare XDP_DROP, every rung's verdict checked in the datapath's books (verdict
+ * statistics). Prints Markdown. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>

@@ -85,9 +85,9 @@ struct hyp_pkt {
  *    most packets pay one load and one inlined per-CPU array lookup (none where the caller has its
  *    books already: hyp_now_in()) instead of a helper call. A call costs more than its body where
  *    every return goes through the SRSO "safe RET" thunk, and bpf_ktime_get_ns() reads the TSC:
- *    ~25 ns a call in the VM this was measured on (read_tsc was 15% of the banned-source path). jiffies and the
- *    coarse clock advance in the same tick but not atomically together, so the cached value can lag
- *    the coarse clock by one more tick at most.
+ *    ~25 ns a call in the VM this was measured on (read_tsc was 15% of the banned-source path).
+ *    jiffies and the coarse clock advance in the same tick but not atomically together, so the
+ *    cached value can lag the coarse clock by one more tick at most.
  *  - hyp_now_fine(): the exact clock, for the per-source packet/SYN buckets (a fraction of a second
  *    matters at high rates) and event timestamps (user space orders and dates them). Read only when
  *    one of those is actually used.
