@@ -332,43 +332,28 @@ static void rung_harnessed(struct mc *m, const char *name, const uint8_t *frame,
 	benchxdp__destroy(h);
 }
 
-/* rx_ban's drops so far, summed over CPUs (benchxdp's rx_stats[RX_BANNED]). */
-static __u64 rx_ban_drops(struct mc *m)
-{
-	int ncpu = libbpf_num_possible_cpus();
-	__u64 v[ncpu > 0 ? ncpu : 1], sum = 0;
-	__u32 k = RX_BAN_STAT;
-
-	if (ncpu <= 0 || bpf_map_lookup_elem(bpf_map__fd(m->bx->maps.rx_stats), &k, v))
-		return 0;
-	for (int c = 0; c < ncpu; c++)
-		sum += v[c];
-	return sum;
-}
-
 /* The floor of any ban filter (bench's xdp_ban system, rx_ban): the ceiling's counting, the source found
  * with one inlined array probe, the drop counted. Next to Hyperion's ban hit it shows what is the ban's
  * own cost and what is Hyperion's bookkeeping. */
 static void rung_ban_floor(struct mc *m, const uint8_t *frame, int len)
 {
 	const char *name = "ban floor: bench xdp_ban (source found with one array probe, drop counted)";
+	int stats_fd = bpf_map__fd(m->bx->maps.rx_stats), rv, err;
 	struct rx_ban_slot b;
-	__u32 k;
-	int rv;
 
 	if (m->only && !strstr(name, m->only))
 		return;
-	if (rx_ban_parse(MC_BANNED, &b))
-		return;
-	k = rx_ban_slot_of(b.a0, b.a1);
-	if (bpf_map_update_elem(bpf_map__fd(m->bx->maps.rx_bans), &k, &b, BPF_ANY)) {
-		printf("| %s | - | - | - | **not run**: %s |\n", name, strerror(errno));
+	err = rx_ban_parse(MC_BANNED, &b);
+	if (!err)
+		err = rx_ban_put(bpf_map__fd(m->bx->maps.rx_bans), &b);
+	if (err) {
+		printf("| %s | - | - | - | **not run**: %s |\n", name, strerror(-err));
 		return;
 	}
-	__u64 before = rx_ban_drops(m), after;
+	__u64 before = rx_ban_drops(stats_fd), after;
 	double ns = run_prog(bpf_program__fd(m->bx->progs.rx_ban), frame, len, m->repeat, &rv);
 
-	after = rx_ban_drops(m);
+	after = rx_ban_drops(stats_fd);
 	if (ns < 0 || rv != XDP_DROP || after - before != (__u64)m->repeat * MC_SAMPLES) {
 		printf("| %s | %d | - | - | **unverified**: verdict %s, %llu of %llu frames counted as banned |\n",
 		       name, len, ns < 0 ? "(test_run failed)" : verdict_name(rv),

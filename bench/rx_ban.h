@@ -24,6 +24,8 @@ static inline __u32 rx_ban_slot_of(__u64 a0, __u64 a1)
 #include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 
 /* ADDR (IPv4 or IPv6) as rx_ban reads it from a frame; -EINVAL if it is neither. */
 static inline int rx_ban_parse(const char *s, struct rx_ban_slot *b)
@@ -41,6 +43,31 @@ static inline int rx_ban_parse(const char *s, struct rx_ban_slot *b)
 	memcpy(&b->a0, &a6.s6_addr[0], 8);
 	memcpy(&b->a1, &a6.s6_addr[8], 8);
 	return 0;
+}
+
+/* Writes b into its slot of rx_bans (map_fd); -EINVAL for the unspecified address, which an empty slot
+ * (all zeros) already matches, else 0 or the update's -errno. */
+static inline int rx_ban_put(int map_fd, const struct rx_ban_slot *b)
+{
+	__u32 k = rx_ban_slot_of(b->a0, b->a1);
+
+	if (!(b->a0 | b->a1))
+		return -EINVAL;
+	return bpf_map_update_elem(map_fd, &k, b, BPF_ANY) ? -errno : 0;
+}
+
+/* rx_ban's drops so far (rx_stats[RX_BAN_STAT], map stats_fd), summed over CPUs; 0 if unreadable. */
+static inline __u64 rx_ban_drops(int stats_fd)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	__u64 v[ncpu > 0 ? ncpu : 1], sum = 0;
+	__u32 k = RX_BAN_STAT;
+
+	if (ncpu <= 0 || bpf_map_lookup_elem(stats_fd, &k, v))
+		return 0;
+	for (int c = 0; c < ncpu; c++)
+		sum += v[c];
+	return sum;
 }
 #endif
 

@@ -25,18 +25,18 @@ static int ban_load(int map_fd, const struct rx_ban_slot *bans, const char *cons
 {
 	for (int i = 0; i < n; i++) {
 		__u32 k = rx_ban_slot_of(bans[i].a0, bans[i].a1);
+		int err;
+
 		for (int j = 0; j < i; j++)
 			if (rx_ban_slot_of(bans[j].a0, bans[j].a1) == k) {
 				fprintf(stderr, "xdprx: ban=%s and ban=%s share slot %u\n", names[j], names[i], k);
 				return -EEXIST;
 			}
-		if (!(bans[i].a0 | bans[i].a1)) {
-			fprintf(stderr, "xdprx: ban=%s: the unspecified address cannot be banned\n", names[i]);
-			return -EINVAL;
-		}
-		if (bpf_map_update_elem(map_fd, &k, &bans[i], BPF_ANY)) {
-			fprintf(stderr, "xdprx: ban=%s: %s\n", names[i], strerror(errno));
-			return -errno;
+		err = rx_ban_put(map_fd, &bans[i]);
+		if (err) {
+			fprintf(stderr, "xdprx: ban=%s: %s\n", names[i],
+				err == -EINVAL ? "the unspecified address cannot be banned" : strerror(-err));
+			return err;
 		}
 	}
 	return 0;

@@ -78,7 +78,7 @@ static __always_inline const struct hyp_config *xp_config(struct hyp_books *b, c
 	cfg = bpf_map_lookup_elem(&policy, &g);
 	if (!cfg || cfg->vcache != HYP_VCACHE_ON || cfg->mode == HYP_MODE_MONITOR || !vc_made_under(e, cfg, *ep))
 		return NULL;
-	*now = hyp_now_in(b, cfg);
+	*now = hyp_now(b, cfg);
 	if (*now >= e->until_ns)
 		return NULL;
 	return cfg;
@@ -96,7 +96,7 @@ static __always_inline int xp_book(struct hyp_books *b, int reason, __u32 len, i
 	hyp_count_in(b, HYP_C_SEEN);
 	hyp_count_in(b, HYP_C_VCACHE_HIT);
 	hyp_count_in(b, HYP_C_VCACHE_EXPRESS);
-	return stats_count_in(b, reason, len) ? act : XDP_ABORTED;
+	return stats_count(b, reason, len) ? act : XDP_ABORTED;
 }
 
 /* A banned source's entry: DROP_BANNED answered here (vc_check_src()), or HYP_CONTINUE. s0, s1: the

@@ -67,7 +67,7 @@ struct hyp_pkt {
 	const struct hyp_config *cfg;
 	struct hyp_flow *flow;      /* flow entry of this packet (NULL if none) */
 	struct hyp_rl *rl;          /* per-source rate-limit entry, cached between the pps and syn steps */
-	struct hyp_books *books;    /* this CPU's books, looked up once per packet (XDP; NULL on tc egress) */
+	struct hyp_books *books;    /* this CPU's books, looked up once per packet by its program */
 	__u32 sig;                  /* matched signature (HYP_EV_MATCH) */
 	__u8 action;
 	__u8 new_flags2;            /* flags2 of a flow this packet creates (HYP_FF2_COOKIE) */
@@ -81,9 +81,9 @@ struct hyp_pkt {
  *    For what is judged in seconds: conntrack created/last_seen and timeouts, ban expiry, pickup
  *    grace, event sampling buckets. It changes once per tick, so each CPU keeps the value it read
  *    with the jiffies count it read it at and asks the kernel again only when jiffies
- *    moved (struct hyp_books clock_*): bpf_jiffies64() is inlined by the verifier into one load, so
- *    most packets pay one load and one inlined per-CPU array lookup (none where the caller has its
- *    books already: hyp_now_in()) instead of a helper call. A call costs more than its body where
+ *    moved (struct hyp_books clock_*, which each program looks up once per packet): bpf_jiffies64()
+ *    is inlined by the verifier into one load, so most packets pay a load and a compare instead of
+ *    a helper call. A call costs more than its body where
  *    every return goes through the SRSO "safe RET" thunk, and bpf_ktime_get_ns() reads the TSC:
  *    ~25 ns a call in the VM this was measured on (read_tsc was 15% of the banned-source path).
  *    jiffies and the coarse clock advance in the same tick but not atomically together, so the
@@ -103,8 +103,8 @@ static __always_inline struct hyp_books *hyp_books_get(void)
 	return bpf_map_lookup_elem(&books, &zero);
 }
 
-/* hyp_now() on this CPU's books b. */
-static __always_inline __u64 hyp_now_in(struct hyp_books *b, const struct hyp_config *cfg)
+/* The coarse clock (above), through this CPU's books b. */
+static __always_inline __u64 hyp_now(struct hyp_books *b, const struct hyp_config *cfg)
 {
 	__u64 j = bpf_jiffies64();
 
@@ -115,28 +115,21 @@ static __always_inline __u64 hyp_now_in(struct hyp_books *b, const struct hyp_co
 	return b->clock_ns + cfg->clock_offset_ns;
 }
 
-static __always_inline __u64 hyp_now(const struct hyp_config *cfg)
-{
-	struct hyp_books *b = hyp_books_get();
-
-	if (!b)     /* cannot happen, see hyp_books_get() */
-		return bpf_ktime_get_coarse_ns() + cfg->clock_offset_ns;
-	return hyp_now_in(b, cfg);
-}
-
 static __always_inline __u64 hyp_now_fine(const struct hyp_config *cfg)
 {
 	return bpf_ktime_get_ns() + cfg->clock_offset_ns;
 }
 
-/* Bump a per-CPU counter. Per-CPU, so a plain increment is exact. A missing books entry cannot happen
- * (hyp_books_get()); it is ignored rather than turned into an abort. */
+/* Bump a per-CPU counter in this CPU's books b (p->books where a packet is at hand). Per-CPU, so a
+ * plain increment is exact. */
 static __always_inline void hyp_count_in(struct hyp_books *b, __u32 idx)
 {
 	if (idx < HYP_C_MAX)
 		b->counter[idx] += 1;
 }
 
+/* hyp_count_in() for the steps that have no packet at hand: looks the books up. A missing entry
+ * cannot happen (hyp_books_get()); it is ignored rather than turned into an abort. */
 static __always_inline void hyp_count(__u32 idx)
 {
 	struct hyp_books *b = hyp_books_get();

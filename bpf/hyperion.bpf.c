@@ -174,7 +174,7 @@ static __always_inline int xdp_verdict(struct hyp_pkt *p, int reason, __u8 *verd
 		act = XDP_PASS;
 		*verdict = monitor ? HYP_V_MONITOR : HYP_V_PASS;
 	}
-	if (!stats_count_pkt(p->books, monitor ? HYP_STATS_MONITOR + reason : reason, p->pkt_len))
+	if (!stats_count(p->books, monitor ? HYP_STATS_MONITOR + reason : reason, p->pkt_len))
 		return -1;
 	return act;
 }
@@ -287,7 +287,7 @@ int hyp_xdp_syn(struct xdp_md *ctx)
 		return XDP_ABORTED;
 	if (r == HYP_R_TX_SYNCOOKIE)
 		hyp_count_in(b, HYP_C_COOKIE_SENT);
-	return stats_count_in(b, r, t->pkt_len) && r == HYP_R_TX_SYNCOOKIE ? XDP_TX : XDP_ABORTED;
+	return stats_count(b, r, t->pkt_len) && r == HYP_R_TX_SYNCOOKIE ? XDP_TX : XDP_ABORTED;
 }
 
 /* Egress: the same parse, conntrack only. Never drops, never counts in stat[] (which counts ingress
@@ -324,9 +324,13 @@ static __always_inline void tc_process(struct __sk_buff *skb, struct hyp_pkt *p)
 SEC("tc")
 int hyp_tc_egress(struct __sk_buff *skb)
 {
+	struct hyp_books *b = hyp_books_get();
 	struct hyp_pkt p = {};
 
-	hyp_count(HYP_C_EGRESS_SEEN);
+	if (!b)     /* cannot happen: index 0 of a one-entry array */
+		return HYP_TC_ACT_OK;
+	p.books = b;
+	hyp_count_in(b, HYP_C_EGRESS_SEEN);
 	tc_process(skb, &p);
 	return HYP_TC_ACT_OK;
 }

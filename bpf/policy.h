@@ -35,7 +35,7 @@ static __always_inline int policy_load(struct hyp_pkt *p)
 static __always_inline __u64 pkt_now(struct hyp_pkt *p)
 {
 	if (!p->now)
-		p->now = p->books ? hyp_now_in(p->books, p->cfg) : hyp_now(p->cfg);
+		p->now = hyp_now(p->books, p->cfg);
 	return p->now;
 }
 

@@ -1,4 +1,5 @@
-/* Verdict accounting: one stat[] entry of the books per packet, at its exit (xdp_verdict), so seen == sum(stat). */
+/* Verdict accounting: one stat[] entry of the books per packet, at its exit (xdp_verdict), so
+ * seen == sum(stat). */
 #ifndef HYP_STATS_H
 #define HYP_STATS_H
 
@@ -9,27 +10,13 @@ static __always_inline bool stats_is_drop(int reason)
 
 /* Count the packet under stat[idx] of this CPU's books b. Returns false for an idx past the entries,
  * which no reason makes; the caller turns that into XDP_ABORTED. */
-static __always_inline bool stats_count_in(struct hyp_books *b, __u32 idx, __u32 len)
+static __always_inline bool stats_count(struct hyp_books *b, __u32 idx, __u32 len)
 {
 	if (idx >= HYP_STATS_ENTRIES)
 		return false;
 	b->stat[idx].packets += 1;      /* per-CPU entry: no atomics needed */
 	b->stat[idx].bytes += len;
 	return true;
-}
-
-/* stats_count_in() on this CPU's books; false also if they are missing (cannot happen). */
-static __always_inline bool stats_count(__u32 idx, __u32 len)
-{
-	struct hyp_books *b = hyp_books_get();
-
-	return b && stats_count_in(b, idx, len);
-}
-
-/* stats_count() for a packet of the pipeline, through the books it looked up already (XDP). */
-static __always_inline bool stats_count_pkt(struct hyp_books *b, __u32 idx, __u32 len)
-{
-	return b ? stats_count_in(b, idx, len) : stats_count(idx, len);
 }
 
 #endif /* HYP_STATS_H */

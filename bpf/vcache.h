@@ -276,9 +276,9 @@ static __always_inline int vc_pass(struct hyp_pkt *p, struct hyp_vcache *e)
 	}
 	e->hits += 1;
 	e->bytes += p->pkt_len;
-	hyp_count(HYP_C_VCACHE_HIT);
+	hyp_count_in(p->books, HYP_C_VCACHE_HIT);
 	if (p->pay_len && e->action == HYP_VC_PASS_DEPTH)
-		hyp_count(HYP_C_SCAN_SKIPPED);      /* as inspect_payload() counts a flow past its depth */
+		hyp_count_in(p->books, HYP_C_SCAN_SKIPPED);      /* as inspect_payload() counts a flow past its depth */
 	return HYP_R_PASS_FLOW;
 }
 
@@ -304,7 +304,7 @@ static __always_inline int vc_check(struct hyp_pkt *p)
 	p->sig = e->sig;
 	p->action = e->action;
 	p->state = e->state;
-	hyp_count(HYP_C_VCACHE_HIT);
+	hyp_count_in(p->books, HYP_C_VCACHE_HIT);
 	vc_ev(p, e);
 	return HYP_R_DROP_SIG;
 }
@@ -322,7 +322,7 @@ static __always_inline int vc_check_src(struct hyp_pkt *p)
 		return HYP_CONTINUE;
 	}
 	e->hits += 1;
-	hyp_count(HYP_C_VCACHE_HIT);
+	hyp_count_in(p->books, HYP_C_VCACHE_HIT);
 	vc_ev(p, e);
 	return HYP_R_DROP_BANNED;
 }
