@@ -7,23 +7,32 @@
  * flow's fast path) what is left to do is small, and the pipeline's own shape was most of its cost:
  * struct hyp_pkt zeroed and filled in memory (it has to stay there, hyp_xdp), the three policy
  * lookups before anything is known, the general exit. This lane reads the frame into registers,
- * probes the cache, reads the config only once an entry's key matched, and books a hit itself: in
- * bench/micro (interleaved A/B against the build without it) the established fast path went from
- * ~60 to ~48 ns, a cached ban from ~53 to ~44, a dropped flow's cached drop from ~60 to ~47; a packet
- * it declines pays 3-12 ns more (docs/design.md "Express lane"). Counter vcache_express counts its hits
- * (also in vcache_hits). Config vcache = HYP_VCACHE_NO_EXPRESS makes it decline every hit, for the
- * tests that check that both ways give the same answers and books (tests/bpf/test_express.c).
+ * probes the cache, and once an entry's key matched reads only the state epoch: the config the entry
+ * was made under is noted in the books (vc_note_config()). It books a hit in one place (xp[], folded
+ * by user space into the verdict's stats and the counters: lib/hyperion_abi.h enum hyp_xp). In
+ * bench/micro (interleaved A/B against the build without it, on the SRSO machine) the established
+ * fast path went from ~60 to ~48 ns, a cached ban from ~53 to ~44, a dropped flow's cached drop from
+ * ~60 to ~47; a packet it declines pays 3-12 ns more (docs/design.md "Express lane"). Reading the
+ * config itself (the generation, the policy, their checks) and booking six things cost a dropped
+ * flow's hit ~2 ns of its ~10 on the machine of docs/benchmarks.md. Counter vcache_express counts its
+ * hits (also in vcache_hits). Config vcache = HYP_VCACHE_NO_EXPRESS makes it decline every hit, for
+ * the tests that check that both ways give the same answers and books (tests/bpf/test_express.c).
  *
  * It answers only what the pipeline answers for the same packet, with the same effects (the stats
  * entry, the counters, the entry's counts and suppressed events):
  *  - frames parse_fast() takes, by its own checks (parse.h: parse_fast_ipv4/6, parse_fast_l4_len);
  *    any other frame goes to the pipeline, which parses it from the start;
- *  - in the pipeline's order: the source entry (ban_check_cached(), only while the family has bans),
- *    then the sending side's flow entry (vc_check(), TCP segments with ACK alone, and UDP);
- *  - a live entry (serial, epoch, clock: vc_live()) that its hit path would answer with nothing
- *    else to do: a source entry below its carry, a flow drop entry, a pass entry that needs neither
- *    the scanner nor its carry, and drops only while the entry's quiet time suppresses the event (the
- *    first branch of vc_ev()).
+ *  - the source entry (ban_check_cached(), only while the family has bans) and the sending side's
+ *    flow entry (vc_check(), TCP segments with ACK alone, and UDP), in the pipeline's order or the
+ *    other way round, which gives the same answers (xp_probe());
+ *  - a live entry (epoch, config, clock, as vc_live() judges it: xp_live()) that its hit path would
+ *    answer with nothing else to do: a source entry below its carry, a flow drop entry, a pass entry
+ *    that needs neither the scanner nor its carry, and drops only while the entry's quiet time
+ *    suppresses the event (the first branch of vc_ev()).
+ * The config is the entry's own: a config changes only with a generation flip, which user space
+ * follows with an epoch bump. Between the two (one syscall apart) entries made under the old and the
+ * new config share the epoch, and the lane answers each as the config last noted on this CPU would,
+ * as a packet in flight during the flip is judged under either config.
  * Everything else returns HYP_CONTINUE before anything was written, and the pipeline decides the
  * packet as if this lane did not exist. One exception, for the SYN flood where every SYN comes from a
  * new source: a source probe that found no entry with this key (vc_live() would return NULL without
@@ -60,43 +69,32 @@ static __always_inline __u32 xp_fold(__u64 a, __u64 b)
 	return (__u32)x ^ (__u32)(x >> 32);
 }
 
-/* The live-entry test of vc_live() once the key matched; the config is read here, on a match only,
- * as policy_load() reads it (generation, epoch, policy). NULL: the pipeline decides. */
-static __always_inline const struct hyp_config *xp_config(struct hyp_books *b, const struct hyp_vcache *e,
-							   __u64 *now)
+/* The live-entry test of vc_live() once the key matched: the state epoch (gen[HYP_GEN_EPOCH], the one
+ * lookup) is the entry's, and the config noted in the books (vc_note_config()) is the one the entry
+ * was made under and lets the lane answer; *now: the datapath clock. false: the pipeline decides. */
+static __always_inline bool xp_live(struct hyp_books *b, const struct hyp_vcache *e, __u64 *now)
 {
-	__u32 ak = HYP_GEN_ACTIVE, ek = HYP_GEN_EPOCH, g, *gp, *ep;
-	const struct hyp_config *cfg;
+	__u32 ek = HYP_GEN_EPOCH, *ep = bpf_map_lookup_elem(&gen, &ek);
 
-	gp = bpf_map_lookup_elem(&gen, &ak);
-	if (!gp)
-		return NULL;
-	g = *gp;
-	ep = bpf_map_lookup_elem(&gen, &ek);
-	if (!ep)
-		return NULL;
-	cfg = bpf_map_lookup_elem(&policy, &g);
-	if (!cfg || cfg->vcache != HYP_VCACHE_ON || cfg->mode == HYP_MODE_MONITOR || !vc_made_under(e, cfg, *ep))
-		return NULL;
-	*now = hyp_now(b, cfg);
-	if (*now >= e->until_ns)
-		return NULL;
-	return cfg;
+	if (!ep || e->epoch != *ep || b->xp_epoch != *ep || !(b->xp_flags & HYP_XPF_ANSWER))
+		return false;
+	*now = hyp_clock_coarse(b) + b->xp_clock_offset_ns;
+	return *now < e->until_ns;
 }
 
 /* vc_ev()'s first branch: events sampled, and the entry's quiet time on. */
-static __always_inline bool xp_quiet(const struct hyp_config *cfg, const struct hyp_vcache *e, __u64 now)
+static __always_inline bool xp_quiet(const struct hyp_books *b, const struct hyp_vcache *e, __u64 now)
 {
-	return cfg->ev_rate && vc_quiet(e, now);
+	return (b->xp_flags & HYP_XPF_EV_SAMPLED) && vc_quiet(e, now);
 }
 
-/* The packet's exit, as xdp_finish() books a packet without an event. */
-static __always_inline int xp_book(struct hyp_books *b, int reason, __u32 len, int act)
+/* The packet's exit, as xdp_finish() books a packet without an event: under its kind in xp[], which
+ * user space folds into the verdict's stats and the counters (lib/hyperion_abi.h enum hyp_xp). */
+static __always_inline int xp_book(struct hyp_books *b, enum hyp_xp kind, __u32 len, int act)
 {
-	hyp_count_in(b, HYP_C_SEEN);
-	hyp_count_in(b, HYP_C_VCACHE_HIT);
-	hyp_count_in(b, HYP_C_VCACHE_EXPRESS);
-	return stats_count(b, reason, len) ? act : XDP_ABORTED;
+	b->xp[kind].packets += 1;       /* per-CPU: a plain add */
+	b->xp[kind].bytes += len;
+	return act;
 }
 
 /* A banned source's entry: DROP_BANNED answered here (vc_check_src()), or HYP_CONTINUE. s0, s1: the
@@ -106,7 +104,6 @@ static __always_inline int xp_source(struct hyp_books *b, __u64 s0, __u64 s1, __
 {
 	__u32 slot = vc_slot_folded(xp_fold(s0, s1), 0, 0, 0, 0, family, false);
 	struct hyp_vcache *e = bpf_map_lookup_elem(&vcache, &slot);
-	const struct hyp_config *cfg;
 	__u64 now;
 
 	if (!e)
@@ -115,13 +112,11 @@ static __always_inline int xp_source(struct hyp_books *b, __u64 s0, __u64 s1, __
 		*src_miss = true;
 		return HYP_CONTINUE;
 	}
-	cfg = xp_config(b, e, &now);
-	if (!cfg || e->hits >= HYP_VCACHE_BAN_MIN - 1 || !xp_quiet(cfg, e, now))
+	if (!xp_live(b, e, &now) || e->hits >= HYP_VCACHE_BAN_MIN - 1 || !xp_quiet(b, e, now))
 		return HYP_CONTINUE;
 	e->hits += 1;
 	e->ev_pending += 1;
-	hyp_count_in(b, HYP_C_EV_SAMPLED);
-	return xp_book(b, HYP_R_DROP_BANNED, len, XDP_DROP);
+	return xp_book(b, HYP_XP_BANNED, len, XDP_DROP);
 }
 
 /* The sending side's flow entry: DROP_SIG or PASS_FLOW answered here (vc_check()), or HYP_CONTINUE. */
@@ -130,13 +125,11 @@ static __always_inline int xp_flow(struct hyp_books *b, __u64 s0, __u64 s1, __u6
 {
 	__u32 slot = vc_slot_folded(xp_fold(s0, s1), xp_fold(d0, d1), h->sport, h->dport, proto, family, true);
 	struct hyp_vcache *e = bpf_map_lookup_elem(&vcache, &slot);
-	const struct hyp_config *cfg;
 	__u64 now;
 
 	if (!e || !e->until_ns || !vc_is_flow_words(e, s0, s1, d0, d1, h->sport, h->dport, proto, family))
 		return HYP_CONTINUE;
-	cfg = xp_config(b, e, &now);
-	if (!cfg)
+	if (!xp_live(b, e, &now))
 		return HYP_CONTINUE;
 	if (vc_is_pass(e)) {
 		/* vc_pass(): the scanner's packets and the carry are the pipeline's */
@@ -146,62 +139,90 @@ static __always_inline int xp_flow(struct hyp_books *b, __u64 s0, __u64 s1, __u6
 		e->bytes += len;
 		if (h->pay_len && e->action == HYP_VC_PASS_DEPTH)
 			hyp_count_in(b, HYP_C_SCAN_SKIPPED);
-		return xp_book(b, HYP_R_PASS_FLOW, len, XDP_PASS);
+		return xp_book(b, HYP_XP_PASS, len, XDP_PASS);
 	}
-	if (!xp_quiet(cfg, e, now))
+	if (!xp_quiet(b, e, now))
 		return HYP_CONTINUE;
 	e->ev_pending += 1;
-	hyp_count_in(b, HYP_C_EV_SAMPLED);
-	return xp_book(b, HYP_R_DROP_SIG, len, XDP_DROP);
+	return xp_book(b, HYP_XP_SIG, len, XDP_DROP);
 }
 
-/* parse_fast()'s IPv4 conditions, then the source entry and the flow entry. Each family is its own
- * straight path with constant offsets: with one path for both, clang merged the two families'
- * fields and spilled and re-zeroed them at every branch, and the lane lost a third of its gain. */
+/*
+ * The two probes, in the order the last answer suggests. The pipeline probes the source entry first,
+ * then the flow entry; the lane may take them the other way round because a live flow entry implies
+ * that no source entry of its sender is live: the flow entry was made by a packet that no ban stopped
+ * (a ban written since would have bumped the epoch, and a source entry of a ban that expired since
+ * ended with it), from a source no allowlist entry covered (the same). So while the family has bans,
+ * a flood of one flow (a dropped flow's, an established flow's) pays for the source probe only once
+ * its flow probe missed (bench/micro, interleaved: a dropped flow's hit with a ban list loaded, 13 ->
+ * 12 ns), and a banned source's flood, whose frames have no flow entry, still pays one probe: after a
+ * source hit the source goes first (b->xp_src_first) until a flow hit sets the order back.
+ * bans: the family has bans; s0, s1: the source as the cache stores it; l4: the frame has the L4 header
+ * a flow entry is probed with (h), the flow arguments as xp_flow() takes them.
+ */
+static __always_inline int xp_probe(struct hyp_books *b, bool bans, __u64 s0, __u64 s1, __u64 d0, __u64 d1,
+				    bool l4, const struct xp_l4 *h, __u8 proto, __u8 family, __u32 len,
+				    bool *src_miss)
+{
+	bool src_first = bans && b->xp_src_first;
+	int r;
+
+	if (src_first) {
+		r = xp_source(b, s0, s1, family, len, src_miss);
+		if (r != HYP_CONTINUE || !*src_miss)
+			return r;
+	}
+	if (l4) {
+		r = xp_flow(b, s0, s1, d0, d1, h, proto, family, len);
+		if (r != HYP_CONTINUE) {
+			if (src_first)
+				b->xp_src_first = 0;
+			return r;
+		}
+	}
+	if (!bans || src_first)
+		return HYP_CONTINUE;
+	r = xp_source(b, s0, s1, family, len, src_miss);
+	if (r != HYP_CONTINUE)
+		b->xp_src_first = 1;
+	return r;
+}
+
+/* parse_fast()'s IPv4 conditions, then the probes. Each family is its own straight path with
+ * constant offsets: with one path for both, clang merged the two families' fields and spilled and
+ * re-zeroed them at every branch, and the lane lost a third of its gain. */
 static __always_inline int xp_ipv4(struct hyp_books *b, void *data, void *data_end, __u32 len, bool *src_miss)
 {
 	struct iphdr *ip = parse_fast_ipv4(data, data_end);
 	__u32 end, off = sizeof(struct ethhdr) + sizeof(*ip);
 	struct xp_l4 h;
-	__u64 s;
-	int r;
+	bool l4;
 
 	if (!ip)
 		return HYP_CONTINUE;
-	s = ip->saddr;
-	if (!blk_trie_empty(bans4)) {
-		r = xp_source(b, s, 0, HYP_AF_INET, len, src_miss);
-		if (r != HYP_CONTINUE || !*src_miss)
-			return r;
-	}
 	end = sizeof(struct ethhdr) + bpf_ntohs(ip->tot_len);
-	if (!xp_l4(data, data_end, off, parse_l3_end_of(end, len), ip->protocol, &h))
-		return HYP_CONTINUE;
-	return xp_flow(b, s, 0, ip->daddr, 0, &h, ip->protocol, HYP_AF_INET, len);
+	l4 = xp_l4(data, data_end, off, parse_l3_end_of(end, len), ip->protocol, &h);
+	return xp_probe(b, !blk_trie_empty(bans4), ip->saddr, 0, ip->daddr, 0, l4, &h, ip->protocol, HYP_AF_INET,
+			len, src_miss);
 }
 
-/* parse_fast()'s IPv6 conditions, then the source entry and the flow entry. */
+/* parse_fast()'s IPv6 conditions, then the probes. */
 static __always_inline int xp_ipv6(struct hyp_books *b, void *data, void *data_end, __u32 len, bool *src_miss)
 {
 	struct ipv6hdr *ip6 = parse_fast_ipv6(data, data_end);
 	__u32 end, off = sizeof(struct ethhdr) + sizeof(*ip6);
 	const __u64 *s, *d;
 	struct xp_l4 h;
-	int r;
+	bool l4;
 
 	if (!ip6)
 		return HYP_CONTINUE;
 	s = (const __u64 *)&ip6->saddr;
 	d = (const __u64 *)&ip6->daddr;
-	if (!blk_trie_empty(bans6)) {
-		r = xp_source(b, s[0], s[1], HYP_AF_INET6, len, src_miss);
-		if (r != HYP_CONTINUE || !*src_miss)
-			return r;
-	}
 	end = off + bpf_ntohs(ip6->payload_len);
-	if (!xp_l4(data, data_end, off, parse_l3_end_of(end, len), ip6->nexthdr, &h))
-		return HYP_CONTINUE;
-	return xp_flow(b, s[0], s[1], d[0], d[1], &h, ip6->nexthdr, HYP_AF_INET6, len);
+	l4 = xp_l4(data, data_end, off, parse_l3_end_of(end, len), ip6->nexthdr, &h);
+	return xp_probe(b, !blk_trie_empty(bans6), s[0], s[1], d[0], d[1], l4, &h, ip6->nexthdr, HYP_AF_INET6,
+			len, src_miss);
 }
 
 /* The lane: an XDP action, or HYP_CONTINUE for the pipeline (*src_miss: see above). Untagged

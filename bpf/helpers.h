@@ -103,8 +103,8 @@ static __always_inline struct hyp_books *hyp_books_get(void)
 	return bpf_map_lookup_elem(&books, &zero);
 }
 
-/* The coarse clock (above), through this CPU's books b. */
-static __always_inline __u64 hyp_now(struct hyp_books *b, const struct hyp_config *cfg)
+/* The kernel's coarse clock (above) as this CPU's books b cache it, without the config's offset. */
+static __always_inline __u64 hyp_clock_coarse(struct hyp_books *b)
 {
 	__u64 j = bpf_jiffies64();
 
@@ -112,7 +112,13 @@ static __always_inline __u64 hyp_now(struct hyp_books *b, const struct hyp_confi
 		b->clock_ns = bpf_ktime_get_coarse_ns();
 		b->clock_jiffies = j;
 	}
-	return b->clock_ns + cfg->clock_offset_ns;
+	return b->clock_ns;
+}
+
+/* The coarse datapath clock (above), through this CPU's books b. */
+static __always_inline __u64 hyp_now(struct hyp_books *b, const struct hyp_config *cfg)
+{
+	return hyp_clock_coarse(b) + cfg->clock_offset_ns;
 }
 
 static __always_inline __u64 hyp_now_fine(const struct hyp_config *cfg)

@@ -11,17 +11,19 @@
  * generation number out of range) is HYP_R_ABORTED. */
 static __always_inline int policy_load(struct hyp_pkt *p)
 {
-	__u32 ak = HYP_GEN_ACTIVE, ek = HYP_GEN_EPOCH, g, *ep;
-	__u32 *gp = bpf_map_lookup_elem(&gen, &ak);
+	__u32 ak = HYP_GEN_ACTIVE, ek = HYP_GEN_EPOCH, g, *gp, *ep;
 	const struct hyp_config *cfg;
 
+	/* The epoch first, before the generation and any lookup the verdict cache may remember: a change
+	 * user space makes meanwhile (a generation flip included) bumps the epoch after it, so an entry made
+	 * from this packet's reads is born stale, never outlives it. The compiler cannot move the epoch's
+	 * load past the next lookup (a helper call to it), and x86 does not reorder loads. */
+	ep = bpf_map_lookup_elem(&gen, &ek);
+	p->epoch = ep ? *ep : 0;
+	gp = bpf_map_lookup_elem(&gen, &ak);
 	if (!gp)
 		return HYP_R_ABORTED;
 	g = *gp;
-	/* Before any lookup the verdict cache may remember: a change user space makes meanwhile bumps the
-	 * epoch after it, so an entry made from this packet's lookups is born stale, never outlives it. */
-	ep = bpf_map_lookup_elem(&gen, &ek);
-	p->epoch = ep ? *ep : 0;
 	cfg = bpf_map_lookup_elem(&policy, &g);
 	if (!cfg)
 		return HYP_R_ABORTED;

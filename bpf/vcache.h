@@ -22,12 +22,12 @@
  * An entry is good for at most HYP_VCACHE_TTL_NS (a ban's: not past its expiry; a pass entry's: not
  * past any conntrack timeout), and only while the generation (policy flips, monitor mode, clock offset)
  * and the state epoch (gen[HYP_GEN_EPOCH], bumped by user space on every ban written or removed,
- * allowlist entry added or flow removed) are those it was made under. So an unban, a ban, an allowlist
- * entry or a reload ends a cached verdict at once; only what user space is not told of (an LRU eviction
- * of the flow) is outlived, by the TTL at most. What a drop hit does not do: add to the flow's packet
- * and byte counters or refresh its last_seen (the TTL sends one packet per entry and second through
- * conntrack, which does). A ban's hits are counted in the entry and carried to the ban every
- * HYP_VCACHE_BAN_MIN hits and at each refill (blocklist.h).
+ * allowlist entry added, flow removed and generation flip) are those it was made under. So an unban,
+ * a ban, an allowlist entry or a reload ends a cached verdict at once; only what user space is not
+ * told of (an LRU eviction of the flow) is outlived, by the TTL at most. What a drop hit does not do:
+ * add to the flow's packet and byte counters or refresh its last_seen (the TTL sends one packet per
+ * entry and second through conntrack, which does). A ban's hits are counted in the entry and carried
+ * to the ban every HYP_VCACHE_BAN_MIN hits and at each refill (blocklist.h).
  */
 _Static_assert((HYP_VCACHE_SLOTS & (HYP_VCACHE_SLOTS - 1)) == 0, "slots: a power of two (vc_slot_of)");
 #define HYP_VCACHE_TTL_NS ((__u64)HYP_VCACHE_TTL_S * HYP_NS_PER_S)   /* staleness bound vs. refresh cost */
@@ -327,6 +327,26 @@ static __always_inline int vc_check_src(struct hyp_pkt *p)
 	return HYP_R_DROP_BANNED;
 }
 
+/*
+ * What the express lane needs of the config an entry was made under, noted in this CPU's books: the
+ * epoch, the clock offset, whether it may answer and whether events are sampled. A config changes only
+ * with a generation flip, which user space follows with an epoch bump (runtime/maps.c
+ * dp_config_apply), and an entry is good only under its own epoch: so an entry the lane accepts (its
+ * epoch is the current one, and so is the books') was made under the config noted here. Noted
+ * wherever an entry is made live (vc_write(), a pass entry's refresh), the only times it can have
+ * changed for this CPU's entries.
+ */
+static __always_inline void vc_note_config(const struct hyp_pkt *p)
+{
+	const struct hyp_config *cfg = p->cfg;
+	struct hyp_books *b = p->books;
+
+	b->xp_epoch = p->epoch;
+	b->xp_clock_offset_ns = cfg->clock_offset_ns;
+	b->xp_flags = (cfg->vcache == HYP_VCACHE_ON && !policy_is_monitor(cfg) ? HYP_XPF_ANSWER : 0) |
+		      (cfg->ev_rate ? HYP_XPF_EV_SAMPLED : 0);
+}
+
 /* Write entry e for key k (the caller settled the ban hits the slot held before; its events and a pass
  * entry's counts are handed on here). sig: a pass entry's byte count starts from it (0). */
 static __always_inline void vc_write(struct hyp_pkt *p, struct hyp_vcache *e, const struct hyp_vcache *k,
@@ -347,6 +367,7 @@ static __always_inline void vc_write(struct hyp_pkt *p, struct hyp_vcache *e, co
 	e->serial = p->cfg->serial;
 	e->epoch = p->epoch;
 	e->until_ns = until;
+	vc_note_config(p);
 }
 
 static __always_inline bool vc_enabled(const struct hyp_pkt *p)
@@ -432,6 +453,7 @@ static __always_inline void vc_fill_pass(struct hyp_pkt *p)
 		e->serial = cfg->serial;
 		e->epoch = p->epoch;
 		e->until_ns = until;
+		vc_note_config(p);
 		return;
 	}
 	vc_write(p, e, &k, until, 0, kind);

@@ -37,7 +37,8 @@ enum hyp_limits {
 	HYP_IPV6_EXT_MAX = 6,       /* extension headers walked; longer chains are dropped */
 	HYP_PORT_WORDS = 1024,      /* 65536-bit port bitmap as 64-bit words */
 	HYP_GEN_ACTIVE = 0,         /* map "gen" slots: the active generation, and the state epoch that */
-	HYP_GEN_EPOCH = 1,          /* user space bumps when bans, allowlist or flows lose an entry */
+	HYP_GEN_EPOCH = 1,          /* user space bumps when bans, allowlist or flows lose an entry, and
+				     * after every generation flip (bpf/vcache.h) */
 	HYP_GEN_SLOTS = 2,
 	HYP_VCACHE_TTL_S = 1,       /* a cached flow drop is re-judged by conntrack at least this often */
 	HYP_COOKIE_MAGIC = 1213809483, /* 0x4859434b "HYCK": struct hyp_cookie_meta in front of a cookie ACK */
@@ -94,6 +95,25 @@ struct hyp_stat {
 	__u64 bytes;
 };
 
+/*
+ * The express lane (bpf/express.h) books a hit once, in struct hyp_books xp[] under its kind, and user
+ * space folds it into what it stands for (books_fold()): the verdict's stat[] entry, and the counters
+ * seen, vcache_hit and vcache_express; a drop's suppressed event also counts in ev_sampled. One add
+ * of packets and one of bytes instead of six (bench/micro: ~0.6 ns of a ~10 ns hit).
+ */
+enum hyp_xp {
+	HYP_XP_BANNED = 0,          /* HYP_R_DROP_BANNED, event suppressed */
+	HYP_XP_SIG = 1,             /* HYP_R_DROP_SIG, event suppressed */
+	HYP_XP_PASS = 2,            /* HYP_R_PASS_FLOW */
+	HYP_XP_MAX = 3
+};
+
+/* struct hyp_books xp_flags: what the config the cache entries were made under lets the lane answer. */
+enum hyp_xp_flags {
+	HYP_XPF_ANSWER = 1,         /* verdict cache on with its express lane, not monitor mode */
+	HYP_XPF_EV_SAMPLED = 2      /* events sampled (ev_rate): a drop's event can be suppressed by its entry */
+};
+
 /* Plain per-CPU counters (struct hyp_books counter[]), indexed by this enum. */
 enum hyp_counter {
 	HYP_C_SEEN = 0,             /* packets entering the XDP program */
@@ -129,7 +149,8 @@ enum hyp_counter {
  * books through one lookup. Each lookup of a per-CPU array is a bounds check, a load of the element's
  * per-CPU pointer and the CPU's offset; the verdict cache's hit paths paid six (four counters, one
  * stats entry, the clock), ~20 % of their cost (bench/micro). Per-CPU, so every update is a plain add;
- * user space sums the CPUs' copies (stats_read()). seen == the sum of stat[] over all entries.
+ * user space sums the CPUs' copies (stats_read()). seen == the sum of stat[] over all entries once
+ * the express lane's hits are folded in (xp[], books_fold()).
  * A counter or a reason appended to its enum moves the fields after it: the value size changes, and
  * the loader refuses to re-adopt a pinned books map of another size (README "Notes and known limits").
  */
@@ -138,6 +159,11 @@ struct hyp_books {
 	struct hyp_stat stat[HYP_STATS_ENTRIES];
 	__u64 clock_jiffies;        /* datapath-internal: hyp_now()'s coarse clock as last read on this */
 	__u64 clock_ns;             /* CPU, and the jiffies count it was read at (0: read it again) */
+	struct hyp_stat xp[HYP_XP_MAX]; /* the express lane's hits (enum hyp_xp) */
+	__u64 xp_clock_offset_ns;   /* datapath-internal: the config the verdict cache entries of this CPU */
+	__u32 xp_epoch;             /* were made under, as far as the express lane needs it (bpf/express.h */
+	__u16 xp_flags;             /* xp_live): its clock offset, the state epoch, enum hyp_xp_flags */
+	__u16 xp_src_first;         /* datapath-internal: the lane probes the source entry first (xp_probe) */
 };
 
 enum hyp_event_kind {

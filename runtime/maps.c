@@ -176,7 +176,8 @@ static int array_read(int fd, __u32 base, void *vals, __u32 n, size_t vsz)
  * an established flow's pass, per CPU for up to a second; it trusts an entry only while
  * gen[HYP_GEN_EPOCH] is what it was made under. Bumped after every change that must end such a verdict
  * at once (a new ban must stop the source's established flows too): a ban written or removed (expired
- * bans need none: an entry never outlives its ban's expiry), a flow removed, a source allowlisted. One writer
+ * bans need none: an entry never outlives its ban's expiry), a flow removed, a source allowlisted, and
+ * every generation flip (the express lane checks the config only through it). One writer
  * (the daemon), so read-add-write needs no atomics; a failure is returned for the caller to log. */
 int state_epoch_bump(int fd_gen)
 {
@@ -331,6 +332,9 @@ int dp_config_apply(struct hyp_dp *dp, const struct hyp_config *cfg, const struc
 	if (err)
 		goto fail;
 	maps_clock_offset_ns = next->clock_offset_ns;
+	/* The express lane knows a cached verdict's config only through its epoch (bpf/express.h): a
+	 * flip without this bump would leave it answering under the old config up to the entry's TTL. */
+	epoch_bump_logged(dp, "config apply");
 	free(next);
 	free(cur);
 	return 0;
@@ -1058,6 +1062,33 @@ __u64 flow_evicted(__u64 inserts, __u64 deletes, __u64 live)
 
 /* ---- stats ------------------------------------------------------------------------------------ */
 
+/* Add one CPU's books to t, the express lane's hits (xp[]) folded into the verdict statistics and the
+ * counters they stand for (lib/hyperion_abi.h enum hyp_xp); the datapath-internal fields are skipped. */
+void books_fold(struct hyp_totals *t, const struct hyp_books *b)
+{
+	static const unsigned xp_reason[HYP_XP_MAX] = {
+		[HYP_XP_BANNED] = HYP_R_DROP_BANNED, [HYP_XP_SIG] = HYP_R_DROP_SIG, [HYP_XP_PASS] = HYP_R_PASS_FLOW,
+	};
+
+	for (unsigned i = 0; i < HYP_STATS_ENTRIES; i++) {
+		t->reason[i].packets += b->stat[i].packets;
+		t->reason[i].bytes += b->stat[i].bytes;
+	}
+	for (unsigned i = 0; i < HYP_C_MAX; i++)
+		t->counter[i] += b->counter[i];
+	for (unsigned k = 0; k < HYP_XP_MAX; k++) {
+		__u64 n = b->xp[k].packets;
+
+		t->reason[xp_reason[k]].packets += n;
+		t->reason[xp_reason[k]].bytes += b->xp[k].bytes;
+		t->counter[HYP_C_SEEN] += n;
+		t->counter[HYP_C_VCACHE_HIT] += n;
+		t->counter[HYP_C_VCACHE_EXPRESS] += n;
+		if (k != HYP_XP_PASS)
+			t->counter[HYP_C_EV_SAMPLED] += n;      /* a drop's event, suppressed by its entry */
+	}
+}
+
 int stats_read(struct hyp_dp *dp, struct hyp_totals *t)
 {
 	int ncpu = libbpf_num_possible_cpus();
@@ -1078,14 +1109,8 @@ int stats_read(struct hyp_dp *dp, struct hyp_totals *t)
 		return -ENOMEM;
 	}
 	err = bpf_map_lookup_elem(dp->fd_books, &zero, bv);
-	for (int c = 0; c < ncpu && !err; c++) {
-		for (unsigned i = 0; i < HYP_STATS_ENTRIES; i++) {
-			t->reason[i].packets += bv[c].stat[i].packets;
-			t->reason[i].bytes += bv[c].stat[i].bytes;
-		}
-		for (unsigned i = 0; i < HYP_C_MAX; i++)
-			t->counter[i] += bv[c].counter[i];
-	}
+	for (int c = 0; c < ncpu && !err; c++)
+		books_fold(t, &bv[c]);
 	if (err)
 		hyp_log(LOG_ERR, "stats read: %s", strerror(-err));
 	free(bv);

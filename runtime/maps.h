@@ -100,7 +100,8 @@ struct hyp_totals {
 	struct hyp_stat reason[HYP_STATS_ENTRIES];
 	__u64 counter[HYP_C_MAX];
 };
-int stats_read(struct hyp_dp *dp, struct hyp_totals *t);
+int stats_read(struct hyp_dp *dp, struct hyp_totals *t);    /* every CPU's books, summed and folded */
+void books_fold(struct hyp_totals *t, const struct hyp_books *b);   /* add one CPU's books to t */
 const char *reason_name(unsigned r);          /* "pass_flow", "drop_banned", ... (metrics labels) */
 const char *event_kind_name(unsigned k);      /* "match", "block", ... (Lua hx.on kinds) */
 int event_kind_parse(const char *name);       /* -EINVAL if unknown */

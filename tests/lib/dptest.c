@@ -135,7 +135,7 @@ int dpt_config_push(struct dpt *t)
 		return -errno;
 	if (bpf_map_update_elem(gen_fd, &zero, &next, BPF_ANY))
 		return -errno;
-	return 0;
+	return state_epoch_bump(gen_fd);    /* as dp_config_apply(): the express lane's view of the config */
 }
 
 static int dpt_run(int prog_fd, const void *frame, uint32_t len, void *ctx, uint32_t ctx_len)
@@ -182,28 +182,33 @@ struct hyp_books *dpt_books_read(struct dpt *t, int *ncpu_out)
 	return v;
 }
 
-uint64_t dpt_stat(struct dpt *t, unsigned idx)
+/* Every CPU's books summed and folded as the runtime reads them (books_fold(): the express lane's hits
+ * in the stats and counters they stand for); 0, or -1 (all zero) if unreadable. */
+int dpt_totals(struct dpt *t, struct hyp_totals *out)
 {
 	int ncpu = 0;
-	struct hyp_books *v = idx < HYP_STATS_ENTRIES ? dpt_books_read(t, &ncpu) : NULL;
-	uint64_t sum = 0;
+	struct hyp_books *v = dpt_books_read(t, &ncpu);
+	int rc = v ? 0 : -1;
 
+	memset(out, 0, sizeof(*out));
 	for (int i = 0; i < ncpu; i++)
-		sum += v[i].stat[idx].packets;
+		books_fold(out, &v[i]);
 	free(v);
-	return sum;
+	return rc;
+}
+
+uint64_t dpt_stat(struct dpt *t, unsigned idx)
+{
+	struct hyp_totals s;
+
+	return idx < HYP_STATS_ENTRIES && !dpt_totals(t, &s) ? s.reason[idx].packets : 0;
 }
 
 uint64_t dpt_counter(struct dpt *t, unsigned idx)
 {
-	int ncpu = 0;
-	struct hyp_books *v = idx < HYP_C_MAX ? dpt_books_read(t, &ncpu) : NULL;
-	uint64_t sum = 0;
+	struct hyp_totals s;
 
-	for (int i = 0; i < ncpu; i++)
-		sum += v[i].counter[idx];
-	free(v);
-	return sum;
+	return idx < HYP_C_MAX && !dpt_totals(t, &s) ? s.counter[idx] : 0;
 }
 
 uint64_t dpt_stats_total(struct dpt *t)

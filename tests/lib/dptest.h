@@ -36,7 +36,9 @@ int dpt_tc(struct dpt *t, const void *frame, uint32_t len);
 
 /* Map readers, summed over CPUs. */
 struct hyp_books *dpt_books_read(struct dpt *t, int *ncpu);   /* every CPU's books; free() them */
-uint64_t dpt_stat(struct dpt *t, unsigned idx);     /* stat[idx].packets, summed over CPUs */
+struct hyp_totals;
+int dpt_totals(struct dpt *t, struct hyp_totals *out);  /* as stats_read(): summed, the lane's hits folded */
+uint64_t dpt_stat(struct dpt *t, unsigned idx);     /* stat[idx].packets, summed over CPUs, folded */
 uint64_t dpt_counter(struct dpt *t, unsigned idx);
 uint64_t dpt_stats_total(struct dpt *t);            /* sum of all stats entries' packets */
 /* Flow lookup by one packet's view, counters as the runtime reads them (flow_lookup: with what the verdict

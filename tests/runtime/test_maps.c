@@ -13,6 +13,7 @@
 #include "hyperion.skel.h"
 #include "sigcompile.h"
 #include "dptest.h"
+#include "pkt.h"
 #include "tap.h"
 
 /* Bans loaded by the batch test: half IPv4 (198.18.0.0/15, the RFC 2544 benchmarking range, since the
@@ -651,6 +652,52 @@ static void test_syncookie_setup(struct hyp_dp *dp)
 	free(c);
 }
 
+/* A config apply ends the verdict cache's answers at once, the express lane's included: the lane knows
+ * the config an entry was made under only through the state epoch (bpf/express.h), which
+ * dp_config_apply() bumps after the flip. */
+static void test_config_ends_lane(struct hyp_dp *dp)
+{
+	struct hyp_cidr c = C("203.0.113.0/24");
+	struct pkt_opts o = { .family = 4, .src = "203.0.113.7", .dst = "198.51.100.1", .proto = IPPROTO_UDP,
+			      .sport = 40000, .dport = 53 };
+	struct hyp_config *cfg = malloc(sizeof(*cfg));
+	static struct hyp_totals a, b;
+	uint8_t buf[PKT_MAX];
+	int len = pkt_build(&o, buf, sizeof(buf));
+	LIBBPF_OPTS(bpf_test_run_opts, ro, .data_in = buf, .data_size_in = (__u32)len, .repeat = 300);
+	const unsigned mon = HYP_STATS_MONITOR + HYP_R_DROP_BANNED;
+	__u32 e0;
+
+	bool ok = cfg && len > 0 && !dp_config_read(dp, cfg, NULL);
+
+	TAP_CHECK(ok, "config read, frame built");
+	if (!ok) {
+		free(cfg);
+		return;
+	}
+	TAP_EQ(ban_add(dp, &c, 0, 1), 0, "ban 203.0.113.0/24");
+	TAP_CHECK(!bpf_prog_test_run_opts(dp->prog_xdp_fd, &ro) && ro.retval == XDP_DROP,
+		  "a flood of 300 frames from 203.0.113.7 dropped");
+	TAP_EQ(stats_read(dp, &a), 0, "stats read");
+	TAP_CHECK(a.counter[HYP_C_VCACHE_EXPRESS] > 100, "... most of it by the express lane (%llu)",
+		  (unsigned long long)a.counter[HYP_C_VCACHE_EXPRESS]);
+	e0 = epoch_read(dp);
+	cfg->mode = HYP_MODE_MONITOR;
+	TAP_EQ(dp_config_apply(dp, cfg, NULL), 0, "monitor mode applied");
+	TAP_CHECK(epoch_read(dp) != e0, "... and the state epoch bumped");
+	ro.repeat = 1;
+	TAP_CHECK(!bpf_prog_test_run_opts(dp->prog_xdp_fd, &ro) && ro.retval == XDP_PASS,
+		  "the next frame passes: the cached drop ended with the old config");
+	TAP_EQ(stats_read(dp, &b), 0, "stats read");
+	TAP_CHECK(b.reason[mon].packets == a.reason[mon].packets + 1 &&
+		  b.counter[HYP_C_VCACHE_EXPRESS] == a.counter[HYP_C_VCACHE_EXPRESS],
+		  "... booked as a monitored ban drop, not by the lane");
+	cfg->mode = HYP_MODE_ENFORCE;
+	TAP_EQ(dp_config_apply(dp, cfg, NULL), 0, "enforce mode again");
+	TAP_EQ(ban_del(dp, &c), 0, "unban");
+	free(cfg);
+}
+
 static void test_stats(struct hyp_dp *dp)
 {
 	int ncpu = libbpf_num_possible_cpus();
@@ -662,14 +709,29 @@ static void test_stats(struct hyp_dp *dp)
 		bv[c].stat[HYP_R_DROP_BANNED].packets = 1;
 		bv[c].stat[HYP_R_DROP_BANNED].bytes = 100;
 		bv[c].counter[HYP_C_SEEN] = 2;
+		bv[c].counter[HYP_C_VCACHE_HIT] = 1;
 		bv[c].clock_ns = 12345;         /* datapath-internal: not a counter, never summed */
+		bv[c].xp_clock_offset_ns = 777;
+		/* the express lane's hits: folded into their stats entry and the counters they stand for */
+		bv[c].xp[HYP_XP_SIG].packets = 3;
+		bv[c].xp[HYP_XP_SIG].bytes = 300;
+		bv[c].xp[HYP_XP_PASS].packets = 4;
+		bv[c].xp[HYP_XP_PASS].bytes = 400;
 	}
 	TAP_EQ(bpf_map_update_elem(dp->fd_books, &k, bv, BPF_ANY), 0, "books written for every CPU");
 	TAP_EQ(stats_read(dp, t), 0, "stats_read");
 	TAP_CHECK(t->reason[HYP_R_DROP_BANNED].packets == (__u64)ncpu &&
 		  t->reason[HYP_R_DROP_BANNED].bytes == 100ull * ncpu, "stats summed over %d CPUs", ncpu);
-	TAP_EQ(t->counter[HYP_C_SEEN], 2ull * ncpu, "counters summed over CPUs");
-	TAP_EQ(t->reason[HYP_R_PASS_FLOW].packets, 0, "untouched entries are zero");
+	TAP_EQ(t->counter[HYP_C_SEEN], (2ull + 3 + 4) * ncpu, "counters summed over CPUs, the lane's hits seen");
+	TAP_CHECK(t->reason[HYP_R_DROP_SIG].packets == 3ull * ncpu &&
+		  t->reason[HYP_R_DROP_SIG].bytes == 300ull * ncpu &&
+		  t->reason[HYP_R_PASS_FLOW].packets == 4ull * ncpu &&
+		  t->reason[HYP_R_PASS_FLOW].bytes == 400ull * ncpu,
+		  "the express lane's hits folded into their verdicts' stats");
+	TAP_CHECK(t->counter[HYP_C_VCACHE_HIT] == 8ull * ncpu && t->counter[HYP_C_VCACHE_EXPRESS] == 7ull * ncpu &&
+		  t->counter[HYP_C_EV_SAMPLED] == 3ull * ncpu,
+		  "and into vcache_hit, vcache_express and (drops only) ev_sampled");
+	TAP_EQ(t->reason[HYP_R_PASS_NEW].packets, 0, "untouched entries are zero");
 	free(bv);
 	free(t);
 }
@@ -692,6 +754,7 @@ int main(void)
 	test_ban_batch(&dp);
 	test_flows(&dp);
 	test_flow_pending(&dp);
+	test_config_ends_lane(&dp);
 	test_stats(&dp);
 	test_syncookie_setup(&dp);
 	dp_close(&dp);
