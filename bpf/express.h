@@ -30,7 +30,7 @@
  *    that needs neither the scanner nor its carry, and drops only while the entry's quiet time
  *    suppresses the event (the first branch of vc_ev()).
  * The config is the entry's own: a config changes only with a generation flip, which user space
- * follows with an epoch bump. Between the two (one syscall apart) entries made under the old and the
+ * follows with an epoch bump. Between the two (a few syscalls apart) entries made under the old and the
  * new config share the epoch, and the lane answers each as the config last noted on this CPU would,
  * as a packet in flight during the flip is judged under either config.
  * Everything else returns HYP_CONTINUE before anything was written, and the pipeline decides the
@@ -150,9 +150,11 @@ static __always_inline int xp_flow(struct hyp_books *b, __u64 s0, __u64 s1, __u6
 /*
  * The two probes, in the order the last answer suggests. The pipeline probes the source entry first,
  * then the flow entry; the lane may take them the other way round because a live flow entry implies
- * that no source entry of its sender is live: the flow entry was made by a packet that no ban stopped
- * (a ban written since would have bumped the epoch, and a source entry of a ban that expired since
- * ended with it), from a source no allowlist entry covered (the same). So while the family has bans,
+ * that no source entry of its sender is live: the flow entry was made by a packet that no ban stopped,
+ * and since then the ban list changed only by expiry, or the epoch would have moved on (a ban written
+ * or removed bumps it, and removing an expired ban, which may uncover a shorter live one, is a
+ * removal); a source entry of a ban that expired since ended with it. The same holds for the
+ * allowlist (an entry added bumps the epoch). So while the family has bans,
  * a flood of one flow (a dropped flow's, an established flow's) pays for the source probe only once
  * its flow probe missed (bench/micro, interleaved: a dropped flow's hit with a ban list loaded, 13 ->
  * 12 ns), and a banned source's flood, whose frames have no flow entry, still pays one probe: after a
@@ -227,7 +229,7 @@ static __always_inline int xp_ipv6(struct hyp_books *b, void *data, void *data_e
 
 /* The lane: an XDP action, or HYP_CONTINUE for the pipeline (*src_miss: see above). Untagged
  * Ethernet only, as parse_fast(). b: this CPU's books, which hyp_xdp() looks up first, once for the
- * lane and the pipeline: a hit books six things in them (counters, a stats entry, the clock). Looked
+ * lane and the pipeline: a hit books in them (xp[], the coarse clock, the probe order). Looked
  * up only after a key matched, the verifier walked past its 1M instructions. */
 static __always_inline int xp_run(struct hyp_books *b, void *data, void *data_end, bool *src_miss)
 {

@@ -17,7 +17,9 @@ static __always_inline int policy_load(struct hyp_pkt *p)
 	/* The epoch first, before the generation and any lookup the verdict cache may remember: a change
 	 * user space makes meanwhile (a generation flip included) bumps the epoch after it, so an entry made
 	 * from this packet's reads is born stale, never outlives it. The compiler cannot move the epoch's
-	 * load past the next lookup (a helper call to it), and x86 does not reorder loads. */
+	 * load past the next lookup (a helper call to it), and x86 does not reorder loads; a CPU that
+	 * does (arm64) may pair a new epoch with the old generation, and the express lane may then answer
+	 * under the old config for an entry's TTL at most (HYP_VCACHE_TTL_S). */
 	ep = bpf_map_lookup_elem(&gen, &ek);
 	p->epoch = ep ? *ep : 0;
 	gp = bpf_map_lookup_elem(&gen, &ak);

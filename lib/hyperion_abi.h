@@ -37,8 +37,8 @@ enum hyp_limits {
 	HYP_IPV6_EXT_MAX = 6,       /* extension headers walked; longer chains are dropped */
 	HYP_PORT_WORDS = 1024,      /* 65536-bit port bitmap as 64-bit words */
 	HYP_GEN_ACTIVE = 0,         /* map "gen" slots: the active generation, and the state epoch that */
-	HYP_GEN_EPOCH = 1,          /* user space bumps when bans, allowlist or flows lose an entry, and
-				     * after every generation flip (bpf/vcache.h) */
+	HYP_GEN_EPOCH = 1,          /* user space bumps it after every ban written or removed, allowlist entry
+				     * added, flow removed and generation flip (bpf/vcache.h) */
 	HYP_GEN_SLOTS = 2,
 	HYP_VCACHE_TTL_S = 1,       /* a cached flow drop is re-judged by conntrack at least this often */
 	HYP_COOKIE_MAGIC = 1213809483, /* 0x4859434b "HYCK": struct hyp_cookie_meta in front of a cookie ACK */

@@ -176,8 +176,9 @@ static int array_read(int fd, __u32 base, void *vals, __u32 n, size_t vsz)
  * an established flow's pass, per CPU for up to a second; it trusts an entry only while
  * gen[HYP_GEN_EPOCH] is what it was made under. Bumped after every change that must end such a verdict
  * at once (a new ban must stop the source's established flows too): a ban written or removed (expired
- * bans need none: an entry never outlives its ban's expiry), a flow removed, a source allowlisted, and
- * every generation flip (the express lane checks the config only through it). One writer
+ * ones included: an entry never outlives its own ban's expiry, but the removal of an expired ban can
+ * uncover a shorter live one), a flow removed, a source allowlisted, and every generation flip (the
+ * express lane checks the config only through it). One writer
  * (the daemon), so read-add-write needs no atomics; a failure is returned for the caller to log. */
 int state_epoch_bump(int fd_gen)
 {
@@ -792,6 +793,12 @@ int ban_expire(struct hyp_dp *dp, __u64 now_ns)
 	int n4 = ban_expire_family(dp, HYP_AF_INET, now_ns);
 	int n6 = n4 < 0 ? 0 : ban_expire_family(dp, HYP_AF_INET6, now_ns);
 
+	/* As ban_del(): an expired ban hides a shorter live one over the same source (the datapath looks at
+	 * the longest match only), so its removal can make a ban take effect, which must end what the
+	 * verdict cache holds for that source (a flow entry made meanwhile). Once per sweep; also after a
+	 * failed one, which may have removed some. */
+	if (n4 || n6)
+		epoch_bump_logged(dp, "ban expire");
 	if (n4 < 0 || n6 < 0) {
 		hyp_log(LOG_ERR, "ban expire: %s", strerror(n4 < 0 ? -n4 : -n6));
 		return n4 < 0 ? n4 : n6;

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+#include <unistd.h>
 #include <netinet/in.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -442,6 +443,52 @@ static void test_flows(int family)
 	pair_close(&pg);
 }
 
+/* An expired ban hides a shorter live one (the datapath looks at the longest match only), so a flow
+ * from its source is cached as passed; removing the expired ban uncovers the shorter one, and the
+ * runtime bumps the epoch for it (ban_expire, ban_del): the flow's entry must not outlive that, in the
+ * lane's flow-first order either, while the source's other traffic gets a source entry. */
+static void test_mixed_expired(int family)
+{
+	const char *net = family == 4 ? "203.0.113.0/24" : "2001:db8:bad::/48";
+	const char *host = family == 4 ? "203.0.113.9/32" : "2001:db8:bad::9/128";
+	const char *local = family == 4 ? "198.51.100.1" : "2001:db8:2::1";
+	struct side src = { family, family == 4 ? "203.0.113.9" : "2001:db8:bad::9", local, 40000, 53 };
+	struct side other = src, clean = { family, family == 4 ? "192.0.2.7" : "2001:db8:1::7", local, 20001, 53 };
+	uint8_t ff[PKT_MAX], fo[PKT_MAX], fc[PKT_MAX];
+	int lf, lo, lc, rc;
+	char what[64];
+
+	snprintf(what, sizeof(what), "expired ban v%d", family);
+	if (!pair_open(&pg, what))
+		return;
+	other.sport = 40001;
+	TAP_CHECK(dpt_ban(&pg.a, net, 0, 1) == 0 && dpt_ban(&pg.b, net, 0, 1) == 0 &&
+		  dpt_ban(&pg.a, host, 1000000, 2) == 0 && dpt_ban(&pg.b, host, 1000000, 2) == 0,
+		  "%s: %s banned, %s banned for 1 ms", what, net, host);
+	usleep(30000);      /* past the /32's expiry on the coarse clock too (a tick behind at most) */
+	lf = frame(&src, 0, NULL, 0, IPPROTO_UDP, NULL, ff);
+	lo = frame(&other, 0, NULL, 0, IPPROTO_UDP, NULL, fo);
+	lc = frame(&clean, 0, NULL, 0, IPPROTO_UDP, NULL, fc);
+	for (int i = 0; i < 20; i++) {
+		pair_run(&pg, ff, lf, false, "the source's flow, behind the expired ban");
+		pair_run(&pg, fc, lc, false, "an unbanned flow");
+	}
+	TAP_CHECK(dpt_stat(&pg.a, HYP_R_DROP_BANNED) == 0 && dpt_stat(&pg.a, HYP_R_PASS_FLOW) > 0,
+		  "%s: the expired ban hides the shorter one: nothing dropped, the flow cached as passed", what);
+	TAP_CHECK(dpt_unban(&pg.a, host) == 0 && dpt_unban(&pg.b, host) == 0, "%s: the expired ban removed", what);
+	for (int i = 0; i < 3 * 64; i++)        /* the source's other traffic: its source entry cached */
+		pair_run(&pg, fo, lo, false, "the source's other flow, banned");
+	pair_run(&pg, fc, lc, false, "an unbanned flow (the lane's order: flow first)");
+	TAP_EQ(dpt_xdp_reason(&pg.a, ff, (uint32_t)lf, &rc), HYP_R_DROP_BANNED,
+	       "%s: the source's cached flow, next frame: dropped, banned", what);
+	for (int i = 0; i < 20; i++) {
+		pair_run(&pg, ff, lf, false, "the source's cached flow, banned");
+		pair_run(&pg, fc, lc, false, "an unbanned flow, after");
+	}
+	pair_mismatches(&pg, what);
+	pair_close(&pg);
+}
+
 /* With a ban list loaded the lane probes the flow entry first, or the source entry first after a source
  * hit (bpf/express.h xp_probe): a banned source's flood interleaved with a dropped flow's and a passed
  * flow's, in turns and in runs, gets the pipeline's answers either way; and banning a cached flow's
@@ -510,6 +557,7 @@ static void test_mixed(int family)
 	TAP_CHECK(dpt_stat(&pg.a, HYP_R_DROP_BANNED) >= (uint64_t)sb + 2 * FLOOD,
 		  "%s: ... all dropped as banned (the lane's source entry, once cached)", what);
 	pair_close(&pg);
+	test_mixed_expired(family);
 }
 
 int main(void)

@@ -319,6 +319,19 @@ int dpt_ban(struct dpt *t, const char *cidr, uint64_t ttl_ns, uint32_t reason)
 	return state_epoch_bump(bpf_map__fd(t->skel->maps.gen));
 }
 
+int dpt_unban(struct dpt *t, const char *cidr)
+{
+	union dpt_lpm_key k;
+	int fd = dpt_lpm_key(cidr, t->skel->maps.bans4, t->skel->maps.bans6, &k);
+
+	if (fd < 0)
+		return fd;
+	if (bpf_map_delete_elem(fd, &k))
+		return -errno;
+	/* as ban_del() and ban_expire() do: a removed ban may uncover a shorter one */
+	return state_epoch_bump(bpf_map__fd(t->skel->maps.gen));
+}
+
 int dpt_allow(struct dpt *t, const char *cidr)
 {
 	struct hyp_allow a = { .created_ns = dpt_now(t) };

@@ -47,6 +47,7 @@ int dpt_flow(struct dpt *t, int family, uint8_t proto, const char *src, uint16_t
 	     uint16_t dport, struct hyp_flow *f, bool *established);
 /* Ban / allow helpers (direct map writes). ttl_ns 0 = permanent; expiry relative to the datapath's now. */
 int dpt_ban(struct dpt *t, const char *cidr, uint64_t ttl_ns, uint32_t reason);
+int dpt_unban(struct dpt *t, const char *cidr);    /* as ban_del()/ban_expire(): the epoch bumped */
 int dpt_allow(struct dpt *t, const char *cidr);
 /* Drain the ring buffer into t->ev / t->nev (replacing the previous contents). Returns nev. */
 int dpt_events(struct dpt *t);

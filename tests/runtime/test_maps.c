@@ -259,6 +259,21 @@ static __u32 epoch_read(struct hyp_dp *dp)
 	return v;
 }
 
+/* ban_expire() bumps the epoch when it removed something (a removed expired ban may uncover a shorter
+ * live one, which must end the verdict cache's entries for its sources), and only then. */
+static void test_expire_epoch(struct hyp_dp *dp)
+{
+	struct hyp_cidr c = C("198.18.7.0/24");
+	__u32 e0;
+
+	TAP_EQ(ban_add(dp, &c, 5, 9), 0, "ban_add 198.18.7.0/24 ttl 5 s");
+	e0 = epoch_read(dp);
+	TAP_EQ(ban_expire(dp, dp_now_ns()), 0, "ban_expire now: nothing due");
+	TAP_EQ(epoch_read(dp), e0, "... the state epoch left alone");
+	TAP_EQ(ban_expire(dp, dp_now_ns() + 6000000000ull), 1, "ban_expire 6 s later: the ban removed");
+	TAP_EQ(epoch_read(dp), e0 + 1, "... and the state epoch bumped once");
+}
+
 static void test_allow(struct hyp_dp *dp)
 {
 	struct hyp_cidr a = C("203.0.113.0/24"), b6 = C("2001:db8:a::/64");
@@ -750,6 +765,7 @@ int main(void)
 		  dp.prog_tc_fd >= 0, "all fds filled, nothing adopted");
 	test_config(&dp);
 	test_bans(&dp);
+	test_expire_epoch(&dp);
 	test_allow(&dp);
 	test_ban_batch(&dp);
 	test_flows(&dp);
