@@ -186,7 +186,7 @@ static __always_inline void ct_flow_totals(struct hyp_pkt *p, const struct hyp_f
 static __always_inline void ct_expire(struct hyp_pkt *p, const struct hyp_flow_key *k, struct hyp_flow *f,
 				      bool est)
 {
-	hyp_count(HYP_C_CT_EXPIRED);
+	hyp_count_in(p->books, HYP_C_CT_EXPIRED);
 	if (!ct_state_ended(f->state)) {
 		struct hyp_event *e;
 
@@ -235,11 +235,11 @@ static __always_inline int ct_create(struct hyp_pkt *p, const struct hyp_flow_ke
 		v->flags |= HYP_FF_ESTABLISHED_MAP;
 		err = bpf_map_update_elem(&flows, k, v, BPF_ANY);
 		if (!err)
-			hyp_count(HYP_C_CT_EST_INSERT);
+			hyp_count_in(p->books, HYP_C_CT_EST_INSERT);
 	} else {
 		err = bpf_map_update_elem(&flows_new, k, v, BPF_ANY);
 		if (!err)
-			hyp_count(HYP_C_CT_NEW_INSERT);
+			hyp_count_in(p->books, HYP_C_CT_NEW_INSERT);
 	}
 	if (err)    /* LRU full of entries busy on other CPUs: pass untracked rather than drop */
 		return ct_pass(p, HYP_R_PASS_NEW);
@@ -413,7 +413,7 @@ static __always_inline bool ct_cookie_ack(void *ctx, struct hyp_pkt *p, bool flo
 	    (hyp_sc_ack(ctx, p->l4_off, tick) && hyp_sc_ack(ctx, p->l4_off, tick - 1))) {
 		/* a finished flow's own last ACK carries no cookie: not worth counting */
 		if (flowless)
-			hyp_count(HYP_C_COOKIE_INVALID);
+			hyp_count_in(p->books, HYP_C_COOKIE_INVALID);
 		return false;
 	}
 	hyp_sc_meta(ctx, p->l3_off, p->l4_off);
@@ -426,7 +426,7 @@ static __always_inline int ct_cookie_open(struct hyp_pkt *p, const struct hyp_fl
 {
 	if (!policy_port_open(p->cfg, IPPROTO_TCP, p->dport))
 		return HYP_R_DROP_PORT;
-	hyp_count(HYP_C_COOKIE_VALID);
+	hyp_count_in(p->books, HYP_C_COOKIE_VALID);
 	p->new_flags2 = HYP_FF2_COOKIE;
 	return ct_create(p, k, HYP_CT_ESTABLISHED, p->dir & 1, 0, true);
 }
@@ -458,7 +458,7 @@ static __always_inline int ct_miss(void *ctx, struct hyp_pkt *p, const struct hy
 			return HYP_R_DROP_INVALID;
 		if (fl & HYP_TCP_RST)
 			return HYP_R_PASS_FLOW;     /* an owned connection being reset: nothing to track */
-		hyp_count(HYP_C_CT_PICKUP);
+		hyp_count_in(p->books, HYP_C_CT_PICKUP);
 		/* the originator is unknown mid-stream; guess the side with the higher (ephemeral) port */
 		return ct_create(p, k, HYP_CT_ESTABLISHED,
 				 bpf_ntohs(p->sport) > bpf_ntohs(p->dport) ? dir : !dir, HYP_FF_PICKUP, true);
@@ -511,13 +511,13 @@ static __always_inline int ct_track(void *ctx, struct hyp_pkt *p, const bool xdp
 		t = sc_bare_ip(p) ? sc_work_fill(p) : NULL;
 		if (t && sc_closed_recent(sc_closed_hash(t->saddr, t->daddr, t->sport, t->dport),
 					  sc_closed_now(p->now))) {
-			hyp_count(HYP_C_COOKIE_TIME_WAIT);
+			hyp_count_in(p->books, HYP_C_COOKIE_TIME_WAIT);
 		} else {
 			if (t) {
 				sc_syn_handoff(t, p);
 				bpf_tail_call(ctx, &sc_prog, 0);
 			}
-			hyp_count(HYP_C_COOKIE_FALLBACK);
+			hyp_count_in(p->books, HYP_C_COOKIE_FALLBACK);
 		}
 	}
 	p->dir = ct_key_make(p, &k);

@@ -123,7 +123,7 @@ static __always_inline bool ev_sample_take(struct hyp_pkt *p, __u8 kind, __u32 *
 
 		if (c && ev_key_eq(&c->key, &k) && pkt_now(p) < c->until_ns) {
 			__sync_fetch_and_add(&c->pending, 1);
-			hyp_count(HYP_C_EV_SAMPLED);
+			hyp_count_in(p->books, HYP_C_EV_SAMPLED);
 			return false;
 		}
 	}
@@ -146,7 +146,7 @@ static __always_inline struct hyp_event *ev_begin(struct hyp_pkt *p, __u8 kind, 
 		return NULL;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		hyp_count(HYP_C_EV_LOST);
+		hyp_count_in(p->books, HYP_C_EV_LOST);
 		return NULL;
 	}
 	e->ts_ns = hyp_now_fine(p->cfg);      /* exact: only events that are really sent read it */

@@ -70,13 +70,13 @@ static __always_inline __u32 xp_fold(__u64 a, __u64 b)
 }
 
 /* The live-entry test of vc_live() once the key matched: the state epoch (gen[HYP_GEN_EPOCH], the one
- * lookup) is the entry's, and the config noted in the books (vc_note_config()) is the one the entry
- * was made under and lets the lane answer; *now: the datapath clock. false: the pipeline decides. */
+ * lookup) is the entry's, so the config noted in the books (vc_note_config()) is the one the entry was
+ * made under, and it lets the lane answer; *now: the datapath clock. false: the pipeline decides. */
 static __always_inline bool xp_live(struct hyp_books *b, const struct hyp_vcache *e, __u64 *now)
 {
 	__u32 ek = HYP_GEN_EPOCH, *ep = bpf_map_lookup_elem(&gen, &ek);
 
-	if (!ep || e->epoch != *ep || b->xp_epoch != *ep || !(b->xp_flags & HYP_XPF_ANSWER))
+	if (!ep || e->epoch != *ep || !(b->xp_flags & HYP_XPF_ANSWER))
 		return false;
 	*now = hyp_clock_coarse(b) + b->xp_clock_offset_ns;
 	return *now < e->until_ns;
@@ -159,14 +159,16 @@ static __always_inline int xp_flow(struct hyp_books *b, __u64 s0, __u64 s1, __u6
  * its flow probe missed (bench/micro, interleaved: a dropped flow's hit with a ban list loaded, 13 ->
  * 12 ns), and a banned source's flood, whose frames have no flow entry, still pays one probe: after a
  * source hit the source goes first (b->xp_src_first) until a flow hit sets the order back.
- * bans: the family has bans; s0, s1: the source as the cache stores it; l4: the frame has the L4 header
- * a flow entry is probed with (h), the flow arguments as xp_flow() takes them.
+ * The L4 header is read only when the flow entry is probed: a source hit first needs none of it.
+ * bans: the family has bans; s0, s1, d0, d1: the addresses as the cache stores them; off, l3_end: the
+ * L4 header's offset and the end of the IP packet (xp_l4()).
  */
 static __always_inline int xp_probe(struct hyp_books *b, bool bans, __u64 s0, __u64 s1, __u64 d0, __u64 d1,
-				    bool l4, const struct xp_l4 *h, __u8 proto, __u8 family, __u32 len,
-				    bool *src_miss)
+				    void *data, void *data_end, __u32 off, __u32 l3_end, __u8 proto, __u8 family,
+				    __u32 len, bool *src_miss)
 {
 	bool src_first = bans && b->xp_src_first;
+	struct xp_l4 h;
 	int r;
 
 	if (src_first) {
@@ -174,8 +176,8 @@ static __always_inline int xp_probe(struct hyp_books *b, bool bans, __u64 s0, __
 		if (r != HYP_CONTINUE || !*src_miss)
 			return r;
 	}
-	if (l4) {
-		r = xp_flow(b, s0, s1, d0, d1, h, proto, family, len);
+	if (xp_l4(data, data_end, off, l3_end, proto, &h)) {
+		r = xp_flow(b, s0, s1, d0, d1, &h, proto, family, len);
 		if (r != HYP_CONTINUE) {
 			if (src_first)
 				b->xp_src_first = 0;
@@ -197,15 +199,12 @@ static __always_inline int xp_ipv4(struct hyp_books *b, void *data, void *data_e
 {
 	struct iphdr *ip = parse_fast_ipv4(data, data_end);
 	__u32 end, off = sizeof(struct ethhdr) + sizeof(*ip);
-	struct xp_l4 h;
-	bool l4;
 
 	if (!ip)
 		return HYP_CONTINUE;
 	end = sizeof(struct ethhdr) + bpf_ntohs(ip->tot_len);
-	l4 = xp_l4(data, data_end, off, parse_l3_end_of(end, len), ip->protocol, &h);
-	return xp_probe(b, !blk_trie_empty(bans4), ip->saddr, 0, ip->daddr, 0, l4, &h, ip->protocol, HYP_AF_INET,
-			len, src_miss);
+	return xp_probe(b, !blk_trie_empty(bans4), ip->saddr, 0, ip->daddr, 0, data, data_end, off,
+			parse_l3_end_of(end, len), ip->protocol, HYP_AF_INET, len, src_miss);
 }
 
 /* parse_fast()'s IPv6 conditions, then the probes. */
@@ -214,17 +213,14 @@ static __always_inline int xp_ipv6(struct hyp_books *b, void *data, void *data_e
 	struct ipv6hdr *ip6 = parse_fast_ipv6(data, data_end);
 	__u32 end, off = sizeof(struct ethhdr) + sizeof(*ip6);
 	const __u64 *s, *d;
-	struct xp_l4 h;
-	bool l4;
 
 	if (!ip6)
 		return HYP_CONTINUE;
 	s = (const __u64 *)&ip6->saddr;
 	d = (const __u64 *)&ip6->daddr;
 	end = off + bpf_ntohs(ip6->payload_len);
-	l4 = xp_l4(data, data_end, off, parse_l3_end_of(end, len), ip6->nexthdr, &h);
-	return xp_probe(b, !blk_trie_empty(bans6), s[0], s[1], d[0], d[1], l4, &h, ip6->nexthdr, HYP_AF_INET6,
-			len, src_miss);
+	return xp_probe(b, !blk_trie_empty(bans6), s[0], s[1], d[0], d[1], data, data_end, off,
+			parse_l3_end_of(end, len), ip6->nexthdr, HYP_AF_INET6, len, src_miss);
 }
 
 /* The lane: an XDP action, or HYP_CONTINUE for the pipeline (*src_miss: see above). Untagged

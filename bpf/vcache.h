@@ -121,7 +121,7 @@ static __always_inline void vc_ev(struct hyp_pkt *p, struct hyp_vcache *e)
 		return;
 	if (vc_quiet(e, pkt_now(p))) {
 		e->ev_pending += 1;
-		hyp_count(HYP_C_EV_SAMPLED);
+		hyp_count_in(p->books, HYP_C_EV_SAMPLED);
 		p->ev_done = 1;
 	} else if (hyp_vc_ev(e, pkt_now(p), 1)) {
 		p->ev_done = 1;
@@ -328,20 +328,19 @@ static __always_inline int vc_check_src(struct hyp_pkt *p)
 }
 
 /*
- * What the express lane needs of the config an entry was made under, noted in this CPU's books: the
- * epoch, the clock offset, whether it may answer and whether events are sampled. A config changes only
- * with a generation flip, which user space follows with an epoch bump (runtime/maps.c
- * dp_config_apply), and an entry is good only under its own epoch: so an entry the lane accepts (its
- * epoch is the current one, and so is the books') was made under the config noted here. Noted
- * wherever an entry is made live (vc_write(), a pass entry's refresh), the only times it can have
- * changed for this CPU's entries.
+ * What the express lane needs of the config an entry was made under, noted in this CPU's books wherever
+ * an entry is made live (vc_write(), a pass entry's refresh): the clock offset, whether it may answer
+ * and whether events are sampled. The note is the newest entry's; it holds for every entry the lane
+ * accepts, whose epoch is the current one: a CPU runs its packets one after the other, so the newest
+ * entry was made after that one, under an epoch no older and no newer than the current one, hence the
+ * same; and a config changes only with a generation flip, which user space follows with an epoch bump
+ * (runtime/maps.c dp_config_apply). Books never noted (flags 0) let the lane answer nothing.
  */
 static __always_inline void vc_note_config(const struct hyp_pkt *p)
 {
 	const struct hyp_config *cfg = p->cfg;
 	struct hyp_books *b = p->books;
 
-	b->xp_epoch = p->epoch;
 	b->xp_clock_offset_ns = cfg->clock_offset_ns;
 	b->xp_flags = (cfg->vcache == HYP_VCACHE_ON && !policy_is_monitor(cfg) ? HYP_XPF_ANSWER : 0) |
 		      (cfg->ev_rate ? HYP_XPF_EV_SAMPLED : 0);

@@ -160,10 +160,11 @@ struct hyp_books {
 	__u64 clock_jiffies;        /* datapath-internal: hyp_now()'s coarse clock as last read on this */
 	__u64 clock_ns;             /* CPU, and the jiffies count it was read at (0: read it again) */
 	struct hyp_stat xp[HYP_XP_MAX]; /* the express lane's hits (enum hyp_xp) */
-	__u64 xp_clock_offset_ns;   /* datapath-internal: the config the verdict cache entries of this CPU */
-	__u32 xp_epoch;             /* were made under, as far as the express lane needs it (bpf/express.h */
-	__u16 xp_flags;             /* xp_live): its clock offset, the state epoch, enum hyp_xp_flags */
+	__u64 xp_clock_offset_ns;   /* datapath-internal: the config the newest verdict cache entry of this */
+	__u16 xp_flags;             /* CPU was made under, as far as the express lane needs it (bpf/vcache.h
+				     * vc_note_config): its clock offset, enum hyp_xp_flags */
 	__u16 xp_src_first;         /* datapath-internal: the lane probes the source entry first (xp_probe) */
+	__u32 xp_pad;
 };
 
 enum hyp_event_kind {

@@ -213,11 +213,13 @@ uint64_t dpt_counter(struct dpt *t, unsigned idx)
 
 uint64_t dpt_stats_total(struct dpt *t)
 {
+	struct hyp_totals s;
 	uint64_t sum = 0;
-	unsigned i;
 
-	for (i = 0; i < HYP_STATS_ENTRIES; i++)
-		sum += dpt_stat(t, i);
+	if (dpt_totals(t, &s))
+		return 0;
+	for (unsigned i = 0; i < HYP_STATS_ENTRIES; i++)
+		sum += s.reason[i].packets;
 	return sum;
 }
 
@@ -386,14 +388,14 @@ const char *dpt_stat_name(int idx)
 
 int dpt_xdp_reason(struct dpt *t, const void *frame, uint32_t len, int *rc)
 {
-	uint64_t before[HYP_STATS_ENTRIES];
+	struct hyp_totals before, after;
 	int i, found = -1;
 
-	for (i = 0; i < HYP_STATS_ENTRIES; i++)
-		before[i] = dpt_stat(t, i);
+	dpt_totals(t, &before);
 	*rc = dpt_xdp(t, frame, len);
+	dpt_totals(t, &after);
 	for (i = 0; i < HYP_STATS_ENTRIES; i++) {
-		uint64_t d = dpt_stat(t, i) - before[i];
+		uint64_t d = after.reason[i].packets - before.reason[i].packets;
 
 		if (!d)
 			continue;
